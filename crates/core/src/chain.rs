@@ -1,0 +1,222 @@
+//! Chain positions and the events the HealthLedger contract emits, decoded
+//! into domain types. Events are totally ordered by block number, then log
+//! index.
+
+use std::{fmt, str::FromStr};
+
+use alloy_primitives::B256;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    AccessGrant, DiagnosticCenterProfile, DoctorProfile, HhNumber, MedicalRecord, PatientProfile,
+    Profile, Timestamp, ValidationError, WalletAddress,
+};
+
+/// A block's identity: number, hash and parent hash. Comparing a stored
+/// `BlockRef` with the chain's block at the same number detects reorgs.
+///
+/// Displays (and parses) as `<number>:<hash>:<parent hash>` with 0x-prefixed
+/// lowercase hex.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct BlockRef {
+    /// Block number (height).
+    pub number: u64,
+    /// Block hash.
+    pub hash: B256,
+    /// The parent block's hash.
+    pub parent_hash: B256,
+}
+
+impl BlockRef {
+    /// Whether `self` is the direct child of `parent`.
+    pub fn is_child_of(&self, parent: &BlockRef) -> bool {
+        self.number == parent.number.saturating_add(1) && self.parent_hash == parent.hash
+    }
+}
+
+impl fmt::Display for BlockRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.number, self.hash, self.parent_hash)
+    }
+}
+
+impl FromStr for BlockRef {
+    type Err = ValidationError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || {
+            ValidationError::new(
+                "block ref",
+                s,
+                "expected <number>:<0x 64-hex hash>:<0x 64-hex parent hash>",
+            )
+        };
+        let mut parts = s.split(':');
+        let (Some(n), Some(h), Some(p), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(err());
+        };
+        if n.is_empty()
+            || !n.bytes().all(|b| b.is_ascii_digit())
+            || (n.len() > 1 && n.starts_with('0'))
+        {
+            return Err(err());
+        }
+        let hash32 = |x: &str| {
+            x.strip_prefix("0x")
+                .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+                .and_then(|_| x.parse::<B256>().ok())
+        };
+        Ok(Self {
+            number: n.parse().map_err(|_| err())?,
+            hash: hash32(h).ok_or_else(err)?,
+            parent_hash: hash32(p).ok_or_else(err)?,
+        })
+    }
+}
+
+/// Where a log sits on chain. Ordered by block number, then log index (the
+/// hashes only break ties between forks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct LogPosition {
+    /// Block number.
+    pub block_number: u64,
+    /// Index of the log within its block.
+    pub log_index: u64,
+    /// Block hash.
+    pub block_hash: B256,
+    /// Hash of the transaction that emitted the log.
+    pub tx_hash: B256,
+}
+
+/// What a ledger write returns: the transaction and the block it landed in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TxReceipt {
+    /// Transaction hash.
+    pub tx_hash: B256,
+    /// Number of the block that included it.
+    pub block_number: u64,
+    /// Hash of that block.
+    pub block_hash: B256,
+}
+
+/// A digest of the access log anchored on chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct AuditAnchor {
+    /// The access log's head hash at `last_seq`.
+    pub digest: B256,
+    /// The last access-log seq the digest covers.
+    pub last_seq: u64,
+    /// When it was anchored (block timestamp).
+    pub anchored_at: Timestamp,
+}
+
+/// One contract event, decoded. Each variant carries everything needed to
+/// rebuild the state it changes from logs alone.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum LedgerEvent {
+    /// A patient registered.
+    PatientRegistered(PatientProfile),
+    /// A doctor registered.
+    DoctorRegistered(DoctorProfile),
+    /// A diagnostic center registered.
+    DiagnosticCenterRegistered(DiagnosticCenterProfile),
+    /// A profile was replaced by a new version.
+    ProfileUpdated(Profile),
+    /// A record pointer was created.
+    RecordCreated(MedicalRecord),
+    /// A patient granted (or re-granted) access; `revoked_at` is `None`.
+    AccessGranted(AccessGrant),
+    /// A patient revoked access.
+    AccessRevoked {
+        /// The patient.
+        patient: HhNumber,
+        /// The grantee who lost access.
+        grantee: HhNumber,
+        /// When (block timestamp).
+        revoked_at: Timestamp,
+    },
+    /// An access-log digest was anchored.
+    AuditAnchored(AuditAnchor),
+    /// A registrar was added.
+    RegistrarAdded(WalletAddress),
+    /// A registrar was removed.
+    RegistrarRemoved(WalletAddress),
+}
+
+impl LedgerEvent {
+    /// The profile a registration event carries, if it is one.
+    pub fn registered_profile(&self) -> Option<Profile> {
+        match self {
+            LedgerEvent::PatientRegistered(p) => Some(Profile::Patient(p.clone())),
+            LedgerEvent::DoctorRegistered(p) => Some(Profile::Doctor(p.clone())),
+            LedgerEvent::DiagnosticCenterRegistered(p) => {
+                Some(Profile::DiagnosticCenter(p.clone()))
+            }
+            _ => None,
+        }
+    }
+
+    /// The registration event for `profile`.
+    pub fn registration(profile: Profile) -> Self {
+        match profile {
+            Profile::Patient(p) => LedgerEvent::PatientRegistered(p),
+            Profile::Doctor(p) => LedgerEvent::DoctorRegistered(p),
+            Profile::DiagnosticCenter(p) => LedgerEvent::DiagnosticCenterRegistered(p),
+        }
+    }
+}
+
+/// A decoded event with its position. Ordered by (block number, log index).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ChainEvent {
+    /// Where the log sits.
+    pub at: LogPosition,
+    /// The event.
+    pub event: LedgerEvent,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn block_refs_round_trip_and_reject_junk() {
+        let b = BlockRef {
+            number: 42,
+            hash: B256::repeat_byte(0xab),
+            parent_hash: B256::repeat_byte(0x01),
+        };
+        let s = b.to_string();
+        assert_eq!(s.parse::<BlockRef>().unwrap(), b);
+        for bad in ["", "42", "42:0x00:0x00", "-1:0x:0x", "042:0xab:0x01"] {
+            assert!(bad.parse::<BlockRef>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn events_order_by_block_then_log_index() {
+        let pos = |block_number, log_index| LogPosition {
+            block_number,
+            log_index,
+            block_hash: B256::ZERO,
+            tx_hash: B256::ZERO,
+        };
+        let ev = |at| ChainEvent {
+            at,
+            event: LedgerEvent::RegistrarRemoved(
+                "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
+                    .parse()
+                    .unwrap(),
+            ),
+        };
+        let mut v = [ev(pos(2, 0)), ev(pos(1, 5)), ev(pos(1, 1))];
+        v.sort();
+        let order: Vec<_> = v
+            .iter()
+            .map(|e| (e.at.block_number, e.at.log_index))
+            .collect();
+        assert_eq!(order, [(1, 1), (1, 5), (2, 0)]);
+    }
+}

@@ -1,0 +1,149 @@
+//! Errors: [`ValidationError`] for values that break a domain rule, and one
+//! semantic error enum per port ([`LedgerError`], [`CacheError`],
+//! [`VaultError`]) that every adapter maps its failures into.
+
+use std::fmt;
+
+/// The longest excerpt of an offending value quoted in an error message.
+const QUOTE_LIMIT: usize = 80;
+
+/// A value that breaks a domain rule: names the kind of value, the value
+/// itself (truncated) and the rule it broke.
+///
+/// Displayed as `invalid HH number "5555": expected exactly 6 decimal digits`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {what} {value:?}: {rule}")]
+pub struct ValidationError {
+    /// What kind of value was being parsed, e.g. `"HH number"`.
+    pub what: &'static str,
+    /// The offending value, truncated to a readable length.
+    pub value: String,
+    /// The rule it broke, e.g. `"expected exactly 6 decimal digits"`.
+    pub rule: String,
+}
+
+impl ValidationError {
+    /// Builds an error for `value` of kind `what` breaking `rule`.
+    pub fn new(what: &'static str, value: impl fmt::Display, rule: impl Into<String>) -> Self {
+        let value = value.to_string();
+        let value = if value.chars().count() > QUOTE_LIMIT {
+            let mut cut: String = value.chars().take(QUOTE_LIMIT).collect();
+            cut.push('…');
+            cut
+        } else {
+            value
+        };
+        Self {
+            what,
+            value,
+            rule: rule.into(),
+        }
+    }
+}
+
+/// A boxed source error carried by the `Other` variants.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Defines one port's error enum. The three ports share the same semantic
+/// variants (the object_store `Error` model), so the enum is written once.
+macro_rules! port_error {
+    ($(#[$doc:meta])* $name:ident, $port:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, thiserror::Error)]
+        #[non_exhaustive]
+        pub enum $name {
+            /// The thing asked for does not exist.
+            #[error("{}: not found: {}", $port, .0)]
+            NotFound(String),
+            /// A create found the thing already there.
+            #[error("{}: already exists: {}", $port, .0)]
+            AlreadyExists(String),
+            /// The caller is not authorized to do this.
+            #[error("{}: access denied: {}", $port, .0)]
+            AccessDenied(String),
+            /// The input breaks a rule; retrying the same input fails again.
+            #[error("{}: invalid input: {}", $port, .0)]
+            Invalid(String),
+            /// The write conflicts with the current state (a unique key, a
+            /// stale parent, a concurrent writer).
+            #[error("{}: conflict: {}", $port, .0)]
+            Conflict(String),
+            /// The backend is unreachable or overloaded; retrying may succeed.
+            #[error("{}: unavailable (retryable): {}", $port, .0)]
+            Unavailable(String),
+            /// Stored data failed an integrity check (hash, tag, chain link).
+            #[error("{}: integrity violation: {}", $port, .0)]
+            Integrity(String),
+            /// Any other failure, with its source.
+            #[error("{}: {}", $port, .0)]
+            Other(#[source] BoxError),
+        }
+
+        impl $name {
+            /// Whether retrying the same call may succeed.
+            pub fn is_retryable(&self) -> bool {
+                matches!(self, Self::Unavailable(_))
+            }
+
+            /// Wraps any error as [`Self::Other`].
+            pub fn other(source: impl Into<BoxError>) -> Self {
+                Self::Other(source.into())
+            }
+        }
+
+        impl From<ValidationError> for $name {
+            fn from(err: ValidationError) -> Self {
+                Self::Invalid(err.to_string())
+            }
+        }
+    };
+}
+
+port_error!(
+    /// Errors of a [`crate::LedgerPort`].
+    LedgerError,
+    "ledger"
+);
+port_error!(
+    /// Errors of a [`crate::CachePort`].
+    CacheError,
+    "cache"
+);
+port_error!(
+    /// Errors of a [`crate::VaultPort`].
+    VaultError,
+    "vault"
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_error_names_value_and_rule() {
+        let err = ValidationError::new("HH number", "5555", "expected exactly 6 decimal digits");
+        assert_eq!(
+            err.to_string(),
+            r#"invalid HH number "5555": expected exactly 6 decimal digits"#
+        );
+    }
+
+    #[test]
+    fn long_values_are_truncated() {
+        let err = ValidationError::new("name", "x".repeat(500), "too long");
+        assert!(err.value.chars().count() <= QUOTE_LIMIT + 1);
+    }
+
+    #[test]
+    fn port_errors_convert_and_classify() {
+        let err: CacheError = ValidationError::new("email", "a@", "bad").into();
+        assert!(matches!(err, CacheError::Invalid(_)));
+        assert!(LedgerError::Unavailable("429".into()).is_retryable());
+        assert!(!VaultError::Integrity("tag".into()).is_retryable());
+        assert!(
+            VaultError::NotFound("x".into())
+                .to_string()
+                .starts_with("vault: not found")
+        );
+    }
+}

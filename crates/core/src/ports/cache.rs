@@ -1,0 +1,217 @@
+//! [`CachePort`]: the query cache of the chain plus the data that belongs only
+//! in a database. It can be rebuilt from the chain at any time.
+
+use std::fmt::Debug;
+
+use alloy_primitives::B256;
+use async_trait::async_trait;
+use auto_impl::auto_impl;
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    AccessGrant, AccessLogEntry, AuditAnchor, BlockRef, CacheError, ChainEvent, HhNumber,
+    LogVerification, MedicalRecord, NewAccessLogEntry, NewNotification, Notification,
+    PatientProfile, Profile, ProfileExtras, RecordId, Role, Session, SessionTokenHash, Timestamp,
+    WalletAddress,
+};
+
+/// Shorthand for cache results.
+pub type CacheResult<T> = Result<T, CacheError>;
+
+/// Where a cached value came from on chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ChainSource {
+    /// The block the value was read at or emitted in.
+    pub block_number: u64,
+    /// The transaction that wrote it, when known (zero for a state read).
+    pub tx_hash: B256,
+}
+
+/// A record search. Every given criterion must hold.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct RecordQuery {
+    /// Only this patient's records.
+    pub patient: Option<HhNumber>,
+    /// Only records of this type (case-insensitive exact match).
+    pub record_type: Option<String>,
+    /// Only records whose test date is on or after this date.
+    pub date_from: Option<NaiveDate>,
+    /// Only records whose test date is on or before this date.
+    pub date_to: Option<NaiveDate>,
+    /// Free text: every word (as split by [`crate::search_words`]) must be a
+    /// whole word of the record's test name, type or content type,
+    /// case-insensitively.
+    pub text: Option<String>,
+    /// At most this many results (newest test date first, then record id).
+    pub limit: u64,
+}
+
+/// Row counts, for status displays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct CacheCounts {
+    /// Cached patient profiles.
+    pub patients: u64,
+    /// Cached doctor profiles.
+    pub doctors: u64,
+    /// Cached diagnostic-center profiles.
+    pub diagnostic_centers: u64,
+    /// Indexed records.
+    pub records: u64,
+    /// Cached grants (active or not).
+    pub grants: u64,
+    /// Access-log entries.
+    pub access_log: u64,
+    /// Journaled blocks.
+    pub journal: u64,
+}
+
+/// The cache.
+///
+/// Guarantees every implementation gives (checked by
+/// [`crate::testing::cache`]):
+/// - upserts are idempotent: applying the same value twice leaves one row;
+/// - [`Self::apply_block`] applies a block's events, its journal entry and
+///   the checkpoint atomically: after a failure none of it is visible;
+/// - [`Self::rollback_to`] restores exactly the state before the undone
+///   blocks, including earlier versions of updated profiles and grants;
+/// - DB-only data (extras, notifications, sessions, access log) is never
+///   touched by chain data, upserts or rollbacks;
+/// - searches give the same answers on every backend.
+#[cfg_attr(feature = "testing", mockall::automock)]
+#[async_trait]
+#[auto_impl(&, Arc, Box)]
+pub trait CachePort: Send + Sync + Debug {
+    // ----- chain data -----
+
+    /// Inserts or replaces a profile (e.g. from a targeted sync). A wallet
+    /// already owned by another HH number is `Conflict`; so is an HH number
+    /// cached with another role.
+    async fn upsert_profile(&self, profile: &Profile, source: ChainSource) -> CacheResult<()>;
+
+    /// Inserts or replaces a record's index row.
+    async fn upsert_record(&self, record: &MedicalRecord, source: ChainSource) -> CacheResult<()>;
+
+    /// Inserts or replaces the grant for its (patient, grantee) pair.
+    async fn upsert_grant(&self, grant: &AccessGrant, source: ChainSource) -> CacheResult<()>;
+
+    /// Applies the events of one block, journals the block and moves the
+    /// checkpoint to it, all in one transaction.
+    ///
+    /// Re-applying a journaled block with the same hash does nothing. A block
+    /// at or below the checkpoint with another hash, or a direct successor of
+    /// the checkpoint whose parent hash differs, is `Conflict` (roll back
+    /// first). Events from another block are `Invalid`. Blocks may be
+    /// skipped (blocks without events need not be applied).
+    async fn apply_block(&self, block: &BlockRef, events: &[ChainEvent]) -> CacheResult<()>;
+
+    /// Undoes every block applied above `number`, restoring the values they
+    /// replaced; the checkpoint becomes the highest remaining journaled
+    /// block (or none). Idempotent.
+    async fn rollback_to(&self, number: u64) -> CacheResult<()>;
+
+    /// The last applied block.
+    async fn checkpoint(&self) -> CacheResult<Option<BlockRef>>;
+
+    /// Journaled blocks with numbers in `from..=to`, ascending.
+    async fn journal(&self, from: u64, to: u64) -> CacheResult<Vec<BlockRef>>;
+
+    /// Forgets undo data of blocks below `number` (they are final); those
+    /// blocks can no longer be rolled back. Returns how many were pruned.
+    async fn prune_journal(&self, below: u64) -> CacheResult<u64>;
+
+    // ----- reads -----
+
+    /// The cached profile of `hh`.
+    async fn profile(&self, hh: HhNumber) -> CacheResult<Option<Profile>>;
+
+    /// The HH number and role owning `wallet`.
+    async fn account_of(&self, wallet: WalletAddress) -> CacheResult<Option<(Role, HhNumber)>>;
+
+    /// The indexed record `id`.
+    async fn record(&self, id: RecordId) -> CacheResult<Option<MedicalRecord>>;
+
+    /// A patient's records, newest test date first, then by id.
+    async fn records_of_patient(&self, patient: HhNumber) -> CacheResult<Vec<MedicalRecord>>;
+
+    /// Records created by a doctor or diagnostic center, newest first.
+    async fn records_by_creator(&self, creator: HhNumber) -> CacheResult<Vec<MedicalRecord>>;
+
+    /// The grants a patient made (active or not), by grantee.
+    async fn grants_of_patient(&self, patient: HhNumber) -> CacheResult<Vec<AccessGrant>>;
+
+    /// Patients who granted `doctor` access that is active at `now`,
+    /// ascending.
+    async fn patients_of_doctor(
+        &self,
+        doctor: HhNumber,
+        now: Timestamp,
+    ) -> CacheResult<Vec<HhNumber>>;
+
+    /// Patients whose name starts with `prefix` (case-insensitive), by name
+    /// then HH number, at most `limit`.
+    async fn search_patients(&self, prefix: &str, limit: u64) -> CacheResult<Vec<PatientProfile>>;
+
+    /// Records matching `query`.
+    async fn search_records(&self, query: &RecordQuery) -> CacheResult<Vec<MedicalRecord>>;
+
+    /// The latest anchored access-log digest seen on chain.
+    async fn latest_audit_anchor(&self) -> CacheResult<Option<AuditAnchor>>;
+
+    /// Row counts.
+    async fn counts(&self) -> CacheResult<CacheCounts>;
+
+    // ----- DB-only data -----
+
+    /// Sets a cached user's extras, replacing earlier ones; `NotFound` if
+    /// the user is not cached.
+    async fn set_extras(&self, hh: HhNumber, extras: &ProfileExtras) -> CacheResult<()>;
+
+    /// A user's extras, if any were set.
+    async fn extras(&self, hh: HhNumber) -> CacheResult<Option<ProfileExtras>>;
+
+    /// Stores a notification and returns it with its id.
+    async fn add_notification(&self, notification: &NewNotification) -> CacheResult<Notification>;
+
+    /// A user's notifications, newest first.
+    async fn notifications(
+        &self,
+        user: HhNumber,
+        unread_only: bool,
+    ) -> CacheResult<Vec<Notification>>;
+
+    /// Marks a notification read (idempotent); `NotFound` for an unknown id.
+    async fn mark_notification_read(&self, id: u64) -> CacheResult<()>;
+
+    /// Stores a session; `AlreadyExists` for a token hash already stored.
+    async fn put_session(&self, session: &Session) -> CacheResult<()>;
+
+    /// The session with this token hash, expired or not.
+    async fn session(&self, token_hash: SessionTokenHash) -> CacheResult<Option<Session>>;
+
+    /// Deletes a session; whether one was there.
+    async fn delete_session(&self, token_hash: SessionTokenHash) -> CacheResult<bool>;
+
+    /// Deletes sessions expired at `now`; how many.
+    async fn purge_expired_sessions(&self, now: Timestamp) -> CacheResult<u64>;
+
+    /// Appends to the hash-chained access log and returns the linked entry.
+    /// Concurrent appends are serialized: seqs are 1, 2, 3… without gaps.
+    async fn append_access_log(&self, entry: &NewAccessLogEntry) -> CacheResult<AccessLogEntry>;
+
+    /// Access-log entries with seq above `after_seq`, ascending, optionally
+    /// only those about `patient`, at most `limit`.
+    async fn access_log(
+        &self,
+        patient: Option<HhNumber>,
+        after_seq: u64,
+        limit: u64,
+    ) -> CacheResult<Vec<AccessLogEntry>>;
+
+    /// Re-verifies the whole hash chain and reports the first broken link.
+    async fn verify_access_log(&self) -> CacheResult<LogVerification>;
+
+    /// The hash of entry `up_to_seq` (the digest to anchor on chain);
+    /// `NotFound` if there is no such entry.
+    async fn access_log_digest(&self, up_to_seq: u64) -> CacheResult<B256>;
+}

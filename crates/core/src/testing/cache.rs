@@ -1,0 +1,870 @@
+//! The [`CachePort`] conformance suite. Every function expects an empty
+//! cache of its own (a fresh database, schema or in-memory cache) and
+//! panics on the first divergence, naming the behaviour. [`all`] runs them
+//! in turn, each on a cache from the given factory.
+
+use std::future::Future;
+
+use alloy_primitives::{B256, keccak256};
+
+use super::fixtures::{self, TestWallet, date};
+use crate::{
+    AccessAction, AccessGrant, AuditAnchor, BlockRef, CacheError, CachePort, ChainEvent,
+    ChainSource, HhNumber, LedgerEvent, LogPosition, MedicalRecord, Name, NewAccessLogEntry,
+    NewNotification, Note, NotificationKind, PhoneNumber, Profile, ProfileExtras, RecordQuery,
+    Role, Session, SessionTokenHash, Timestamp,
+};
+
+/// Runs every cache conformance test, each on a fresh cache from `fresh`.
+pub async fn all<C, F, Fut>(fresh: F)
+where
+    C: CachePort,
+    F: Fn() -> Fut,
+    Fut: Future<Output = C>,
+{
+    upserts_are_idempotent(&fresh().await).await;
+    ownership_conflicts_are_rejected(&fresh().await).await;
+    apply_block_projects_events(&fresh().await).await;
+    apply_block_is_idempotent_and_checks_linkage(&fresh().await).await;
+    apply_block_is_atomic(&fresh().await).await;
+    rollback_restores_earlier_versions(&fresh().await).await;
+    pruned_blocks_are_final(&fresh().await).await;
+    reads_are_ordered(&fresh().await).await;
+    searches_agree(&fresh().await).await;
+    extras_are_db_only(&fresh().await).await;
+    notifications_round_trip(&fresh().await).await;
+    sessions_round_trip(&fresh().await).await;
+    access_log_is_hash_chained(&fresh().await).await;
+}
+
+fn hh(n: u32) -> HhNumber {
+    HhNumber::new(n).expect("valid test HH number")
+}
+
+fn wallet(seed: u64) -> crate::WalletAddress {
+    TestWallet::from_seed(seed).address()
+}
+
+/// The block `number` on fork `fork` (fork 0 is the canonical test chain);
+/// its parent is block `number - 1` on the same fork.
+pub fn block(number: u64, fork: u8) -> BlockRef {
+    let hash_of = |n: u64| {
+        if n == 0 {
+            keccak256(b"genesis")
+        } else {
+            keccak256([&n.to_be_bytes()[..], &[fork]].concat())
+        }
+    };
+    BlockRef {
+        number,
+        hash: hash_of(number),
+        parent_hash: if number == 0 {
+            B256::ZERO
+        } else {
+            hash_of(number - 1)
+        },
+    }
+}
+
+/// Places `events` in `block`, with consecutive log indexes.
+pub fn in_block(block: &BlockRef, events: Vec<LedgerEvent>) -> Vec<ChainEvent> {
+    events
+        .into_iter()
+        .enumerate()
+        .map(|(i, event)| ChainEvent {
+            at: LogPosition {
+                block_number: block.number,
+                log_index: i as u64,
+                block_hash: block.hash,
+                tx_hash: keccak256([block.hash.as_slice(), &(i as u64).to_be_bytes()].concat()),
+            },
+            event,
+        })
+        .collect()
+}
+
+fn src(n: u64) -> ChainSource {
+    ChainSource {
+        block_number: n,
+        tx_hash: B256::repeat_byte(7),
+    }
+}
+
+fn record(
+    patient: u32,
+    serial: u64,
+    creator: u32,
+    name: &str,
+    kind: &str,
+    d: chrono::NaiveDate,
+) -> MedicalRecord {
+    MedicalRecord::from_new(
+        fixtures::record(patient, serial, creator, name, kind, d),
+        Timestamp(1_750_000_000 + serial),
+    )
+}
+
+fn grant(patient: u32, grantee: u32, expires_at: Option<u64>) -> AccessGrant {
+    AccessGrant {
+        patient: hh(patient),
+        grantee: hh(grantee),
+        granted_at: Timestamp(1_750_000_000),
+        expires_at: expires_at.map(Timestamp),
+        revoked_at: None,
+    }
+}
+
+async fn apply(c: &dyn CachePort, number: u64, events: Vec<LedgerEvent>) {
+    let b = block(number, 0);
+    c.apply_block(&b, &in_block(&b, events))
+        .await
+        .expect("apply block");
+}
+
+/// Upserting the same values twice leaves one copy that reads back exactly.
+pub async fn upserts_are_idempotent(c: &dyn CachePort) {
+    let p = fixtures::patient(210_000, wallet(210_000), "Asha Rao");
+    let r = record(
+        210_000,
+        1,
+        210_002,
+        "Complete blood count",
+        "lab-result",
+        date(2026, 1, 2),
+    );
+    let g = grant(210_000, 210_001, None);
+    for _ in 0..2 {
+        c.upsert_profile(&p, src(5)).await.expect("upsert profile");
+        c.upsert_record(&r, src(5)).await.expect("upsert record");
+        c.upsert_grant(&g, src(5)).await.expect("upsert grant");
+    }
+    assert_eq!(c.profile(p.hh()).await.expect("read"), Some(p.clone()));
+    assert_eq!(
+        c.account_of(p.wallet()).await.expect("read"),
+        Some((Role::Patient, p.hh()))
+    );
+    assert_eq!(c.record(r.id).await.expect("read"), Some(r.clone()));
+    assert_eq!(
+        c.grants_of_patient(hh(210_000)).await.expect("read"),
+        vec![g]
+    );
+    let counts = c.counts().await.expect("counts");
+    assert_eq!((counts.patients, counts.records, counts.grants), (1, 1, 1));
+    assert_eq!(
+        c.checkpoint().await.expect("checkpoint"),
+        None,
+        "upserts do not move the checkpoint"
+    );
+
+    let Profile::Patient(mut newer) = p.clone() else {
+        unreachable!()
+    };
+    newer.name = Name::new("Asha Rao-Menon").expect("name");
+    let newer = Profile::Patient(newer);
+    c.upsert_profile(&newer, src(6))
+        .await
+        .expect("replace profile");
+    assert_eq!(c.profile(p.hh()).await.expect("read"), Some(newer));
+    assert_eq!(c.profile(hh(219_999)).await.expect("read"), None);
+    assert_eq!(
+        c.record(crate::RecordId::new(hh(210_000), 99))
+            .await
+            .expect("read"),
+        None
+    );
+}
+
+/// One wallet, one HH number; one HH number, one role.
+pub async fn ownership_conflicts_are_rejected(c: &dyn CachePort) {
+    let p = fixtures::patient(220_000, wallet(220_000), "Ravi Kumar");
+    c.upsert_profile(&p, src(1)).await.expect("upsert");
+    let thief = fixtures::patient(220_001, wallet(220_000), "Someone Else");
+    let err = c
+        .upsert_profile(&thief, src(2))
+        .await
+        .expect_err("wallet taken");
+    assert!(
+        matches!(err, CacheError::Conflict(_)),
+        "wallet conflict: {err}"
+    );
+    let other_role = fixtures::doctor(220_000, wallet(220_000), "Dr. Ravi");
+    let err = c
+        .upsert_profile(&other_role, src(2))
+        .await
+        .expect_err("role change");
+    assert!(
+        matches!(err, CacheError::Conflict(_)),
+        "role conflict: {err}"
+    );
+    assert_eq!(c.profile(hh(220_001)).await.expect("read"), None);
+    assert_eq!(c.profile(hh(220_000)).await.expect("read"), Some(p));
+}
+
+/// Every event kind lands where reads find it, and the block is journaled
+/// as the checkpoint.
+pub async fn apply_block_projects_events(c: &dyn CachePort) {
+    let p = fixtures::patient(230_000, wallet(230_000), "Meera Iyer");
+    let d = fixtures::doctor(230_001, wallet(230_001), "Dr. Kavya Nair");
+    let dc = fixtures::diagnostic_center(230_002, wallet(230_002), "Metro Diagnostics");
+    let r = record(
+        230_000,
+        1,
+        230_002,
+        "Lipid panel",
+        "lab-result",
+        date(2026, 2, 2),
+    );
+    let g = grant(230_000, 230_001, None);
+    let anchor = AuditAnchor {
+        digest: B256::repeat_byte(9),
+        last_seq: 12,
+        anchored_at: Timestamp(1_750_000_100),
+    };
+    apply(
+        c,
+        1,
+        vec![
+            LedgerEvent::registration(p.clone()),
+            LedgerEvent::registration(d.clone()),
+            LedgerEvent::registration(dc.clone()),
+        ],
+    )
+    .await;
+    apply(
+        c,
+        2,
+        vec![
+            LedgerEvent::RecordCreated(r.clone()),
+            LedgerEvent::AccessGranted(g.clone()),
+            LedgerEvent::AuditAnchored(anchor),
+        ],
+    )
+    .await;
+    assert_eq!(c.profile(p.hh()).await.expect("read"), Some(p.clone()));
+    assert_eq!(c.profile(d.hh()).await.expect("read"), Some(d));
+    assert_eq!(c.profile(dc.hh()).await.expect("read"), Some(dc));
+    assert_eq!(c.record(r.id).await.expect("read"), Some(r));
+    assert_eq!(
+        c.grants_of_patient(p.hh()).await.expect("read"),
+        vec![g.clone()]
+    );
+    assert_eq!(c.latest_audit_anchor().await.expect("read"), Some(anchor));
+
+    let Profile::Patient(mut moved) = p.clone() else {
+        unreachable!()
+    };
+    moved.home_address = crate::Line::new("1 New Street").expect("line");
+    let moved = Profile::Patient(moved);
+    apply(
+        c,
+        3,
+        vec![
+            LedgerEvent::ProfileUpdated(moved.clone()),
+            LedgerEvent::AccessRevoked {
+                patient: g.patient,
+                grantee: g.grantee,
+                revoked_at: Timestamp(1_750_000_200),
+            },
+        ],
+    )
+    .await;
+    assert_eq!(c.profile(p.hh()).await.expect("read"), Some(moved));
+    let revoked = c.grants_of_patient(p.hh()).await.expect("read");
+    assert_eq!(revoked[0].revoked_at, Some(Timestamp(1_750_000_200)));
+    assert_eq!(c.checkpoint().await.expect("checkpoint"), Some(block(3, 0)));
+    assert_eq!(
+        c.journal(0, 10).await.expect("journal"),
+        vec![block(1, 0), block(2, 0), block(3, 0)]
+    );
+    assert_eq!(c.journal(2, 2).await.expect("journal"), vec![block(2, 0)]);
+    assert_eq!(c.counts().await.expect("counts").journal, 3);
+}
+
+/// A journaled block re-applies as a no-op; forks, broken parents, foreign
+/// events and blocks below the checkpoint are refused.
+pub async fn apply_block_is_idempotent_and_checks_linkage(c: &dyn CachePort) {
+    let p = fixtures::patient(240_000, wallet(240_000), "Ravi Kumar");
+    let b1 = block(1, 0);
+    let events = in_block(&b1, vec![LedgerEvent::registration(p.clone())]);
+    c.apply_block(&b1, &events).await.expect("apply");
+    c.apply_block(&b1, &events)
+        .await
+        .expect("re-apply is a no-op");
+    assert_eq!(c.counts().await.expect("counts").patients, 1);
+
+    let fork = block(1, 1);
+    let err = c
+        .apply_block(&fork, &[])
+        .await
+        .expect_err("same height, other hash");
+    assert!(
+        matches!(err, CacheError::Conflict(_)),
+        "fork at checkpoint: {err}"
+    );
+    let orphan = block(2, 1);
+    let err = c
+        .apply_block(&orphan, &[])
+        .await
+        .expect_err("parent mismatch");
+    assert!(
+        matches!(err, CacheError::Conflict(_)),
+        "parent mismatch: {err}"
+    );
+    let b2 = block(2, 0);
+    let err = c
+        .apply_block(&b2, &events)
+        .await
+        .expect_err("events of block 1 in block 2");
+    assert!(
+        matches!(err, CacheError::Invalid(_)),
+        "foreign events: {err}"
+    );
+    c.apply_block(&block(5, 0), &[])
+        .await
+        .expect("gaps are allowed");
+    let err = c
+        .apply_block(&block(4, 0), &[])
+        .await
+        .expect_err("below checkpoint");
+    assert!(
+        matches!(err, CacheError::Conflict(_)),
+        "below checkpoint: {err}"
+    );
+    assert_eq!(c.checkpoint().await.expect("checkpoint"), Some(block(5, 0)));
+}
+
+/// A block that fails part-way leaves no trace: no rows, no journal entry,
+/// no checkpoint move.
+pub async fn apply_block_is_atomic(c: &dyn CachePort) {
+    let p = fixtures::patient(250_000, wallet(250_000), "Asha Rao");
+    apply(c, 1, vec![LedgerEvent::registration(p.clone())]).await;
+    let fresh = fixtures::patient(250_001, wallet(250_001), "New Patient");
+    let clash = fixtures::doctor(250_002, wallet(250_000), "Dr. Clash");
+    let r = record(250_000, 3, 250_002, "ECG", "ecg", date(2026, 1, 1));
+    let b2 = block(2, 0);
+    let events = in_block(
+        &b2,
+        vec![
+            LedgerEvent::registration(fresh.clone()),
+            LedgerEvent::RecordCreated(r.clone()),
+            LedgerEvent::registration(clash),
+        ],
+    );
+    let err = c
+        .apply_block(&b2, &events)
+        .await
+        .expect_err("wallet clash mid-block");
+    assert!(matches!(err, CacheError::Conflict(_)), "{err}");
+    assert_eq!(
+        c.profile(fresh.hh()).await.expect("read"),
+        None,
+        "earlier event rolled back"
+    );
+    assert_eq!(
+        c.record(r.id).await.expect("read"),
+        None,
+        "earlier event rolled back"
+    );
+    assert_eq!(c.checkpoint().await.expect("checkpoint"), Some(block(1, 0)));
+    assert_eq!(c.journal(0, 10).await.expect("journal").len(), 1);
+}
+
+/// Rolling back undoes inserts and restores the earlier versions of
+/// updated profiles and grants; DB-only data survives.
+pub async fn rollback_restores_earlier_versions(c: &dyn CachePort) {
+    let p = fixtures::patient(260_000, wallet(260_000), "Meera Iyer");
+    let d = fixtures::doctor(260_001, wallet(260_001), "Dr. Sen");
+    let g = grant(260_000, 260_001, None);
+    apply(
+        c,
+        1,
+        vec![
+            LedgerEvent::registration(p.clone()),
+            LedgerEvent::registration(d.clone()),
+        ],
+    )
+    .await;
+    let extras = ProfileExtras {
+        phone: Some(PhoneNumber::new("+91 98765 43210").expect("phone")),
+        ..Default::default()
+    };
+    c.set_extras(p.hh(), &extras).await.expect("extras");
+
+    let Profile::Patient(mut v2) = p.clone() else {
+        unreachable!()
+    };
+    v2.name = Name::new("Meera Iyer-Shah").expect("name");
+    let v2 = Profile::Patient(v2);
+    apply(
+        c,
+        2,
+        vec![
+            LedgerEvent::ProfileUpdated(v2.clone()),
+            LedgerEvent::AccessGranted(g.clone()),
+        ],
+    )
+    .await;
+    let r = record(
+        260_000,
+        4,
+        260_001,
+        "X-ray chest",
+        "x-ray",
+        date(2026, 6, 1),
+    );
+    apply(
+        c,
+        3,
+        vec![
+            LedgerEvent::AccessRevoked {
+                patient: g.patient,
+                grantee: g.grantee,
+                revoked_at: Timestamp(1_750_000_500),
+            },
+            LedgerEvent::RecordCreated(r.clone()),
+        ],
+    )
+    .await;
+
+    c.rollback_to(2).await.expect("rollback to 2");
+    assert_eq!(c.record(r.id).await.expect("read"), None);
+    assert_eq!(
+        c.grants_of_patient(p.hh()).await.expect("read"),
+        vec![g.clone()],
+        "grant un-revoked"
+    );
+    assert_eq!(c.checkpoint().await.expect("checkpoint"), Some(block(2, 0)));
+    c.rollback_to(2).await.expect("rollback is idempotent");
+
+    c.rollback_to(1).await.expect("rollback to 1");
+    assert_eq!(
+        c.profile(p.hh()).await.expect("read"),
+        Some(p.clone()),
+        "earlier version restored"
+    );
+    assert!(c.grants_of_patient(p.hh()).await.expect("read").is_empty());
+    assert_eq!(
+        c.extras(p.hh()).await.expect("read"),
+        Some(extras),
+        "extras untouched"
+    );
+
+    apply(c, 2, vec![LedgerEvent::ProfileUpdated(v2.clone())]).await;
+    assert_eq!(
+        c.profile(p.hh()).await.expect("read"),
+        Some(v2),
+        "re-apply after rollback"
+    );
+    c.rollback_to(0).await.expect("rollback everything");
+    assert_eq!(c.profile(p.hh()).await.expect("read"), None);
+    assert_eq!(c.checkpoint().await.expect("checkpoint"), None);
+}
+
+/// Pruned blocks cannot be rolled back; later ones still can.
+pub async fn pruned_blocks_are_final(c: &dyn CachePort) {
+    for n in 1..=4 {
+        let p = fixtures::patient(270_000 + n as u32, wallet(270_000 + n), "Pruned Patient");
+        apply(c, n, vec![LedgerEvent::registration(p)]).await;
+    }
+    assert_eq!(c.prune_journal(3).await.expect("prune"), 2);
+    assert_eq!(
+        c.journal(0, 10).await.expect("journal"),
+        vec![block(3, 0), block(4, 0)]
+    );
+    let err = c.rollback_to(1).await.expect_err("below pruned");
+    assert!(matches!(err, CacheError::Conflict(_)), "{err}");
+    assert_eq!(
+        c.counts().await.expect("counts").patients,
+        4,
+        "failed rollback changes nothing"
+    );
+    c.rollback_to(3).await.expect("rollback above pruned");
+    assert_eq!(c.counts().await.expect("counts").patients, 3);
+    assert_eq!(c.checkpoint().await.expect("checkpoint"), Some(block(3, 0)));
+}
+
+/// Records come newest test date first; grants by grantee; a doctor's
+/// patients are those with active grants.
+pub async fn reads_are_ordered(c: &dyn CachePort) {
+    let r1 = record(
+        280_000,
+        1,
+        280_009,
+        "Old test",
+        "lab-result",
+        date(2025, 1, 1),
+    );
+    let r2 = record(
+        280_000,
+        2,
+        280_008,
+        "New test",
+        "lab-result",
+        date(2026, 1, 1),
+    );
+    let r3 = record(
+        280_001,
+        3,
+        280_009,
+        "Other patient",
+        "x-ray",
+        date(2025, 6, 1),
+    );
+    for r in [&r1, &r2, &r3] {
+        c.upsert_record(r, src(1)).await.expect("upsert");
+    }
+    assert_eq!(
+        c.records_of_patient(hh(280_000)).await.expect("read"),
+        vec![r2.clone(), r1.clone()]
+    );
+    assert_eq!(
+        c.records_by_creator(hh(280_009)).await.expect("read"),
+        vec![r3, r1]
+    );
+    assert!(
+        c.records_of_patient(hh(280_099))
+            .await
+            .expect("read")
+            .is_empty()
+    );
+
+    let now = 1_760_000_000;
+    for g in [
+        grant(280_000, 280_008, None),
+        grant(280_001, 280_008, Some(now - 1)),
+        grant(280_002, 280_008, Some(now + 100)),
+        AccessGrant {
+            revoked_at: Some(Timestamp(now - 5)),
+            ..grant(280_003, 280_008, None)
+        },
+        grant(280_000, 280_009, None),
+    ] {
+        c.upsert_grant(&g, src(1)).await.expect("upsert");
+    }
+    assert_eq!(
+        c.patients_of_doctor(hh(280_008), Timestamp(now))
+            .await
+            .expect("read"),
+        vec![hh(280_000), hh(280_002)]
+    );
+    let gs = c.grants_of_patient(hh(280_000)).await.expect("read");
+    assert_eq!(
+        gs.iter().map(|g| g.grantee).collect::<Vec<_>>(),
+        vec![hh(280_008), hh(280_009)]
+    );
+}
+
+/// Patient-name prefix and record searches give the reference answers.
+pub async fn searches_agree(c: &dyn CachePort) {
+    for (i, name) in [
+        "Asha Rao",
+        "asha Menon",
+        "Ashok Kumar",
+        "Bala Iyer",
+        "ASHA Zed",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let n = 290_000 + i as u32;
+        c.upsert_profile(&fixtures::patient(n, wallet(u64::from(n)), name), src(1))
+            .await
+            .expect("upsert");
+    }
+    c.upsert_profile(
+        &fixtures::doctor(290_050, wallet(290_050), "Asha Doctor"),
+        src(1),
+    )
+    .await
+    .expect("upsert");
+    let names = |v: Vec<crate::PatientProfile>| {
+        v.into_iter()
+            .map(|p| p.name.to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        names(c.search_patients("asha", 10).await.expect("search")),
+        ["asha Menon", "Asha Rao", "ASHA Zed"],
+        "case-insensitive prefix, by lowercase name, patients only"
+    );
+    assert_eq!(
+        names(c.search_patients("ASH", 2).await.expect("search")),
+        ["asha Menon", "Asha Rao"]
+    );
+    assert!(
+        c.search_patients("zz", 10)
+            .await
+            .expect("search")
+            .is_empty()
+    );
+    assert_eq!(c.search_patients("", 100).await.expect("search").len(), 5);
+
+    let recs = [
+        record(
+            290_000,
+            1,
+            290_050,
+            "Complete Blood Count",
+            "lab-result",
+            date(2026, 1, 10),
+        ),
+        record(
+            290_000,
+            2,
+            290_050,
+            "Chest X-ray",
+            "x-ray",
+            date(2026, 2, 10),
+        ),
+        record(
+            290_001,
+            3,
+            290_050,
+            "Blood glucose fasting",
+            "lab-result",
+            date(2026, 3, 10),
+        ),
+        record(290_001, 4, 290_050, "MRI knee", "MRI", date(2025, 12, 31)),
+    ];
+    for r in &recs {
+        c.upsert_record(r, src(1)).await.expect("upsert");
+    }
+    let ids = |v: Vec<MedicalRecord>| v.into_iter().map(|r| r.id.serial()).collect::<Vec<_>>();
+    let q = |f: fn(&mut RecordQuery)| {
+        let mut q = RecordQuery {
+            limit: 100,
+            ..Default::default()
+        };
+        f(&mut q);
+        q
+    };
+    assert_eq!(
+        ids(c
+            .search_records(&q(|q| q.record_type = Some("lab-result".into())))
+            .await
+            .expect("s")),
+        [3, 1]
+    );
+    assert_eq!(
+        ids(c
+            .search_records(&q(|q| q.record_type = Some("mri".into())))
+            .await
+            .expect("s")),
+        [4]
+    );
+    assert_eq!(
+        ids(c
+            .search_records(&q(|q| q.patient = Some(hh(290_000))))
+            .await
+            .expect("s")),
+        [2, 1]
+    );
+    assert_eq!(
+        ids(c
+            .search_records(&q(|q| {
+                q.date_from = Some(date(2026, 1, 10));
+                q.date_to = Some(date(2026, 2, 10));
+            }))
+            .await
+            .expect("s")),
+        [2, 1],
+        "date range is inclusive"
+    );
+    assert_eq!(
+        ids(c
+            .search_records(&q(|q| q.text = Some("blood".into())))
+            .await
+            .expect("s")),
+        [3, 1]
+    );
+    assert_eq!(
+        ids(c
+            .search_records(&q(|q| q.text = Some("BLOOD count".into())))
+            .await
+            .expect("s")),
+        [1]
+    );
+    assert_eq!(
+        ids(c
+            .search_records(&q(|q| q.text = Some("x-ray".into())))
+            .await
+            .expect("s")),
+        [2]
+    );
+    assert!(
+        c.search_records(&q(|q| q.text = Some("bloo".into())))
+            .await
+            .expect("s")
+            .is_empty(),
+        "whole words"
+    );
+    assert_eq!(
+        ids(c
+            .search_records(&q(|q| q.text = Some("pdf".into())))
+            .await
+            .expect("s"))
+        .len(),
+        4
+    );
+    assert_eq!(
+        ids(c
+            .search_records(&q(|q| {
+                q.patient = Some(hh(290_001));
+                q.text = Some("blood".into());
+                q.record_type = Some("LAB-RESULT".into());
+            }))
+            .await
+            .expect("s")),
+        [3]
+    );
+    assert_eq!(
+        ids(c
+            .search_records(&RecordQuery {
+                limit: 2,
+                ..Default::default()
+            })
+            .await
+            .expect("s")),
+        [3, 2]
+    );
+}
+
+/// Extras need a cached user, replace earlier ones, and survive profile
+/// upserts.
+pub async fn extras_are_db_only(c: &dyn CachePort) {
+    let p = fixtures::patient(300_000, wallet(300_000), "Asha Rao");
+    let extras = ProfileExtras {
+        phone: Some(PhoneNumber::new("+1 555 010 9999").expect("phone")),
+        emergency_contact: Some(crate::Line::new("Ravi Rao +15550108888").expect("line")),
+        allergies: Some(Note::new("penicillin\nlatex").expect("note")),
+        notes: None,
+    };
+    let err = c
+        .set_extras(p.hh(), &extras)
+        .await
+        .expect_err("unknown user");
+    assert!(matches!(err, CacheError::NotFound(_)), "{err}");
+    c.upsert_profile(&p, src(1)).await.expect("upsert");
+    assert_eq!(c.extras(p.hh()).await.expect("read"), None);
+    c.set_extras(p.hh(), &ProfileExtras::default())
+        .await
+        .expect("set");
+    c.set_extras(p.hh(), &extras).await.expect("replace");
+    c.upsert_profile(&p, src(2)).await.expect("re-sync");
+    assert_eq!(c.extras(p.hh()).await.expect("read"), Some(extras));
+}
+
+/// Notifications get ids, list newest first, and can be marked read.
+pub async fn notifications_round_trip(c: &dyn CachePort) {
+    let user = hh(310_000);
+    let mk = |t: u64, title: &str| NewNotification {
+        user,
+        kind: NotificationKind::RecordCreated,
+        title: Name::new(title).expect("title"),
+        message: Note::new("A new lab result is available.").expect("note"),
+        related_record: Some(crate::RecordId::new(user, t)),
+        created_at: Timestamp(t),
+    };
+    let a = c.add_notification(&mk(100, "First")).await.expect("add");
+    let b = c.add_notification(&mk(200, "Second")).await.expect("add");
+    assert_ne!(a.id, b.id);
+    assert!(!a.read);
+    assert_eq!(
+        c.notifications(user, false).await.expect("list"),
+        vec![b.clone(), a.clone()]
+    );
+    c.mark_notification_read(b.id).await.expect("mark");
+    c.mark_notification_read(b.id)
+        .await
+        .expect("mark is idempotent");
+    assert_eq!(c.notifications(user, true).await.expect("list"), vec![a]);
+    assert!(c.notifications(user, false).await.expect("list")[0].read);
+    assert!(
+        c.notifications(hh(310_001), false)
+            .await
+            .expect("list")
+            .is_empty()
+    );
+    let err = c
+        .mark_notification_read(999_999)
+        .await
+        .expect_err("unknown id");
+    assert!(matches!(err, CacheError::NotFound(_)), "{err}");
+}
+
+/// Sessions are stored by token hash, unique, deletable and purgeable.
+pub async fn sessions_round_trip(c: &dyn CachePort) {
+    let mk = |token: &[u8], expires: u64| Session {
+        token_hash: SessionTokenHash::of(token),
+        hh: hh(320_000),
+        wallet: wallet(320_000),
+        created_at: Timestamp(1_000),
+        expires_at: Timestamp(expires),
+    };
+    let live = mk(b"token-live", 5_000);
+    let stale = mk(b"token-stale", 2_000);
+    c.put_session(&live).await.expect("put");
+    c.put_session(&stale).await.expect("put");
+    let err = c.put_session(&live).await.expect_err("duplicate");
+    assert!(matches!(err, CacheError::AlreadyExists(_)), "{err}");
+    assert_eq!(
+        c.session(live.token_hash).await.expect("read"),
+        Some(live.clone())
+    );
+    assert_eq!(
+        c.purge_expired_sessions(Timestamp(3_000))
+            .await
+            .expect("purge"),
+        1
+    );
+    assert_eq!(c.session(stale.token_hash).await.expect("read"), None);
+    assert!(c.delete_session(live.token_hash).await.expect("delete"));
+    assert!(
+        !c.delete_session(live.token_hash)
+            .await
+            .expect("delete again")
+    );
+    assert_eq!(
+        c.session(SessionTokenHash::of(b"never"))
+            .await
+            .expect("read"),
+        None
+    );
+}
+
+/// Appends link by hash from seq 1; verification passes; digests are the
+/// entry hashes; filters and paging work.
+pub async fn access_log_is_hash_chained(c: &dyn CachePort) {
+    assert_eq!(
+        c.verify_access_log().await.expect("verify").first_broken,
+        None
+    );
+    let mut last = B256::ZERO;
+    for i in 1..=6u64 {
+        let entry = NewAccessLogEntry {
+            at: Timestamp(1_750_000_000 + i),
+            actor: hh(330_001),
+            patient: hh(if i % 2 == 0 { 330_000 } else { 330_002 }),
+            record: (i % 3 == 0).then(|| crate::RecordId::new(hh(330_000), i)),
+            action: AccessAction::ReadContent,
+            allowed: i != 4,
+        };
+        let linked = c.append_access_log(&entry).await.expect("append");
+        assert_eq!(
+            (linked.seq, linked.prev_hash, &linked.entry),
+            (i, last, &entry)
+        );
+        assert!(linked.is_self_consistent());
+        last = linked.hash;
+    }
+    let v = c.verify_access_log().await.expect("verify");
+    assert_eq!((v.entries, v.first_broken), (6, None));
+    assert_eq!(c.access_log_digest(6).await.expect("digest"), last);
+    let err = c.access_log_digest(7).await.expect_err("beyond the end");
+    assert!(matches!(err, CacheError::NotFound(_)), "{err}");
+    let mine = c.access_log(Some(hh(330_000)), 0, 100).await.expect("list");
+    assert_eq!(mine.iter().map(|e| e.seq).collect::<Vec<_>>(), [2, 4, 6]);
+    let page = c.access_log(None, 2, 3).await.expect("list");
+    assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), [3, 4, 5]);
+    assert_eq!(c.counts().await.expect("counts").access_log, 6);
+}

@@ -1,0 +1,537 @@
+//! [`InMemoryCache`]: a [`CachePort`] in memory, the reference the SQL
+//! adapters are compared with. Rollback uses an undo log: each journaled
+//! block keeps the values its events replaced.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{Arc, Mutex, MutexGuard},
+};
+
+use alloy_primitives::B256;
+use async_trait::async_trait;
+
+use crate::{
+    AccessGrant, AccessLogEntry, AuditAnchor, BlockRef, CacheCounts, CacheError, CachePort,
+    CacheResult, ChainEvent, ChainSource, HhNumber, LedgerEvent, LogVerification, MedicalRecord,
+    NewAccessLogEntry, NewNotification, Notification, PatientProfile, Profile, ProfileExtras,
+    RecordId, RecordQuery, Role, Session, SessionTokenHash, Timestamp, WalletAddress,
+    first_broken_link, search_words,
+};
+
+/// A value an applied block replaced, to restore on rollback.
+#[derive(Debug, Clone)]
+enum Undo {
+    Profile(HhNumber, Option<Profile>),
+    Record(RecordId, Option<MedicalRecord>),
+    Grant((HhNumber, HhNumber), Option<AccessGrant>),
+    Anchor(Option<AuditAnchor>),
+}
+
+#[derive(Debug, Default)]
+struct State {
+    profiles: BTreeMap<HhNumber, Profile>,
+    records: BTreeMap<RecordId, MedicalRecord>,
+    grants: BTreeMap<(HhNumber, HhNumber), AccessGrant>,
+    anchor: Option<AuditAnchor>,
+    journal: BTreeMap<u64, (BlockRef, Vec<Undo>)>,
+    /// The highest block whose undo data was pruned (it stays final).
+    pruned: Option<BlockRef>,
+    extras: HashMap<HhNumber, ProfileExtras>,
+    notifications: Vec<Notification>,
+    sessions: HashMap<SessionTokenHash, Session>,
+    access_log: Vec<AccessLogEntry>,
+}
+
+impl State {
+    fn checkpoint(&self) -> Option<BlockRef> {
+        self.journal
+            .values()
+            .next_back()
+            .map(|(b, _)| *b)
+            .or(self.pruned)
+    }
+
+    fn put_profile(&mut self, profile: &Profile) -> CacheResult<Undo> {
+        let hh = profile.hh();
+        if let Some(owner) = self
+            .profiles
+            .values()
+            .find(|p| p.wallet() == profile.wallet() && p.hh() != hh)
+        {
+            return Err(CacheError::Conflict(format!(
+                "wallet {} already belongs to HH number {}",
+                profile.wallet(),
+                owner.hh()
+            )));
+        }
+        if let Some(old) = self
+            .profiles
+            .get(&hh)
+            .filter(|p| p.role() != profile.role())
+        {
+            return Err(CacheError::Conflict(format!(
+                "HH number {hh} is cached as a {}, not a {}",
+                old.role(),
+                profile.role()
+            )));
+        }
+        Ok(Undo::Profile(hh, self.profiles.insert(hh, profile.clone())))
+    }
+
+    fn put_record(&mut self, record: &MedicalRecord) -> Undo {
+        Undo::Record(record.id, self.records.insert(record.id, record.clone()))
+    }
+
+    fn put_grant(&mut self, grant: &AccessGrant) -> Undo {
+        let key = (grant.patient, grant.grantee);
+        Undo::Grant(key, self.grants.insert(key, grant.clone()))
+    }
+
+    fn undo(&mut self, undo: Undo) {
+        match undo {
+            Undo::Profile(k, v) => restore(&mut self.profiles, k, v),
+            Undo::Record(k, v) => restore(&mut self.records, k, v),
+            Undo::Grant(k, v) => restore(&mut self.grants, k, v),
+            Undo::Anchor(v) => self.anchor = v,
+        }
+    }
+
+    fn apply_event(&mut self, e: &ChainEvent) -> CacheResult<Option<Undo>> {
+        if let Some(p) = e.event.registered_profile() {
+            return self.put_profile(&p).map(Some);
+        }
+        Ok(match &e.event {
+            LedgerEvent::ProfileUpdated(p) => Some(self.put_profile(p)?),
+            LedgerEvent::RecordCreated(r) => Some(self.put_record(r)),
+            LedgerEvent::AccessGranted(g) => Some(self.put_grant(g)),
+            LedgerEvent::AccessRevoked {
+                patient,
+                grantee,
+                revoked_at,
+            } => {
+                // A revoke of a grant this cache never saw has nothing to
+                // update; a full sync restores the grant from the chain.
+                let revoked = self.grants.get(&(*patient, *grantee)).map(|g| AccessGrant {
+                    revoked_at: Some(*revoked_at),
+                    ..g.clone()
+                });
+                revoked.map(|g| self.put_grant(&g))
+            }
+
+            LedgerEvent::AuditAnchored(a) => Some(Undo::Anchor(self.anchor.replace(*a))),
+            _ => None,
+        })
+    }
+}
+
+fn restore<K: Ord, V>(map: &mut BTreeMap<K, V>, key: K, value: Option<V>) {
+    match value {
+        Some(v) => map.insert(key, v),
+        None => map.remove(&key),
+    };
+}
+
+fn newest_first(records: &mut [MedicalRecord]) {
+    records.sort_by(|a, b| b.meta.date.cmp(&a.meta.date).then(a.id.cmp(&b.id)));
+}
+
+fn take<T>(items: impl IntoIterator<Item = T>, limit: u64) -> Vec<T> {
+    items
+        .into_iter()
+        .take(usize::try_from(limit).unwrap_or(usize::MAX))
+        .collect()
+}
+
+/// An in-memory [`CachePort`]. Cloning gives another handle on the same data.
+#[derive(Debug, Clone, Default)]
+pub struct InMemoryCache {
+    state: Arc<Mutex<State>>,
+}
+
+impl InMemoryCache {
+    /// An empty cache.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Test hook: overwrites the `allowed` flag of access-log entry `seq`
+    /// without relinking, as an attacker editing the table would.
+    pub fn tamper_access_log(&self, seq: u64) {
+        let mut s = self.lock();
+        if let Some(e) = s.access_log.iter_mut().find(|e| e.seq == seq) {
+            e.entry.allowed = !e.entry.allowed;
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every mutation completes or is undone before the guard drops, so a
+        // poisoned lock still guards a consistent state.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[async_trait]
+impl CachePort for InMemoryCache {
+    async fn upsert_profile(&self, profile: &Profile, _source: ChainSource) -> CacheResult<()> {
+        self.lock().put_profile(profile).map(drop)
+    }
+
+    async fn upsert_record(&self, record: &MedicalRecord, _source: ChainSource) -> CacheResult<()> {
+        self.lock().put_record(record);
+        Ok(())
+    }
+
+    async fn upsert_grant(&self, grant: &AccessGrant, _source: ChainSource) -> CacheResult<()> {
+        self.lock().put_grant(grant);
+        Ok(())
+    }
+
+    async fn apply_block(&self, block: &BlockRef, events: &[ChainEvent]) -> CacheResult<()> {
+        if let Some(e) = events
+            .iter()
+            .find(|e| e.at.block_number != block.number || e.at.block_hash != block.hash)
+        {
+            return Err(CacheError::Invalid(format!(
+                "event at block {} ({}) does not belong to block {} ({})",
+                e.at.block_number, e.at.block_hash, block.number, block.hash
+            )));
+        }
+        let mut s = self.lock();
+        if let Some((journaled, _)) = s.journal.get(&block.number) {
+            return if journaled.hash == block.hash {
+                Ok(())
+            } else {
+                Err(CacheError::Conflict(format!(
+                    "block {} is applied with hash {}, not {}; roll back first",
+                    block.number, journaled.hash, block.hash
+                )))
+            };
+        }
+        if let Some(cp) = s.checkpoint() {
+            if block.number <= cp.number {
+                return Err(CacheError::Conflict(format!(
+                    "block {} is at or below the checkpoint {}",
+                    block.number, cp.number
+                )));
+            }
+            if block.number == cp.number + 1 && block.parent_hash != cp.hash {
+                return Err(CacheError::Conflict(format!(
+                    "block {} has parent {}, but the checkpoint is {}",
+                    block.number, block.parent_hash, cp.hash
+                )));
+            }
+        }
+        let mut undo = Vec::new();
+        for e in events {
+            match s.apply_event(e) {
+                Ok(u) => undo.extend(u),
+                Err(err) => {
+                    for u in undo.into_iter().rev() {
+                        s.undo(u);
+                    }
+                    return Err(err);
+                }
+            }
+        }
+        s.journal.insert(block.number, (*block, undo));
+        Ok(())
+    }
+
+    async fn rollback_to(&self, number: u64) -> CacheResult<()> {
+        let mut s = self.lock();
+        if let Some(p) = s.pruned.filter(|p| p.number > number) {
+            return Err(CacheError::Conflict(format!(
+                "cannot roll back to {number}: block {} is final (its undo data was pruned)",
+                p.number
+            )));
+        }
+        let above: Vec<u64> = s.journal.range(number + 1..).map(|(n, _)| *n).collect();
+        for n in above.into_iter().rev() {
+            if let Some((_, undo)) = s.journal.remove(&n) {
+                for u in undo.into_iter().rev() {
+                    s.undo(u);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn checkpoint(&self) -> CacheResult<Option<BlockRef>> {
+        Ok(self.lock().checkpoint())
+    }
+
+    async fn journal(&self, from: u64, to: u64) -> CacheResult<Vec<BlockRef>> {
+        if from > to {
+            return Ok(Vec::new());
+        }
+        Ok(self
+            .lock()
+            .journal
+            .range(from..=to)
+            .map(|(_, (b, _))| *b)
+            .collect())
+    }
+
+    async fn prune_journal(&self, below: u64) -> CacheResult<u64> {
+        let mut s = self.lock();
+        let old: Vec<u64> = s.journal.range(..below).map(|(n, _)| *n).collect();
+        for n in &old {
+            if let Some((b, _)) = s.journal.remove(n) {
+                s.pruned = Some(b);
+            }
+        }
+        Ok(old.len() as u64)
+    }
+
+    async fn profile(&self, hh: HhNumber) -> CacheResult<Option<Profile>> {
+        Ok(self.lock().profiles.get(&hh).cloned())
+    }
+
+    async fn account_of(&self, wallet: WalletAddress) -> CacheResult<Option<(Role, HhNumber)>> {
+        Ok(self
+            .lock()
+            .profiles
+            .values()
+            .find(|p| p.wallet() == wallet)
+            .map(|p| (p.role(), p.hh())))
+    }
+
+    async fn record(&self, id: RecordId) -> CacheResult<Option<MedicalRecord>> {
+        Ok(self.lock().records.get(&id).cloned())
+    }
+
+    async fn records_of_patient(&self, patient: HhNumber) -> CacheResult<Vec<MedicalRecord>> {
+        let mut v: Vec<_> = self
+            .lock()
+            .records
+            .values()
+            .filter(|r| r.patient == patient)
+            .cloned()
+            .collect();
+        newest_first(&mut v);
+        Ok(v)
+    }
+
+    async fn records_by_creator(&self, creator: HhNumber) -> CacheResult<Vec<MedicalRecord>> {
+        let mut v: Vec<_> = self
+            .lock()
+            .records
+            .values()
+            .filter(|r| r.creator == creator)
+            .cloned()
+            .collect();
+        newest_first(&mut v);
+        Ok(v)
+    }
+
+    async fn grants_of_patient(&self, patient: HhNumber) -> CacheResult<Vec<AccessGrant>> {
+        Ok(self
+            .lock()
+            .grants
+            .range(
+                (patient, HhNumber::new(HhNumber::MIN)?)..=(patient, HhNumber::new(HhNumber::MAX)?),
+            )
+            .map(|(_, g)| g.clone())
+            .collect())
+    }
+
+    async fn patients_of_doctor(
+        &self,
+        doctor: HhNumber,
+        now: Timestamp,
+    ) -> CacheResult<Vec<HhNumber>> {
+        Ok(self
+            .lock()
+            .grants
+            .values()
+            .filter(|g| g.grantee == doctor && g.is_active(now))
+            .map(|g| g.patient)
+            .collect())
+    }
+
+    async fn search_patients(&self, prefix: &str, limit: u64) -> CacheResult<Vec<PatientProfile>> {
+        let prefix = prefix.to_lowercase();
+        let mut v: Vec<PatientProfile> = self
+            .lock()
+            .profiles
+            .values()
+            .filter_map(|p| match p {
+                Profile::Patient(p) if p.name.as_str().to_lowercase().starts_with(&prefix) => {
+                    Some(p.clone())
+                }
+                _ => None,
+            })
+            .collect();
+        v.sort_by_key(|p| (p.name.as_str().to_lowercase(), p.hh));
+        Ok(take(v, limit))
+    }
+
+    async fn search_records(&self, q: &RecordQuery) -> CacheResult<Vec<MedicalRecord>> {
+        let wanted = q.text.as_deref().map(search_words).unwrap_or_default();
+        let record_type = q.record_type.as_deref().map(str::to_lowercase);
+        let mut v: Vec<MedicalRecord> = self
+            .lock()
+            .records
+            .values()
+            .filter(|r| q.patient.is_none_or(|p| r.patient == p))
+            .filter(|r| {
+                record_type
+                    .as_deref()
+                    .is_none_or(|t| r.meta.record_type.as_str().to_lowercase() == t)
+            })
+            .filter(|r| q.date_from.is_none_or(|d| r.meta.date >= d))
+            .filter(|r| q.date_to.is_none_or(|d| r.meta.date <= d))
+            .filter(|r| {
+                let words = r.meta.search_words();
+                wanted.iter().all(|w| words.contains(w))
+            })
+            .cloned()
+            .collect();
+        newest_first(&mut v);
+        Ok(take(v, q.limit))
+    }
+
+    async fn latest_audit_anchor(&self) -> CacheResult<Option<AuditAnchor>> {
+        Ok(self.lock().anchor)
+    }
+
+    async fn counts(&self) -> CacheResult<CacheCounts> {
+        let s = self.lock();
+        let role = |r: Role| s.profiles.values().filter(|p| p.role() == r).count() as u64;
+        Ok(CacheCounts {
+            patients: role(Role::Patient),
+            doctors: role(Role::Doctor),
+            diagnostic_centers: role(Role::DiagnosticCenter),
+            records: s.records.len() as u64,
+            grants: s.grants.len() as u64,
+            access_log: s.access_log.len() as u64,
+            journal: s.journal.len() as u64,
+        })
+    }
+
+    async fn set_extras(&self, hh: HhNumber, extras: &ProfileExtras) -> CacheResult<()> {
+        let mut s = self.lock();
+        if !s.profiles.contains_key(&hh) {
+            return Err(CacheError::NotFound(format!(
+                "HH number {hh} is not cached"
+            )));
+        }
+        s.extras.insert(hh, extras.clone());
+        Ok(())
+    }
+
+    async fn extras(&self, hh: HhNumber) -> CacheResult<Option<ProfileExtras>> {
+        Ok(self.lock().extras.get(&hh).cloned())
+    }
+
+    async fn add_notification(&self, n: &NewNotification) -> CacheResult<Notification> {
+        let mut s = self.lock();
+        let stored = Notification {
+            id: s.notifications.len() as u64 + 1,
+            body: n.clone(),
+            read: false,
+        };
+        s.notifications.push(stored.clone());
+        Ok(stored)
+    }
+
+    async fn notifications(
+        &self,
+        user: HhNumber,
+        unread_only: bool,
+    ) -> CacheResult<Vec<Notification>> {
+        let mut v: Vec<_> = self
+            .lock()
+            .notifications
+            .iter()
+            .filter(|n| n.body.user == user && !(unread_only && n.read))
+            .cloned()
+            .collect();
+        v.sort_by(|a, b| {
+            b.body
+                .created_at
+                .cmp(&a.body.created_at)
+                .then(b.id.cmp(&a.id))
+        });
+        Ok(v)
+    }
+
+    async fn mark_notification_read(&self, id: u64) -> CacheResult<()> {
+        let mut s = self.lock();
+        let n = s
+            .notifications
+            .iter_mut()
+            .find(|n| n.id == id)
+            .ok_or_else(|| CacheError::NotFound(format!("notification {id}")))?;
+        n.read = true;
+        Ok(())
+    }
+
+    async fn put_session(&self, session: &Session) -> CacheResult<()> {
+        let mut s = self.lock();
+        if s.sessions.contains_key(&session.token_hash) {
+            return Err(CacheError::AlreadyExists(format!(
+                "session {:?}",
+                session.token_hash
+            )));
+        }
+        s.sessions.insert(session.token_hash, session.clone());
+        Ok(())
+    }
+
+    async fn session(&self, token_hash: SessionTokenHash) -> CacheResult<Option<Session>> {
+        Ok(self.lock().sessions.get(&token_hash).cloned())
+    }
+
+    async fn delete_session(&self, token_hash: SessionTokenHash) -> CacheResult<bool> {
+        Ok(self.lock().sessions.remove(&token_hash).is_some())
+    }
+
+    async fn purge_expired_sessions(&self, now: Timestamp) -> CacheResult<u64> {
+        let mut s = self.lock();
+        let before = s.sessions.len();
+        s.sessions.retain(|_, v| v.is_valid(now));
+        Ok((before - s.sessions.len()) as u64)
+    }
+
+    async fn append_access_log(&self, entry: &NewAccessLogEntry) -> CacheResult<AccessLogEntry> {
+        let mut s = self.lock();
+        let prev = s.access_log.last().map_or(B256::ZERO, |e| e.hash);
+        let linked = AccessLogEntry::link(s.access_log.len() as u64 + 1, entry.clone(), prev);
+        s.access_log.push(linked.clone());
+        Ok(linked)
+    }
+
+    async fn access_log(
+        &self,
+        patient: Option<HhNumber>,
+        after_seq: u64,
+        limit: u64,
+    ) -> CacheResult<Vec<AccessLogEntry>> {
+        let s = self.lock();
+        Ok(take(
+            s.access_log
+                .iter()
+                .filter(|e| e.seq > after_seq && patient.is_none_or(|p| e.entry.patient == p))
+                .cloned(),
+            limit,
+        ))
+    }
+
+    async fn verify_access_log(&self) -> CacheResult<LogVerification> {
+        let s = self.lock();
+        Ok(LogVerification {
+            entries: s.access_log.len() as u64,
+            first_broken: first_broken_link(&s.access_log),
+        })
+    }
+
+    async fn access_log_digest(&self, up_to_seq: u64) -> CacheResult<B256> {
+        self.lock()
+            .access_log
+            .iter()
+            .find(|e| e.seq == up_to_seq)
+            .map(|e| e.hash)
+            .ok_or_else(|| CacheError::NotFound(format!("access-log entry {up_to_seq}")))
+    }
+}

@@ -1,0 +1,1 @@
+//! Runnable examples of HealthLedger; see `examples/` and the README.

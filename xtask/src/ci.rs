@@ -1,0 +1,63 @@
+//! `cargo xtask test` and `cargo xtask bench`: setup, then cargo's own checks
+//! in a fixed order, stopping at the first failure.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{Result, bail};
+
+use crate::cmd;
+use crate::setup;
+use crate::tidy;
+
+/// The cargo invocations of `cargo xtask test`, in order; tidy runs after them.
+const TEST_STEPS: &[&[&str]] = &[
+    &["fmt", "--all", "--check"],
+    &[
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--all-features",
+        "--",
+        "-D",
+        "warnings",
+    ],
+    &["test", "--workspace", "--all-features"],
+];
+
+/// Runs setup, rustfmt, clippy, the test suite and tidy.
+pub(crate) fn test(root: &Path) -> Result<()> {
+    let context = setup::run(root)?;
+    for args in TEST_STEPS {
+        cargo_step(root, &context, args)?;
+    }
+    cmd::header("cargo xtask tidy");
+    tidy::run(root)?;
+    println!("\nall checks passed");
+    Ok(())
+}
+
+/// Runs setup, then every benchmark of the workspace.
+pub(crate) fn bench(root: &Path) -> Result<()> {
+    let context = setup::run(root)?;
+    cargo_step(root, &context, &["bench", "--workspace"])
+}
+
+fn cargo_step(root: &Path, context: &setup::Context, args: &[&str]) -> Result<()> {
+    let mut command = cmd::cargo();
+    command
+        .args(args)
+        .current_dir(root)
+        .envs(context.child_env());
+    cmd::header(&cmd::describe(&command));
+    let started = Instant::now();
+    let outcome = cmd::run(&mut command);
+    let seconds = started.elapsed().as_secs_f64();
+    match outcome {
+        Ok(()) => {
+            println!("ok ({seconds:.1} s)");
+            Ok(())
+        }
+        Err(error) => bail!("{error:#} after {seconds:.1} s"),
+    }
+}

@@ -1,5 +1,115 @@
-//! The cache adapter: a sea-orm implementation of [`healthledger_core::CachePort`]
-//! on SQLite (the embedded default) and PostgreSQL (production).
+//! The cache adapter: [`SqlCache`], a sea-orm implementation of
+//! [`healthledger_core::CachePort`] on SQLite (the embedded default) and
+//! PostgreSQL (production).
 //!
-//! This crate is filled by the cache issue; today it only declares its place in
-//! the workspace and its one dependency, `healthledger-core`.
+//! # Backends and URLs
+//!
+//! [`SqlCache::connect`] (or [`SqlCacheBuilder`]) takes a URL:
+//!
+//! - `sqlite::memory:`: a private in-memory database (tests, demos);
+//! - `sqlite://<path>?mode=rwc`: a database file, created if missing
+//!   (without `mode=rwc` the file must already exist); WAL journal;
+//! - `postgres://user[:password]@host:port/database`: PostgreSQL; with
+//!   [`SqlCacheBuilder::postgres_schema`] every table lives in that schema
+//!   (created if missing, selected through the connections' `search_path`),
+//!   so that several caches can share one database.
+//!
+//! SQLite uses a single connection, so writers are serialized in process, and
+//! write transactions start with `BEGIN IMMEDIATE`, so that other processes
+//! wait (up to a 10 s busy timeout) rather than fail on a lock upgrade.
+//! PostgreSQL uses a pool (10 connections unless told otherwise); chain
+//! writers serialize on a row lock of `sync_state`, access-log appends on
+//! a table lock of `access_log`.
+//!
+//! # Migrations
+//!
+//! Connecting runs the pending migrations (`migration`, one per file, via
+//! sea-orm-migration and its `seaql_migrations` table). A database that has
+//! applied a migration this code does not know was written by a newer version
+//! and is refused with [`Error::SchemaTooNew`] before anything is touched.
+//!
+//! # Schema
+//!
+//! Chain data (rebuildable from the chain):
+//! - `users`: HH number (key), role, wallet (unique), source block and tx;
+//! - `patients`, `doctors`, `diagnostic_centers`: each role's chain fields
+//!   plus source block and tx; `patients.name_lower` (the Rust lowercase of
+//!   the name, compared in code-point order: `COLLATE "C"` on PostgreSQL)
+//!   serves the name-prefix search;
+//! - `records`: the record index: record id (as text, and as patient HH plus
+//!   `serial_key`, the serial with its sign bit flipped so that signed
+//!   64-bit order is the serial's numeric order), creator, CID, lowercase
+//!   record type, test date (days since 0001-01-01), the metadata as JSON
+//!   (`JSONB` on PostgreSQL), the searchable text, tx hash and block;
+//! - `grants`: patient, grantee, granted at, expires at, revoked at, source
+//!   block and tx;
+//! - `audit_anchor`: the latest anchored access-log digest;
+//! - `sync_state` (checkpoint and highest pruned block), `journal` (applied
+//!   blocks: number, hash, parent hash) and `undo_log` (see below).
+//!
+//! Database-only data (never touched by sync, upserts or rollbacks):
+//! `extras`, `notifications`, `sessions` (the token's SHA-256 only, never the
+//! token) and `access_log`, hash-chained: each row stores `prev_hash` and
+//! `hash = SHA-256(prev_hash ‖ encode(seq, entry))` (see
+//! [`healthledger_core::AccessLogEntry`]); appends are serialized so that seqs
+//! run 1, 2, 3… without gaps; `verify_access_log` walks the chain and
+//! reports the first broken link (a row that no longer decodes counts as
+//! broken), and `access_log_digest(seq)` returns the hash to anchor.
+//!
+//! Every query of the port has an index: profiles and accounts by key and
+//! unique wallet; patients by `(name_lower, hh)`; records by patient, by
+//! creator, by type and by date, each followed by the result order (test
+//! date descending, then record id); free text through FTS5 (SQLite,
+//! `records_fts`, kept in step by triggers) or a GIN index over a generated
+//! `tsvector` (PostgreSQL); grants by `(patient, grantee)` and by
+//! `(grantee, patient)`; notifications by `(user, created_at, id)`; sessions
+//! by token hash and expiry; the access log by seq and by `(patient, seq)`.
+//!
+//! Free text matches whole words exactly as the reference does: the stored
+//! document is the record's search words (lowercase alphanumeric, split as
+//! [`healthledger_core::search_words`] splits) joined by spaces, indexed by
+//! FTS5's `ascii` tokenizer or turned into lexemes verbatim by
+//! `array_to_tsvector`; a query is reduced to its search words the same way,
+//! each quoted as a literal (hostile input such as quotes, `*`, `:` or
+//! `&|!()` never reaches FTS5 or `tsquery` syntax).
+//!
+//! # Rollback: an undo log
+//!
+//! `apply_block` runs in one transaction: for every event that changes a row
+//! it first reads the row's current value (the before-image, `null` when
+//! there was none), writes the new value, and appends the before-image as
+//! JSON to `undo_log` under `(block number, step)`; then it journals the
+//! block and moves the checkpoint. `rollback_to(n)` walks the journaled
+//! blocks above `n` from the newest down and, within each, the steps in
+//! reverse, putting each before-image back (deleting rows that did not
+//! exist), then drops those blocks' undo rows and journal entries and sets
+//! the checkpoint to the highest remaining block (or the highest pruned
+//! one); all in one transaction. Profile and grant updates therefore return
+//! to their earlier values exactly, with their earlier source block and tx.
+//! `prune_journal(n)` deletes the undo rows and journal entries below `n`,
+//! remembering the highest pruned block: rolling back below it is a
+//! `Conflict`.
+//!
+//! An undo log was chosen over keeping versions of every row: reads stay
+//! plain key lookups on the current tables (no "latest version" filter in
+//! every query and index), the extra cost is paid only by writes, and
+//! pruning is a range delete.
+//!
+//! # Errors
+//!
+//! Failures map onto [`healthledger_core::CacheError`] with the operation as
+//! context: a unique violation is `Conflict` (ownership rules are also
+//! checked up front, naming the owner); an unreachable server, a closed or
+//! exhausted pool, SQLite busy/locked and PostgreSQL serialization failures,
+//! deadlocks and shutdowns are `Unavailable` (retryable: transactions leave
+//! nothing half-applied); a row that no longer decodes is `Integrity`;
+//! numbers beyond the signed 64-bit range are `Invalid`; anything else is
+//! `Other`. URLs in errors and `Debug` output have their password redacted.
+
+mod cache;
+mod convert;
+mod error;
+mod migration;
+
+pub use cache::{SqlCache, SqlCacheBuilder};
+pub use error::{Error, Result};

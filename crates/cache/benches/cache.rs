@@ -1,0 +1,213 @@
+//! Benchmarks of the SQL cache on a SQLite file and on PostgreSQL:
+//! record-index upsert throughput (100,000 rows applied in blocks of 100),
+//! profile read latency by HH number, and name-prefix search latency over
+//! 100,000 patients. Prints the figures; asserts nothing about speed.
+//!
+//! PostgreSQL comes from `TEST_DATABASE_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/test`; start it with
+//! `cargo xtask setup`), in a schema of its own that is dropped afterwards;
+//! `HEALTHLEDGER_SKIP_POSTGRES=1` leaves PostgreSQL out.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use healthledger_cache::SqlCache;
+use healthledger_core::testing::{cache, fixtures};
+use healthledger_core::{
+    CachePort, HhNumber, LedgerEvent, MedicalRecord, Timestamp, WalletAddress,
+};
+use sea_orm::{ConnectOptions, ConnectionTrait as _, Database};
+
+const RECORDS: u64 = 100_000;
+const RECORD_BLOCK: u64 = 100;
+const PATIENTS: u32 = 100_000;
+const PATIENT_BLOCK: u32 = 1_000;
+const READS: usize = 10_000;
+const SEARCHES: usize = 2_000;
+
+const SYLLABLES: [&str; 16] = [
+    "ka", "ra", "mi", "sha", "de", "vi", "no", "lu", "ta", "pe", "ri", "so", "an", "el", "jo", "bu",
+];
+
+/// A small deterministic pseudo-random generator (xorshift64*).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    fn word(&mut self) -> String {
+        let n = 2 + self.below(2);
+        let mut w: String = (0..n).map(|_| SYLLABLES[self.below(16) as usize]).collect();
+        if let Some(first) = w.get_mut(0..1) {
+            first.make_ascii_uppercase();
+        }
+        w
+    }
+}
+
+fn wallet(i: u64) -> WalletAddress {
+    format!("0x{:040x}", i + 1).parse().unwrap()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx]
+}
+
+fn report(label: &str, what: &str, mut samples: Vec<Duration>) {
+    samples.sort_unstable();
+    println!(
+        "{label}: {what}: p50 {:.1} µs, p99 {:.1} µs over {} calls",
+        percentile(&samples, 0.50).as_secs_f64() * 1e6,
+        percentile(&samples, 0.99).as_secs_f64() * 1e6,
+        samples.len()
+    );
+}
+
+async fn run(label: &str, c: &SqlCache) {
+    // Upsert throughput: the record index through apply_block.
+    let start = Instant::now();
+    let mut number = 0;
+    for b in 0..RECORDS / RECORD_BLOCK {
+        number += 1;
+        let block = cache::block(number, 0);
+        let events: Vec<LedgerEvent> = (0..RECORD_BLOCK)
+            .map(|i| {
+                let n = b * RECORD_BLOCK + i;
+                LedgerEvent::RecordCreated(MedicalRecord::from_new(
+                    fixtures::record(
+                        100_000 + (n % 50_000) as u32,
+                        n,
+                        999_000 + (n % 100) as u32,
+                        "Complete blood count",
+                        if n.is_multiple_of(3) {
+                            "x-ray"
+                        } else {
+                            "lab-result"
+                        },
+                        fixtures::date(2025, 1 + (n % 12) as u32, 1 + (n % 28) as u32),
+                    ),
+                    Timestamp(1_750_000_000 + n),
+                ))
+            })
+            .collect();
+        c.apply_block(&block, &cache::in_block(&block, events))
+            .await
+            .unwrap();
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "{label}: record upserts: {RECORDS} rows in blocks of {RECORD_BLOCK} in {secs:.2} s = {:.0} rows/s",
+        RECORDS as f64 / secs
+    );
+
+    // 100,000 patients with pseudo-random names.
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let start = Instant::now();
+    for b in 0..PATIENTS / PATIENT_BLOCK {
+        number += 1;
+        let block = cache::block(number, 0);
+        let events: Vec<LedgerEvent> = (0..PATIENT_BLOCK)
+            .map(|i| {
+                let n = b * PATIENT_BLOCK + i;
+                let name = format!("{} {}", rng.word(), rng.word());
+                LedgerEvent::registration(fixtures::patient(
+                    100_000 + n,
+                    wallet(u64::from(n)),
+                    &name,
+                ))
+            })
+            .collect();
+        c.apply_block(&block, &cache::in_block(&block, events))
+            .await
+            .unwrap();
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "{label}: patient registrations: {PATIENTS} in blocks of {PATIENT_BLOCK} in {secs:.2} s = {:.0} profiles/s",
+        f64::from(PATIENTS) / secs
+    );
+
+    let mut samples = Vec::with_capacity(READS);
+    for _ in 0..READS {
+        let hh = HhNumber::new(100_000 + rng.below(u64::from(PATIENTS)) as u32).unwrap();
+        let t = Instant::now();
+        let p = c.profile(hh).await.unwrap();
+        samples.push(t.elapsed());
+        assert!(p.is_some());
+    }
+    report(label, "profile read by HH", samples);
+
+    let mut samples = Vec::with_capacity(SEARCHES);
+    let mut hits = 0;
+    for _ in 0..SEARCHES {
+        let prefix = format!(
+            "{}{}",
+            SYLLABLES[rng.below(16) as usize],
+            &SYLLABLES[rng.below(16) as usize][..1]
+        );
+        let t = Instant::now();
+        let found = c.search_patients(&prefix, 20).await.unwrap();
+        samples.push(t.elapsed());
+        hits += found.len();
+    }
+    report(
+        label,
+        &format!(
+            "name-prefix search (limit 20, {:.1} hits on average) over {PATIENTS} patients",
+            hits as f64 / SEARCHES as f64
+        ),
+        samples,
+    );
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("bench.db").display()
+        );
+        let c = SqlCache::connect(&url).await.unwrap();
+        run("SQLite file", &c).await;
+        c.close().await.unwrap();
+
+        if std::env::var("HEALTHLEDGER_SKIP_POSTGRES").as_deref() == Ok("1") {
+            println!("PostgreSQL: left out (HEALTHLEDGER_SKIP_POSTGRES=1)");
+            return;
+        }
+        let pg_url = std::env::var("TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+        let schema = format!("hl_cache_bench_{}", std::process::id());
+        let c = SqlCache::builder(pg_url.clone())
+            .postgres_schema(schema.clone())
+            .connect()
+            .await
+            .unwrap_or_else(|e| {
+                panic!("PostgreSQL is not usable ({e}); start it with `cargo xtask setup`")
+            });
+        run("PostgreSQL", &c).await;
+        c.close().await.unwrap();
+        let mut opts = ConnectOptions::new(pg_url);
+        opts.max_connections(1).sqlx_logging(false);
+        let db = Database::connect(opts).await.unwrap();
+        db.execute_unprepared(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+            .await
+            .unwrap();
+    });
+}

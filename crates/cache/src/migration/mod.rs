@@ -1,0 +1,44 @@
+//! The schema migrations, one per file, run on connect by [`Migrator`].
+//!
+//! Each migration is plain SQL per backend: the two dialects differ where it
+//! matters (FTS5 against `tsvector`, `BLOB` against `BYTEA`, `JSONB`,
+//! collations), and the SQL is the clearest statement of the schema.
+
+use sea_orm::{ConnectionTrait as _, DbBackend, DbErr};
+use sea_orm_migration::{MigrationTrait, MigratorTrait, SchemaManager};
+
+mod m20261124_000001_chain_tables;
+mod m20261124_000002_db_only_tables;
+mod m20261124_000003_search_index;
+
+/// The cache's migrations, oldest first.
+#[derive(Debug)]
+pub(crate) struct Migrator;
+
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261124_000001_chain_tables::Migration),
+            Box::new(m20261124_000002_db_only_tables::Migration),
+            Box::new(m20261124_000003_search_index::Migration),
+        ]
+    }
+}
+
+/// Runs the statements for the manager's backend, one at a time.
+async fn run(manager: &SchemaManager<'_>, sqlite: &[&str], postgres: &[&str]) -> Result<(), DbErr> {
+    let statements = match manager.get_database_backend() {
+        DbBackend::Sqlite => sqlite,
+        DbBackend::Postgres => postgres,
+        other => {
+            return Err(DbErr::Migration(format!(
+                "unsupported backend {other:?}: the cache runs on SQLite and PostgreSQL"
+            )));
+        }
+    };
+    let db = manager.get_connection();
+    for sql in statements {
+        db.execute_unprepared(sql).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,123 @@
+//! Connecting migrates; a schema newer than the code is refused; bad URLs
+//! and options are named.
+
+use healthledger_cache::{Error, SqlCache};
+use healthledger_core::{CacheError, CachePort as _};
+use sea_orm::ConnectionTrait as _;
+
+use crate::support::{PgSchemas, SqliteFiles, skip_postgres, sqlite_raw};
+
+const FUTURE: &str = "m29991231_000001_from_a_newer_build";
+
+fn assert_too_new(err: Error) {
+    match &err {
+        Error::SchemaTooNew { unknown, .. } => assert_eq!(unknown, &vec![FUTURE.to_owned()]),
+        other => panic!("expected SchemaTooNew, got {other}"),
+    }
+    let msg = err.to_string();
+    assert!(msg.contains("newer") && msg.contains(FUTURE), "{msg}");
+}
+
+#[tokio::test]
+async fn reconnecting_keeps_data_and_a_newer_schema_is_refused_on_sqlite() {
+    let files = SqliteFiles::new();
+    let (cache, url) = files.fresh().await;
+    cache
+        .put_session(&healthledger_core::Session {
+            token_hash: healthledger_core::SessionTokenHash::of(b"t"),
+            hh: healthledger_core::HhNumber::new(100_001).unwrap(),
+            wallet: healthledger_core::testing::TestWallet::from_seed(1).address(),
+            created_at: healthledger_core::Timestamp(1),
+            expires_at: healthledger_core::Timestamp(2),
+        })
+        .await
+        .unwrap();
+    cache.close().await.unwrap();
+
+    let again = SqlCache::connect(&url)
+        .await
+        .expect("re-open migrates nothing");
+    assert!(
+        again
+            .session(healthledger_core::SessionTokenHash::of(b"t"))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    again.close().await.unwrap();
+
+    let raw = sqlite_raw(&url).await;
+    raw.execute_unprepared(&format!(
+        "INSERT INTO seaql_migrations (version, applied_at) VALUES ('{FUTURE}', 0)"
+    ))
+    .await
+    .unwrap();
+    raw.close().await.unwrap();
+    assert_too_new(SqlCache::connect(&url).await.expect_err("newer schema"));
+}
+
+#[tokio::test]
+async fn a_newer_schema_is_refused_on_postgres() {
+    if skip_postgres() {
+        return;
+    }
+    let pg = PgSchemas::new();
+    let (cache, schema) = pg.fresh().await;
+    cache.close().await.unwrap();
+    let raw = pg.raw(&schema).await;
+    raw.execute_unprepared(&format!(
+        "INSERT INTO seaql_migrations (version, applied_at) VALUES ('{FUTURE}', 0)"
+    ))
+    .await
+    .unwrap();
+    raw.close().await.unwrap();
+    let err = SqlCache::builder(crate::support::pg_url())
+        .postgres_schema(schema)
+        .connect()
+        .await
+        .expect_err("newer schema");
+    assert_too_new(err);
+    pg.cleanup().await;
+}
+
+#[tokio::test]
+async fn bad_urls_and_options_are_named() {
+    let err = SqlCache::connect("mysql://root@localhost/x")
+        .await
+        .expect_err("unsupported");
+    assert!(matches!(err, Error::UnsupportedUrl { .. }), "{err}");
+    assert!(matches!(CacheError::from(err), CacheError::Invalid(_)));
+
+    let err = SqlCache::builder("sqlite::memory:")
+        .postgres_schema("x")
+        .connect()
+        .await
+        .expect_err("schema on sqlite");
+    assert!(matches!(err, Error::SchemaNeedsPostgres(_)), "{err}");
+
+    let err = SqlCache::builder("postgres://u:hunter2@127.0.0.1:1/x")
+        .postgres_schema("Robert'); DROP TABLE users;--")
+        .connect()
+        .await
+        .expect_err("bad schema name");
+    assert!(matches!(err, Error::InvalidSchemaName(_)), "{err}");
+
+    let err = SqlCache::connect("sqlite:///nonexistent-dir/x/y.db")
+        .await
+        .expect_err("missing file without mode=rwc");
+    assert!(matches!(err, Error::Connect { .. }), "{err}");
+    assert!(CacheError::from(err).is_retryable());
+}
+
+#[tokio::test]
+async fn unreachable_postgres_is_unavailable_and_hides_the_password() {
+    // Port 1 on loopback: nothing listens there.
+    let err = SqlCache::connect("postgres://app:hunter2@127.0.0.1:1/cache")
+        .await
+        .expect_err("nothing listens on port 1");
+    let msg = err.to_string();
+    assert!(!msg.contains("hunter2"), "{msg}");
+    assert!(!format!("{err:?}").contains("hunter2"));
+    let port_err = CacheError::from(err);
+    assert!(port_err.is_retryable(), "{port_err}");
+}

@@ -5,6 +5,7 @@
 //! `setup/` and one more entry in [`STEPS`]; `test` and `bench` pick it up.
 
 mod postgres;
+mod s3;
 mod tools;
 
 use std::ffi::OsString;
@@ -73,6 +74,10 @@ pub(crate) const STEPS: &[Step] = &[
     Step {
         name: "PostgreSQL on TEST_DATABASE_URL",
         run: postgres::ensure,
+    },
+    Step {
+        name: "S3 test server (moto) in .tools/moto/",
+        run: s3::ensure,
     },
 ];
 

@@ -5,6 +5,8 @@
 
 mod conformance;
 mod properties;
+#[cfg(feature = "s3")]
+mod s3;
 mod tampering;
 
 use std::sync::Arc;

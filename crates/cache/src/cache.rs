@@ -1,7 +1,7 @@
 //! [`SqlCache`]: the [`CachePort`] over a sea-orm connection, and
 //! [`SqlCacheBuilder`], which connects and migrates.
 
-use std::fmt;
+use std::{fmt, time::Duration};
 
 use async_trait::async_trait;
 use healthledger_core::{
@@ -27,6 +27,8 @@ use crate::migration::Migrator;
 
 /// How many PostgreSQL connections a cache opens unless told otherwise.
 const DEFAULT_PG_CONNECTIONS: u32 = 10;
+/// How long connecting may take unless told otherwise.
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How many access-log rows verification reads per query.
 const VERIFY_PAGE: i64 = 1_000;
 /// No record's search word is longer than this many bytes (a name is at
@@ -45,6 +47,7 @@ pub struct SqlCacheBuilder {
     url: String,
     schema: Option<String>,
     max_connections: Option<u32>,
+    connect_timeout: Duration,
 }
 
 impl fmt::Debug for SqlCacheBuilder {
@@ -53,6 +56,7 @@ impl fmt::Debug for SqlCacheBuilder {
             .field("url", &redact(&self.url))
             .field("schema", &self.schema)
             .field("max_connections", &self.max_connections)
+            .field("connect_timeout", &self.connect_timeout)
             .finish()
     }
 }
@@ -65,7 +69,16 @@ impl SqlCacheBuilder {
             url: url.into(),
             schema: None,
             max_connections: None,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
         }
+    }
+
+    /// How long connecting (and later, waiting for a pooled connection)
+    /// may take before the cache reports the database unavailable
+    /// (default 10 s; the driver retries a refused connection until then).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
     }
 
     /// PostgreSQL only: keep every table in `schema` (created if missing)
@@ -94,7 +107,9 @@ impl SqlCacheBuilder {
             return Err(Error::UnsupportedUrl { url: shown });
         };
         let mut opts = ConnectOptions::new(self.url.clone());
-        opts.sqlx_logging(false);
+        opts.sqlx_logging(false)
+            .connect_timeout(self.connect_timeout)
+            .acquire_timeout(self.connect_timeout);
         match backend {
             DbBackend::Sqlite => {
                 if let Some(schema) = self.schema {
@@ -102,9 +117,7 @@ impl SqlCacheBuilder {
                 }
                 let memory = self.url.contains(":memory:") || self.url.contains("mode=memory");
                 opts.max_connections(1).map_sqlx_sqlite_opts(move |o| {
-                    let o = o
-                        .foreign_keys(true)
-                        .busy_timeout(std::time::Duration::from_secs(10));
+                    let o = o.foreign_keys(true).busy_timeout(Duration::from_secs(10));
                     if memory {
                         o
                     } else {
@@ -119,7 +132,7 @@ impl SqlCacheBuilder {
                     if !valid_schema_name(schema) {
                         return Err(Error::InvalidSchemaName(schema.clone()));
                     }
-                    create_schema(&self.url, &shown, schema).await?;
+                    create_schema(&self.url, &shown, schema, self.connect_timeout).await?;
                     opts.set_schema_search_path(schema.clone());
                 }
             }
@@ -147,9 +160,12 @@ fn valid_schema_name(name: &str) -> bool {
 
 /// Creates a PostgreSQL schema if it is missing, on a short-lived
 /// connection.
-async fn create_schema(url: &str, shown: &str, schema: &str) -> Result<()> {
+async fn create_schema(url: &str, shown: &str, schema: &str, timeout: Duration) -> Result<()> {
     let mut opts = ConnectOptions::new(url.to_owned());
-    opts.sqlx_logging(false).max_connections(1);
+    opts.sqlx_logging(false)
+        .max_connections(1)
+        .connect_timeout(timeout)
+        .acquire_timeout(timeout);
     let db = Database::connect(opts)
         .await
         .map_err(|source| Error::Connect {

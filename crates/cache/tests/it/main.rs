@@ -11,6 +11,7 @@
 
 mod access_log;
 mod conformance;
+mod faults;
 mod migrations;
 mod rollback;
 mod search;

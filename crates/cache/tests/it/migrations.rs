@@ -112,7 +112,9 @@ async fn bad_urls_and_options_are_named() {
 #[tokio::test]
 async fn unreachable_postgres_is_unavailable_and_hides_the_password() {
     // Port 1 on loopback: nothing listens there.
-    let err = SqlCache::connect("postgres://app:hunter2@127.0.0.1:1/cache")
+    let err = SqlCache::builder("postgres://app:hunter2@127.0.0.1:1/cache")
+        .connect_timeout(std::time::Duration::from_secs(1))
+        .connect()
         .await
         .expect_err("nothing listens on port 1");
     let msg = err.to_string();

@@ -48,6 +48,9 @@ pub enum Error {
         #[source]
         source: object_store::Error,
     },
+    /// A helper task (the CID hashing thread) failed.
+    #[error("vault worker failed: {0}")]
+    Worker(String),
     /// The plaintext stream given to `put_stream` failed.
     #[error("the plaintext stream failed: {0}")]
     Input(#[source] VaultError),
@@ -100,7 +103,7 @@ impl From<Error> for VaultError {
                 | object_store::Error::NotImplemented { .. } => VaultError::other(message),
                 _ => VaultError::Unavailable(message),
             },
-            Error::Random(_) => VaultError::other(err),
+            Error::Random(_) | Error::Worker(_) => VaultError::other(err),
         }
     }
 }

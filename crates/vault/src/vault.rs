@@ -24,8 +24,14 @@ use crate::unixfs::{CidHasher, CidOptions, CidVersion};
 const PART_SIZE: usize = 8 * 1024 * 1024;
 /// Parts uploaded concurrently.
 const PARTS_IN_FLIGHT: usize = 2;
-/// Bytes handed out per stream item when reading back.
-const READ_BATCH: usize = 1024 * 1024;
+/// Bytes handed out per stream item when reading back, and ciphertext
+/// bytes per batch when sealing.
+const BATCH: usize = 1024 * 1024;
+/// Bytes per ranged read of a stored object; two are in flight.
+const READ_RANGE: u64 = 4 * 1024 * 1024;
+/// Objects are hashed on the calling task up to this size, and on a
+/// blocking worker beside the cipher beyond it.
+const INLINE_HASH_LIMIT: u64 = 1024 * 1024;
 
 /// Configures and opens a [`Vault`].
 #[derive(Debug)]
@@ -277,13 +283,14 @@ impl Vault {
     async fn seal(&self, mut input: ByteStream) -> Result<SealedObject> {
         let key = DataKey::generate()?;
         let mut sealer = Sealer::new(&key)?;
-        let mut hasher = CidHasher::new(self.cid_options).map_err(|e| {
+        let hasher = CidHasher::new(self.cid_options).map_err(|e| {
             Error::config(
                 "CID options",
                 format!("{:?}", self.cid_options),
                 &e.to_string(),
             )
         })?;
+        let mut hasher = HashWorker::Inline(hasher);
         let mut sink = Sink::Buffer(Vec::new());
         let mut out = sealer.header().to_vec();
         let mut size = 0u64;
@@ -292,31 +299,33 @@ impl Vault {
             while let Some(chunk) = input.next().await {
                 let chunk = chunk.map_err(Error::Input)?;
                 size += chunk.len() as u64;
-                sealer
-                    .update(&chunk, &mut out)
-                    .map_err(|r| Error::integrity("(new object)", r))?;
-                if out.len() >= PART_SIZE / 8 {
-                    hasher.update(&out);
-                    stored += out.len() as u64;
-                    sink.write(self, &out).await?;
-                    out.clear();
+                for piece in chunk.chunks(BATCH) {
+                    sealer
+                        .update(piece, &mut out)
+                        .map_err(|r| Error::integrity("(new object)", r))?;
+                    if out.len() >= BATCH {
+                        let batch =
+                            Bytes::from(std::mem::replace(&mut out, Vec::with_capacity(2 * BATCH)));
+                        stored += batch.len() as u64;
+                        hasher.feed(batch.clone()).await?;
+                        sink.write(self, batch).await?;
+                    }
                 }
             }
-            Ok(())
+            sealer
+                .finish(&mut out)
+                .map_err(|r| Error::integrity("(new object)", r))?;
+            let batch = Bytes::from(out);
+            stored += batch.len() as u64;
+            hasher.feed(batch.clone()).await?;
+            sink.write(self, batch).await
         }
         .await;
         if let Err(e) = result {
             sink.abort().await;
             return Err(e);
         }
-        if let Err(r) = sealer.finish(&mut out) {
-            sink.abort().await;
-            return Err(Error::integrity("(new object)", r));
-        }
-        hasher.update(&out);
-        stored += out.len() as u64;
-        sink.write(self, &out).await?;
-        let cid = Cid::from_inner(hasher.finish());
+        let cid = Cid::from_inner(hasher.finish().await?);
         let object = self.object_location(&cid);
         sink.finish(self, &object).await?;
         // Writes hold the KEK for reading so that a rotation never misses a
@@ -363,17 +372,30 @@ impl Vault {
     /// The stored ciphertext of `cid` as a stream.
     async fn ciphertext(&self, cid: &Cid) -> Result<(u64, BoxStream<'static, Result<Bytes>>)> {
         let path = self.object_location(cid);
-        let got = match self.store.get(&path).await {
-            Ok(got) => got,
+        let size = match self.store.head(&path).await {
+            Ok(meta) => meta.size,
             Err(object_store::Error::NotFound { .. }) => {
                 return Err(Error::NotFound(cid.to_string()));
             }
-            Err(e) => return Err(Error::store("get", &path, e)),
+            Err(e) => return Err(Error::store("head", &path, e)),
         };
-        let size = got.meta.size;
-        let stream = got
-            .into_stream()
-            .map(move |r| r.map_err(|e| Error::store("get", &path, e)))
+        // Large ranged reads, two in flight: stores stream whole objects in
+        // small pieces (8 KiB for local files), which would dominate.
+        let store = Arc::clone(&self.store);
+        let ranges = (0..size.div_ceil(READ_RANGE))
+            .map(move |i| i * READ_RANGE..((i + 1) * READ_RANGE).min(size));
+        let stream = stream::iter(ranges)
+            .map(move |range| {
+                let store = Arc::clone(&store);
+                let path = path.clone();
+                async move {
+                    store
+                        .get_range(&path, range)
+                        .await
+                        .map_err(|e| Error::store("get", &path, e))
+                }
+            })
+            .buffered(2)
             .boxed();
         Ok((size, stream))
     }
@@ -395,7 +417,7 @@ impl Vault {
             Reader {
                 cid: *cid,
                 opener: Some(Opener::new(&key)),
-                hasher: Some(hasher),
+                hasher: Some(HashWorker::for_size(hasher, size)),
                 ciphertext,
             },
         ))
@@ -406,7 +428,7 @@ impl Vault {
 struct Reader {
     cid: Cid,
     opener: Option<Opener>,
-    hasher: Option<CidHasher>,
+    hasher: Option<HashWorker>,
     ciphertext: BoxStream<'static, Result<Bytes>>,
 }
 
@@ -420,12 +442,15 @@ impl Reader {
             };
             match self.ciphertext.next().await {
                 Some(Ok(bytes)) => {
-                    hasher.update(&bytes);
+                    if let Err(e) = hasher.feed(bytes.clone()).await {
+                        self.opener = None;
+                        return Some(Err(e));
+                    }
                     if let Err(reason) = opener.update(&bytes, &mut out) {
                         self.opener = None;
                         return Some(Err(Error::integrity(self.cid, reason)));
                     }
-                    if out.len() >= READ_BATCH {
+                    if out.len() >= BATCH {
                         return Some(Ok(Bytes::from(out)));
                     }
                 }
@@ -441,7 +466,10 @@ impl Reader {
                     if let Err(reason) = opener.finish(&mut out) {
                         return Some(Err(Error::integrity(self.cid, reason)));
                     }
-                    let found = hasher.finish();
+                    let found = match hasher.finish().await {
+                        Ok(found) => found,
+                        Err(e) => return Some(Err(e)),
+                    };
                     if found != *self.cid.inner() {
                         return Some(Err(Error::integrity(
                             self.cid,
@@ -455,6 +483,75 @@ impl Reader {
     }
 }
 
+/// Computes a CID beside the cipher: inline for small objects, on a
+/// blocking worker thread for large ones, so hashing and encryption use
+/// two cores.
+enum HashWorker {
+    /// Hashing on the calling task.
+    Inline(CidHasher),
+    /// Hashing on a blocking thread, fed through a bounded channel.
+    Thread {
+        tx: tokio::sync::mpsc::Sender<Bytes>,
+        task: tokio::task::JoinHandle<cid::Cid>,
+    },
+    /// Only while switching from one to the other.
+    Moving,
+}
+
+impl HashWorker {
+    fn for_size(hasher: CidHasher, size: u64) -> Self {
+        if size > INLINE_HASH_LIMIT {
+            Self::spawn(hasher)
+        } else {
+            Self::Inline(hasher)
+        }
+    }
+
+    fn spawn(mut hasher: CidHasher) -> Self {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+        let task = tokio::task::spawn_blocking(move || {
+            while let Some(bytes) = rx.blocking_recv() {
+                hasher.update(&bytes);
+            }
+            hasher.finish()
+        });
+        Self::Thread { tx, task }
+    }
+
+    async fn feed(&mut self, bytes: Bytes) -> Result<()> {
+        if let Self::Inline(hasher) = self {
+            if bytes.len() as u64 <= INLINE_HASH_LIMIT {
+                hasher.update(&bytes);
+                return Ok(());
+            }
+            if let Self::Inline(hasher) = std::mem::replace(self, Self::Moving) {
+                *self = Self::spawn(hasher);
+            }
+        }
+        match self {
+            Self::Thread { tx, .. } => tx
+                .send(bytes)
+                .await
+                .map_err(|_| Error::Worker("the CID hashing thread stopped".to_owned())),
+            Self::Inline(_) | Self::Moving => {
+                Err(Error::Worker("the CID hasher was lost".to_owned()))
+            }
+        }
+    }
+
+    async fn finish(self) -> Result<cid::Cid> {
+        match self {
+            Self::Inline(hasher) => Ok(hasher.finish()),
+            Self::Thread { tx, task } => {
+                drop(tx);
+                task.await
+                    .map_err(|e| Error::Worker(format!("the CID hashing thread failed: {e}")))
+            }
+            Self::Moving => Err(Error::Worker("the CID hasher was lost".to_owned())),
+        }
+    }
+}
+
 /// Where a new object's ciphertext goes while its CID is not yet known.
 enum Sink {
     /// Small so far: kept in memory, written with one `put` at the end.
@@ -464,10 +561,10 @@ enum Sink {
 }
 
 impl Sink {
-    async fn write(&mut self, vault: &Vault, data: &[u8]) -> Result<()> {
+    async fn write(&mut self, vault: &Vault, data: Bytes) -> Result<()> {
         match self {
             Self::Buffer(buf) => {
-                buf.extend_from_slice(data);
+                buf.extend_from_slice(&data);
                 if buf.len() > PART_SIZE {
                     let mut name = [0u8; 16];
                     fill_random(&mut name)?;
@@ -488,7 +585,7 @@ impl Sink {
                     .wait_for_capacity(PARTS_IN_FLIGHT)
                     .await
                     .map_err(|e| Error::store("put_multipart", path, e))?;
-                writer.write(data);
+                writer.put(data);
             }
         }
         Ok(())

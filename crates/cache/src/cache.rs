@@ -1,7 +1,11 @@
 //! [`SqlCache`]: the [`CachePort`] over a sea-orm connection, and
 //! [`SqlCacheBuilder`], which connects and migrates.
 
-use std::{fmt, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    fmt,
+    time::Duration,
+};
 
 use async_trait::async_trait;
 use healthledger_core::{
@@ -29,6 +33,9 @@ use crate::migration::Migrator;
 const DEFAULT_PG_CONNECTIONS: u32 = 10;
 /// How long connecting may take unless told otherwise.
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How many rows one multi-row statement writes at most (12 parameters a
+/// record row keeps it far below every backend's parameter limit).
+const BATCH_ROWS: usize = 200;
 /// How many access-log rows verification reads per query.
 const VERIFY_PAGE: i64 = 1_000;
 /// No record's search word is longer than this many bytes (a name is at
@@ -676,12 +683,13 @@ impl SqlCache {
             .collect()
     }
 
-    async fn put_record<C: ConnectionTrait>(
+    /// Pushes one record's column values and returns its `VALUES` tuple.
+    fn record_values(
         &self,
-        c: &C,
+        p: &mut Params,
         r: &MedicalRecord,
         source: ChainSource,
-    ) -> CacheResult<()> {
+    ) -> CacheResult<String> {
         if r.patient != r.id.patient() {
             return Err(CacheError::Invalid(format!(
                 "record {} names patient {}, but its id belongs to patient {}",
@@ -691,39 +699,140 @@ impl SqlCache {
             )));
         }
         let meta = serde_json::to_string(&r.meta).map_err(CacheError::other)?;
+        let cols = [
+            p.push(r.id.to_string()),
+            p.push(hh_col(r.id.patient())),
+            p.push(serial_key(r.id.serial())),
+            p.push(hh_col(r.creator)),
+            p.push(r.cid.to_string()),
+            p.push(r.meta.record_type.as_str().to_lowercase()),
+            p.push(date_col(r.meta.date)),
+            self.json_param(&p.push(meta)),
+            p.push(words_doc(&r.meta.search_words())),
+            p.push(ts_col("record creation time", r.created_at)?),
+            p.push(hash_col(source.tx_hash)),
+            p.push(int("block number", source.block_number)?),
+        ];
+        Ok(format!("({})", cols.join(", ")))
+    }
+
+    /// Inserts or replaces records, given as `VALUES` tuples.
+    async fn upsert_records<C: ConnectionTrait>(
+        &self,
+        c: &C,
+        tuples: &[String],
+        p: Params,
+    ) -> Result<()> {
         let sql = format!(
             "INSERT INTO records (record_id, patient, serial_key, creator, cid,
                 record_type_lower, test_date, metadata, search_text, created_at,
                 tx_hash, block_number)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, {}, $9, $10, $11, $12)
+             VALUES {}
              ON CONFLICT (patient, serial_key) DO UPDATE SET record_id = excluded.record_id,
                 creator = excluded.creator, cid = excluded.cid,
                 record_type_lower = excluded.record_type_lower,
                 test_date = excluded.test_date, metadata = excluded.metadata,
                 search_text = excluded.search_text, created_at = excluded.created_at,
                 tx_hash = excluded.tx_hash, block_number = excluded.block_number",
-            self.json_param("$8")
+            tuples.join(", ")
         );
-        self.exec(
-            c,
-            "writing a record",
-            &sql,
-            vals![
-                r.id.to_string(),
-                hh_col(r.id.patient()),
-                serial_key(r.id.serial()),
-                hh_col(r.creator),
-                r.cid.to_string(),
-                r.meta.record_type.as_str().to_lowercase(),
-                date_col(r.meta.date),
-                meta,
-                words_doc(&r.meta.search_words()),
-                ts_col("record creation time", r.created_at)?,
-                hash_col(source.tx_hash),
-                int("block number", source.block_number)?
-            ],
-        )
-        .await?;
+        self.exec(c, "writing records", &sql, p.0).await.map(drop)
+    }
+
+    async fn put_record<C: ConnectionTrait>(
+        &self,
+        c: &C,
+        r: &MedicalRecord,
+        source: ChainSource,
+    ) -> CacheResult<()> {
+        let mut p = Params::default();
+        let tuple = self.record_values(&mut p, r, source)?;
+        Ok(self.upsert_records(c, &[tuple], p).await?)
+    }
+
+    /// Writes a run of record creations with distinct ids (see
+    /// [`record_run`]) and returns their before-images in event order.
+    async fn put_record_run(
+        &self,
+        tx: &DatabaseTransaction,
+        events: &[ChainEvent],
+    ) -> CacheResult<Vec<Before>> {
+        let records: Vec<(&MedicalRecord, ChainSource)> = events
+            .iter()
+            .filter_map(|e| match &e.event {
+                LedgerEvent::RecordCreated(r) => Some((r, source_of_event(e))),
+                _ => None,
+            })
+            .collect();
+        let mut before: HashMap<RecordId, (MedicalRecord, ChainSource)> = HashMap::new();
+        for chunk in records.chunks(BATCH_ROWS) {
+            let mut p = Params::default();
+            let keys: Vec<String> = chunk
+                .iter()
+                .map(|(r, _)| {
+                    format!(
+                        "({}, {})",
+                        p.push(hh_col(r.id.patient())),
+                        p.push(serial_key(r.id.serial()))
+                    )
+                })
+                .collect();
+            let sql = format!(
+                "SELECT {} FROM records r WHERE (r.patient, r.serial_key) IN (VALUES {})",
+                self.record_cols(),
+                keys.join(", ")
+            );
+            for row in self.all(tx, "reading records", &sql, p.0).await? {
+                let (r, s) = self.record_of_row(&row)?;
+                before.insert(r.id, (r, s));
+            }
+            let mut p = Params::default();
+            let tuples = chunk
+                .iter()
+                .map(|(r, s)| self.record_values(&mut p, r, *s))
+                .collect::<CacheResult<Vec<_>>>()?;
+            self.upsert_records(tx, &tuples, p).await?;
+        }
+        Ok(records
+            .iter()
+            .map(|(r, _)| Before::Record {
+                id: r.id,
+                row: before.remove(&r.id),
+            })
+            .collect())
+    }
+
+    /// Appends a block's before-images to the undo log, in order.
+    async fn write_undo(
+        &self,
+        tx: &DatabaseTransaction,
+        number: i64,
+        befores: &[Before],
+    ) -> CacheResult<()> {
+        for (c, chunk) in befores.chunks(BATCH_ROWS).enumerate() {
+            let mut p = Params::default();
+            let mut tuples = Vec::with_capacity(chunk.len());
+            for (i, before) in chunk.iter().enumerate() {
+                let step = i64::try_from(c * BATCH_ROWS + i).map_err(CacheError::other)?;
+                let image = serde_json::to_string(before).map_err(CacheError::other)?;
+                tuples.push(format!(
+                    "({}, {}, {})",
+                    p.push(number),
+                    p.push(step),
+                    self.json_param(&p.push(image))
+                ));
+            }
+            self.exec(
+                tx,
+                "writing the undo log",
+                &format!(
+                    "INSERT INTO undo_log (block_number, step, image) VALUES {}",
+                    tuples.join(", ")
+                ),
+                p.0,
+            )
+            .await?;
+        }
         Ok(())
     }
 
@@ -884,10 +993,7 @@ impl SqlCache {
         tx: &DatabaseTransaction,
         e: &ChainEvent,
     ) -> CacheResult<Option<Before>> {
-        let src = ChainSource {
-            block_number: e.at.block_number,
-            tx_hash: e.at.tx_hash,
-        };
+        let src = source_of_event(e);
         let profile = match &e.event {
             LedgerEvent::ProfileUpdated(p) => Some(p.clone()),
             other => other.registered_profile(),
@@ -1067,24 +1173,21 @@ impl SqlCache {
                 )));
             }
         }
-        let insert_undo = format!(
-            "INSERT INTO undo_log (block_number, step, image) VALUES ($1, $2, {})",
-            self.json_param("$3")
-        );
-        let mut step = 0i64;
-        for e in events {
-            if let Some(before) = self.apply_event(tx, e).await? {
-                let image = serde_json::to_string(&before).map_err(CacheError::other)?;
-                self.exec(
-                    tx,
-                    "writing the undo log",
-                    &insert_undo,
-                    vals![number, step, image],
-                )
-                .await?;
-                step += 1;
+        // Runs of record creations (the bulk of a busy block) are written
+        // with a few multi-row statements; everything else event by event.
+        let mut befores: Vec<Before> = Vec::new();
+        let mut i = 0;
+        while i < events.len() {
+            let run = record_run(&events[i..]);
+            if run > 1 {
+                befores.extend(self.put_record_run(tx, &events[i..i + run]).await?);
+                i += run;
+            } else {
+                befores.extend(self.apply_event(tx, &events[i]).await?);
+                i += 1;
             }
         }
+        self.write_undo(tx, number, &befores).await?;
         self.exec(
             tx,
             "journaling the block",
@@ -1317,6 +1420,23 @@ fn block_of(row: &QueryResult, number: &str, hash: &str, parent: &str) -> Result
         hash: hash_of(t, &h)?,
         parent_hash: hash_of(t, &p)?,
     }))
+}
+
+/// The number of leading events that create records with distinct ids:
+/// such a run can be written in bulk with the same outcome as one by one.
+fn record_run(events: &[ChainEvent]) -> usize {
+    let mut ids = HashSet::new();
+    events
+        .iter()
+        .take_while(|e| matches!(&e.event, LedgerEvent::RecordCreated(r) if ids.insert(r.id)))
+        .count()
+}
+
+fn source_of_event(e: &ChainEvent) -> ChainSource {
+    ChainSource {
+        block_number: e.at.block_number,
+        tx_hash: e.at.tx_hash,
+    }
 }
 
 fn fts5_query(words: &[String]) -> String {

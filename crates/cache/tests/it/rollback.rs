@@ -158,7 +158,7 @@ fn ev() -> impl Strategy<Value = Ev> {
             .prop_map(|(hh, role, name, wallet)| Ev::Register { hh, role, name, wallet }),
         2 => (0..USERS, 0..3u8, 0..6usize, wallet, 0..4u8)
             .prop_map(|(hh, role, name, wallet, addr)| Ev::Update { hh, role, name, wallet, addr }),
-        3 => (0..USERS, 1..5u64, 0..USERS, 0..4usize, 0..3usize, 0..5u32).prop_map(
+        3 => (0..2u32, 1..4u64, 0..USERS, 0..4usize, 0..3usize, 0..5u32).prop_map(
             |(patient, serial, creator, test, kind, day)| Ev::Record {
                 patient, serial, creator, test, kind, day
             }
@@ -174,7 +174,7 @@ fn ev() -> impl Strategy<Value = Ev> {
 
 fn chain() -> impl Strategy<Value = (Vec<Vec<Ev>>, usize)> {
     (
-        proptest::collection::vec(proptest::collection::vec(ev(), 0..5), 1..7),
+        proptest::collection::vec(proptest::collection::vec(ev(), 0..8), 1..7),
         any::<usize>(),
     )
         .prop_map(|(blocks, k)| {
@@ -302,7 +302,7 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 40, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
     #[test]
     fn rollback_equals_prefix_on_sqlite((blocks, k) in chain()) {

@@ -89,6 +89,14 @@ impl Sealer {
     /// Appends to `out` every segment that `data` completes.
     pub(crate) fn update(&mut self, mut data: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
         while !data.is_empty() {
+            if self.pending.is_empty() && data.len() > SEGMENT_SIZE {
+                // Fast path: a whole segment with more data after it is
+                // sealed straight from the input, without staging it.
+                let (segment, rest) = data.split_at(SEGMENT_SIZE);
+                self.seal_segment(segment, false, out)?;
+                data = rest;
+                continue;
+            }
             if self.pending.len() == SEGMENT_SIZE {
                 // A full segment is sealed as non-last only once more data
                 // shows it is not the last.
@@ -107,8 +115,21 @@ impl Sealer {
     }
 
     fn seal_pending(&mut self, last: bool, out: &mut Vec<u8>) -> Result<(), String> {
+        let pending = std::mem::take(&mut self.pending);
+        let sealed = self.seal_segment(&pending, last, out);
+        self.pending = pending;
+        self.pending.clear();
+        sealed
+    }
+
+    fn seal_segment(
+        &mut self,
+        segment: &[u8],
+        last: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<(), String> {
         let start = out.len();
-        out.extend_from_slice(&self.pending);
+        out.extend_from_slice(segment);
         let tag = self
             .cipher
             .encrypt_inout_detached(
@@ -118,7 +139,6 @@ impl Sealer {
             )
             .map_err(|_| format!("sealing segment {} failed", self.index))?;
         out.extend_from_slice(tag.as_slice());
-        self.pending.clear();
         self.index = self
             .index
             .checked_add(1)
@@ -165,6 +185,14 @@ impl Opener {
         }
         let sealed_segment = self.segment_size + TAG_LEN;
         while !data.is_empty() {
+            if self.pending.is_empty() && data.len() > sealed_segment {
+                // Fast path: a whole sealed segment with more data after it
+                // is opened straight from the input, without staging it.
+                let (segment, rest) = data.split_at(sealed_segment);
+                self.open_segment(segment, false, out)?;
+                data = rest;
+                continue;
+            }
             if self.pending.len() == sealed_segment {
                 self.open_pending(false, out)?;
             }
@@ -214,18 +242,26 @@ impl Opener {
     }
 
     fn open_pending(&mut self, last: bool, out: &mut Vec<u8>) -> Result<(), String> {
-        if self.pending.len() < TAG_LEN {
+        let pending = std::mem::take(&mut self.pending);
+        let opened = self.open_segment(&pending, last, out);
+        self.pending = pending;
+        self.pending.clear();
+        opened
+    }
+
+    fn open_segment(&mut self, sealed: &[u8], last: bool, out: &mut Vec<u8>) -> Result<(), String> {
+        if sealed.len() < TAG_LEN {
             return Err(format!(
                 "segment {} is {} bytes, shorter than its tag",
                 self.index,
-                self.pending.len()
+                sealed.len()
             ));
         }
-        let body = self.pending.len() - TAG_LEN;
-        let tag = Tag::try_from(&self.pending[body..])
+        let body = sealed.len() - TAG_LEN;
+        let tag = Tag::try_from(&sealed[body..])
             .map_err(|_| format!("segment {} has a malformed tag", self.index))?;
         let start = out.len();
-        out.extend_from_slice(&self.pending[..body]);
+        out.extend_from_slice(&sealed[..body]);
         let opened = self.cipher.decrypt_inout_detached(
             &nonce(&self.prefix, self.index, last),
             &self.header,
@@ -245,7 +281,6 @@ impl Opener {
                 }
             ));
         }
-        self.pending.clear();
         self.index = self
             .index
             .checked_add(1)

@@ -24,14 +24,16 @@ use crate::unixfs::{CidHasher, CidOptions, CidVersion};
 const PART_SIZE: usize = 8 * 1024 * 1024;
 /// Parts uploaded concurrently.
 const PARTS_IN_FLIGHT: usize = 2;
-/// Bytes handed out per stream item when reading back, and ciphertext
-/// bytes per batch when sealing.
+/// Bytes handed out per stream item when reading back.
 const BATCH: usize = 1024 * 1024;
+/// Ciphertext bytes per batch when sealing: small enough that hashing one
+/// batch overlaps with encrypting the next even for 1 MiB objects.
+const SEAL_BATCH: usize = 256 * 1024;
 /// Bytes per ranged read of a stored object; two are in flight.
 const READ_RANGE: u64 = 4 * 1024 * 1024;
 /// Objects are hashed on the calling task up to this size, and on a
 /// blocking worker beside the cipher beyond it.
-const INLINE_HASH_LIMIT: u64 = 1024 * 1024;
+const INLINE_HASH_LIMIT: u64 = 256 * 1024;
 
 /// Configures and opens a [`Vault`].
 #[derive(Debug)]
@@ -299,13 +301,15 @@ impl Vault {
             while let Some(chunk) = input.next().await {
                 let chunk = chunk.map_err(Error::Input)?;
                 size += chunk.len() as u64;
-                for piece in chunk.chunks(BATCH) {
+                for piece in chunk.chunks(SEAL_BATCH) {
                     sealer
                         .update(piece, &mut out)
                         .map_err(|r| Error::integrity("(new object)", r))?;
-                    if out.len() >= BATCH {
-                        let batch =
-                            Bytes::from(std::mem::replace(&mut out, Vec::with_capacity(2 * BATCH)));
+                    if out.len() >= SEAL_BATCH {
+                        let batch = Bytes::from(std::mem::replace(
+                            &mut out,
+                            Vec::with_capacity(2 * SEAL_BATCH),
+                        ));
                         stored += batch.len() as u64;
                         hasher.feed(batch.clone()).await?;
                         sink.write(self, batch).await?;
@@ -555,7 +559,7 @@ impl HashWorker {
 /// Where a new object's ciphertext goes while its CID is not yet known.
 enum Sink {
     /// Small so far: kept in memory, written with one `put` at the end.
-    Buffer(Vec<u8>),
+    Buffer(Vec<Bytes>),
     /// Large: a multipart upload to `incoming/<random>`, renamed at the end.
     Upload { path: Path, writer: WriteMultipart },
 }
@@ -564,8 +568,8 @@ impl Sink {
     async fn write(&mut self, vault: &Vault, data: Bytes) -> Result<()> {
         match self {
             Self::Buffer(buf) => {
-                buf.extend_from_slice(&data);
-                if buf.len() > PART_SIZE {
+                buf.push(data);
+                if buf.iter().map(Bytes::len).sum::<usize>() > PART_SIZE {
                     let mut name = [0u8; 16];
                     fill_random(&mut name)?;
                     let name: String = name.iter().map(|b| format!("{b:02x}")).collect();
@@ -576,7 +580,9 @@ impl Sink {
                         .await
                         .map_err(|e| Error::store("put_multipart", &path, e))?;
                     let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
-                    writer.write(buf);
+                    for bytes in buf.drain(..) {
+                        writer.put(bytes);
+                    }
                     *self = Self::Upload { path, writer };
                 }
             }
@@ -596,7 +602,7 @@ impl Sink {
             Self::Buffer(buf) => {
                 vault
                     .store
-                    .put(object, PutPayload::from(buf))
+                    .put(object, buf.into_iter().collect::<PutPayload>())
                     .await
                     .map_err(|e| Error::store("put", object, e))?;
             }

@@ -771,16 +771,18 @@ impl SqlCache {
                 .iter()
                 .map(|(r, _)| {
                     format!(
-                        "({}, {})",
+                        "(r.patient = {} AND r.serial_key = {})",
                         p.push(hh_col(r.id.patient())),
                         p.push(serial_key(r.id.serial()))
                     )
                 })
                 .collect();
+            // An OR of key lookups: both backends answer it from the key's
+            // index (SQLite scans the table for a row-value IN list).
             let sql = format!(
-                "SELECT {} FROM records r WHERE (r.patient, r.serial_key) IN (VALUES {})",
+                "SELECT {} FROM records r WHERE {}",
                 self.record_cols(),
-                keys.join(", ")
+                keys.join(" OR ")
             );
             for row in self.all(tx, "reading records", &sql, p.0).await? {
                 let (r, s) = self.record_of_row(&row)?;

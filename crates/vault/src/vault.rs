@@ -36,12 +36,24 @@ const READ_RANGE: u64 = 4 * 1024 * 1024;
 const INLINE_HASH_LIMIT: u64 = 256 * 1024;
 
 /// Configures and opens a [`Vault`].
-#[derive(Debug)]
 pub struct VaultBuilder {
     url: String,
     options: Vec<(String, String)>,
     kek: Option<Kek>,
     cid_options: CidOptions,
+}
+
+impl fmt::Debug for VaultBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Store options carry credentials: show their names only.
+        let option_names: Vec<&str> = self.options.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("VaultBuilder")
+            .field("url", &redact(&self.url))
+            .field("options", &option_names)
+            .field("kek", &self.kek)
+            .field("cid_options", &self.cid_options)
+            .finish()
+    }
 }
 
 impl VaultBuilder {
@@ -199,11 +211,20 @@ impl Vault {
     }
 
     /// Re-wraps every data key under `new`, leaving content untouched, then
-    /// uses `new` from now on. Writes wait until the rotation is done. A
-    /// rotation interrupted half-way can be resumed by calling it again with
-    /// the same `new` KEK.
+    /// uses `new` from now on; the old KEK opens nothing afterwards. Reads
+    /// and writes through this vault wait until the rotation is done. The
+    /// new KEK needs a new id. A rotation that stops half-way (a damaged key
+    /// record, a store error) can be resumed by calling it again with the
+    /// same `new` KEK: records already under it are checked and skipped.
     pub async fn rotate_kek(&self, new: Kek) -> Result<Rotation> {
         let mut current = self.kek.write().await;
+        if new.id() == current.id() {
+            return Err(Error::config(
+                "new KEK id",
+                new.id(),
+                "a rotated KEK needs an id different from the current one",
+            ));
+        }
         let prefix = self.root.clone().join("keys");
         let mut listing = self.store.list(Some(&prefix));
         let mut report = Rotation {

@@ -68,3 +68,19 @@ async fn health_never_shows_credentials() {
         Err(e) => assert!(!e.to_string().contains("hunter2"), "{e}"),
     }
 }
+
+#[test]
+fn builder_debug_shows_no_secret() {
+    let builder = Vault::builder("memory://")
+        .option("aws_secret_access_key", "very-secret-value")
+        .kek(healthledger_vault::Kek::new("k1", [0xAB; 32]).unwrap());
+    let shown = format!("{builder:?}");
+    assert!(
+        shown.contains("aws_secret_access_key") && shown.contains("k1"),
+        "{shown}"
+    );
+    assert!(
+        !shown.contains("very-secret-value") && !shown.contains("171"),
+        "{shown}"
+    );
+}

@@ -245,9 +245,16 @@ async fn rotating_the_kek_keeps_everything_readable_and_retires_the_old_one() {
     for (s, data) in &sealed {
         assert_eq!(&new.get(&s.cid).await.unwrap(), data);
     }
-    // Rotating again to the same KEK is a no-op resume.
-    let again = v.rotate_kek(other_kek()).await.unwrap();
+    // A rotation that stopped half-way resumes from a vault still on the
+    // old KEK: the records already under the new one are checked and skipped.
+    let again = old.rotate_kek(other_kek()).await.unwrap();
     assert_eq!((again.rewrapped, again.already_current), (0, 5));
+    // Rotating to the KEK in use is refused.
+    let err = v.rotate_kek(other_kek()).await.unwrap_err();
+    assert!(
+        matches!(err, healthledger_vault::Error::Config { .. }),
+        "{err}"
+    );
 }
 
 mod random_flips {

@@ -412,6 +412,52 @@ mod tests {
         );
     }
 
+    fn raw_cid(data: &[u8]) -> Cid {
+        make_cid(CidVersion::V1, RAW, &Sha256::digest(data))
+    }
+
+    #[test]
+    fn one_full_chunk_is_one_leaf_and_one_more_byte_makes_a_root() {
+        let data: Vec<u8> = (0..DEFAULT_CHUNK_SIZE + 1)
+            .map(|i| (i % 253) as u8)
+            .collect();
+        let (first, rest) = data.split_at(DEFAULT_CHUNK_SIZE);
+        // Exactly one chunk under --cid-version=1 is the raw block itself.
+        assert_eq!(
+            compute_cid(first, CidOptions::KUBO_V1).unwrap(),
+            raw_cid(first)
+        );
+        // One byte more: a dag-pb root over two raw leaves, written out from
+        // the dag-pb and UnixFS specs. PBLink = Hash(1) Name(2) Tsize(3);
+        // PBNode = Links(2)… Data(1); UnixFS Data = Type(1)=File
+        // filesize(3) blocksizes(4)…; a raw leaf's Tsize is its length.
+        let mut root = Vec::new();
+        for leaf in [first, rest] {
+            let cid = raw_cid(leaf).to_bytes();
+            let mut link = vec![0x0a, cid.len() as u8];
+            link.extend_from_slice(&cid);
+            link.extend_from_slice(&[0x12, 0x00, 0x18]);
+            put_varint(&mut link, leaf.len() as u64);
+            root.push(0x12);
+            put_varint(&mut root, link.len() as u64);
+            root.extend_from_slice(&link);
+        }
+        let mut unixfs = vec![0x08, 0x02, 0x18];
+        put_varint(&mut unixfs, data.len() as u64);
+        unixfs.push(0x20);
+        put_varint(&mut unixfs, DEFAULT_CHUNK_SIZE as u64);
+        unixfs.extend_from_slice(&[0x20, 0x01]);
+        root.push(0x0a);
+        root.push(unixfs.len() as u8);
+        root.extend_from_slice(&unixfs);
+        let expected = make_cid(CidVersion::V1, DAG_PB, &Sha256::digest(&root));
+        assert_eq!(
+            compute_cid(&data[..], CidOptions::KUBO_V1).unwrap(),
+            expected
+        );
+        assert!(expected.to_string().starts_with("bafybei"));
+    }
+
     #[test]
     fn feeding_in_pieces_gives_the_same_cid() {
         let data: Vec<u8> = (0..1_000_003u32).map(|i| (i * 7 % 251) as u8).collect();

@@ -358,11 +358,15 @@ impl Vault {
         let kek = self.kek.read().await;
         let record = kek.wrap(&key, cid.inner())?;
         let key_path = self.key_location(&cid);
-        self.store
-            .put(&key_path, PutPayload::from(record))
-            .await
-            .map_err(|e| Error::store("put", &key_path, e))?;
+        let written = self.store.put(&key_path, PutPayload::from(record)).await;
         drop(kek);
+        if let Err(e) = written {
+            // Without its key the ciphertext is useless: do not leave it.
+            if let Err(cleanup) = self.store.delete(&object).await {
+                tracing::warn!(%cid, error = %cleanup, "removing a keyless object failed");
+            }
+            return Err(Error::store("put", &key_path, e));
+        }
         Ok(SealedObject {
             cid,
             size,

@@ -55,8 +55,10 @@
 //! flag, and every segment authenticates the object header. Reordering,
 //! dropping, duplicating, truncating or extending segments is detected.
 //! The exact layout is in [`seal`]. Any size streams through in constant
-//! memory: [`VaultPort::put_stream`] holds one segment plus one upload part
-//! (8 MiB, two in flight) at a time.
+//! memory: [`VaultPort::put_stream`] holds one segment, a few 256 KiB
+//! batches queued for the CID hashing thread (which runs beside the cipher)
+//! and the upload parts in flight (8 MiB, two at a time); reads fetch 4 MiB
+//! ranges, two in flight.
 //!
 //! # CID profile
 //!
@@ -88,6 +90,13 @@
 //! deleted key record may still linger in backups of the store or on disk,
 //! wrapped under the KEK: rotating the KEK and destroying the old one makes
 //! shredding final against those too.
+//!
+//! [`VaultPort::health`]: healthledger_core::VaultPort::health
+//! [`VaultPort::put_stream`]: healthledger_core::VaultPort::put_stream
+//! [`VaultPort::get`]: healthledger_core::VaultPort::get
+//! [`VaultPort::get_stream`]: healthledger_core::VaultPort::get_stream
+//! [`VaultPort::verify`]: healthledger_core::VaultPort::verify
+//! [`VaultPort::shred`]: healthledger_core::VaultPort::shred
 
 pub mod error;
 pub mod keys;

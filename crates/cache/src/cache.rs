@@ -144,13 +144,34 @@ impl SqlCacheBuilder {
                 }
             }
         }
+        if backend == DbBackend::Postgres {
+            // Several processes may start on one schema at once: migrate
+            // on one session holding an advisory lock, so that exactly one
+            // of them migrates and the others then find nothing pending.
+            let mut single = opts.clone();
+            single.max_connections(1);
+            let db = Database::connect(single)
+                .await
+                .map_err(|source| Error::Connect {
+                    url: shown.clone(),
+                    source,
+                })?;
+            let migrated = migrate_locked(&db).await;
+            let closed = db.close().await;
+            migrated?;
+            closed.map_err(|e| Error::db("closing the migration connection", e))?;
+        }
         let db = Database::connect(opts)
             .await
             .map_err(|source| Error::Connect {
                 url: shown.clone(),
                 source,
             })?;
-        migrate(&db).await?;
+        if backend == DbBackend::Sqlite {
+            // One connection: nobody else in this process can race it, and
+            // other processes wait on SQLite's own locks.
+            migrate(&db).await?;
+        }
         Ok(SqlCache { db, backend })
     }
 }
@@ -180,12 +201,40 @@ async fn create_schema(url: &str, shown: &str, schema: &str, timeout: Duration) 
             source,
         })?;
     // The name was checked to be a plain identifier, so quoting is safe.
+    // `IF NOT EXISTS` alone races with a concurrent creator; the advisory
+    // lock (released with the session) serializes them.
     let created = db
-        .execute_unprepared(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
+        .execute_unprepared(&format!(
+            "SELECT pg_advisory_lock(hashtext('healthledger-cache schema {schema}'))"
+        ))
         .await;
+    let created = match created {
+        Ok(_) => {
+            db.execute_unprepared(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
+                .await
+        }
+        Err(e) => Err(e),
+    };
     let closed = db.close().await;
     created.map_err(|e| Error::db(format!("creating schema {schema}"), e))?;
     closed.map_err(|e| Error::db("closing the setup connection", e))
+}
+
+/// Runs [`migrate`] under a session-level advisory lock keyed by the
+/// current schema (PostgreSQL).
+async fn migrate_locked(db: &DatabaseConnection) -> Result<()> {
+    const KEY: &str = "hashtext('healthledger-cache migrations ' || current_schema())";
+    db.execute_unprepared(&format!("SELECT pg_advisory_lock({KEY})"))
+        .await
+        .map_err(|e| Error::db("taking the migration lock", e))?;
+    let migrated = migrate(db).await;
+    let unlocked = db
+        .execute_unprepared(&format!("SELECT pg_advisory_unlock({KEY})"))
+        .await;
+    migrated?;
+    unlocked
+        .map(drop)
+        .map_err(|e| Error::db("releasing the migration lock", e))
 }
 
 /// Refuses a database migrated by newer code, then applies what is pending.

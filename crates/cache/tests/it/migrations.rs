@@ -123,3 +123,30 @@ async fn unreachable_postgres_is_unavailable_and_hides_the_password() {
     let port_err = CacheError::from(err);
     assert!(port_err.is_retryable(), "{port_err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_connects_to_one_new_schema_all_succeed() {
+    if skip_postgres() {
+        return;
+    }
+    let pg = PgSchemas::new();
+    let (first, schema) = pg.fresh().await;
+    first.close().await.unwrap();
+    // A second, brand-new schema that four processes open at once.
+    let racing = format!("{schema}_race");
+    pg.adopt(&racing);
+    let connects: Vec<_> = (0..4)
+        .map(|_| {
+            let b = SqlCache::builder(crate::support::pg_url())
+                .postgres_schema(racing.clone())
+                .max_connections(1);
+            tokio::spawn(async move { b.connect().await })
+        })
+        .collect();
+    for c in connects {
+        let cache = c.await.unwrap().expect("every concurrent connect succeeds");
+        assert_eq!(cache.counts().await.unwrap().patients, 0);
+        cache.close().await.unwrap();
+    }
+    pg.cleanup().await;
+}

@@ -103,6 +103,11 @@ impl PgSchemas {
         (cache, schema)
     }
 
+    /// Drops `schema` too on cleanup.
+    pub(crate) fn adopt(&self, schema: &str) {
+        self.created.lock().unwrap().push(schema.to_owned());
+    }
+
     /// A raw connection whose `search_path` is `schema`.
     pub(crate) async fn raw(&self, schema: &str) -> DatabaseConnection {
         let mut opts = ConnectOptions::new(self.url.clone());

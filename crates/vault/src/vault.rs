@@ -462,9 +462,11 @@ struct Reader {
 }
 
 impl Reader {
-    /// The next verified plaintext, `None` at a verified end.
-    async fn next(&mut self) -> Option<Result<Bytes>> {
-        let mut out = Vec::new();
+    /// Appends the next verified plaintext (about [`BATCH`] bytes) to `out`;
+    /// `None` once the end was verified. Nothing unverified is ever left in
+    /// `out`.
+    async fn fill(&mut self, out: &mut Vec<u8>) -> Option<Result<()>> {
+        let start = out.len();
         loop {
             let (Some(opener), Some(hasher)) = (self.opener.as_mut(), self.hasher.as_mut()) else {
                 return None;
@@ -475,12 +477,12 @@ impl Reader {
                         self.opener = None;
                         return Some(Err(e));
                     }
-                    if let Err(reason) = opener.update(&bytes, &mut out) {
+                    if let Err(reason) = opener.update(&bytes, out) {
                         self.opener = None;
                         return Some(Err(Error::integrity(self.cid, reason)));
                     }
-                    if out.len() >= BATCH {
-                        return Some(Ok(Bytes::from(out)));
+                    if out.len() - start >= BATCH {
+                        return Some(Ok(()));
                     }
                 }
                 Some(Err(e)) => {
@@ -492,7 +494,7 @@ impl Reader {
                     else {
                         return None;
                     };
-                    if let Err(reason) = opener.finish(&mut out) {
+                    if let Err(reason) = opener.finish(out) {
                         return Some(Err(Error::integrity(self.cid, reason)));
                     }
                     let found = match hasher.finish().await {
@@ -505,7 +507,7 @@ impl Reader {
                             format!("its stored bytes hash to {found}"),
                         )));
                     }
-                    return Some(Ok(Bytes::from(out)));
+                    return Some(Ok(()));
                 }
             }
         }
@@ -671,8 +673,8 @@ impl VaultPort for Vault {
         let (size, mut reader) = self.open(cid).await?;
         let mut plaintext = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
         // Nothing is returned unless every segment and the CID verified.
-        while let Some(piece) = reader.next().await {
-            plaintext.extend_from_slice(&piece?);
+        while let Some(filled) = reader.fill(&mut plaintext).await {
+            filled?;
         }
         Ok(Bytes::from(plaintext))
     }
@@ -680,8 +682,12 @@ impl VaultPort for Vault {
     async fn get_stream(&self, cid: &Cid) -> VaultResult<ByteStream> {
         let (_, reader) = self.open(cid).await?;
         Ok(stream::unfold(reader, |mut reader| async move {
-            let item = reader.next().await?;
-            Some((item.map_err(VaultError::from), reader))
+            let mut out = Vec::new();
+            let filled = reader.fill(&mut out).await?;
+            Some((
+                filled.map(|()| Bytes::from(out)).map_err(VaultError::from),
+                reader,
+            ))
         })
         .filter(|item| futures::future::ready(!matches!(item, Ok(b) if b.is_empty())))
         .boxed())

@@ -38,18 +38,30 @@ impl Moto {
             "the S3 test server is not installed ({} is missing): run `cargo xtask setup`",
             server.display()
         );
+        // The free port is found by binding and releasing it, so another
+        // process may take it first: then moto exits and a new port is tried.
+        let mut failures = Vec::new();
+        for _ in 0..3 {
+            match Self::try_start(&server) {
+                Ok(moto) => return moto,
+                Err(why) => failures.push(why),
+            }
+        }
+        panic!("{} did not start: {failures:?}", server.display());
+    }
+
+    fn try_start(server: &std::path::Path) -> Result<Self, String> {
         let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
+            .and_then(|l| l.local_addr())
+            .map_err(|e| format!("no free loopback port: {e}"))?
             .port();
-        let child = Command::new(&server)
+        let child = Command::new(server)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap_or_else(|e| panic!("starting {} failed: {e}", server.display()));
+            .map_err(|e| format!("spawning failed: {e}"))?;
         let mut moto = Self { child, port };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -57,16 +69,16 @@ impl Moto {
                 .request("GET", "/")
                 .is_some_and(|r| r.contains(" 200 "))
             {
-                return moto;
+                return Ok(moto);
             }
             if let Ok(Some(status)) = moto.child.try_wait() {
-                panic!("{} exited with {status} before answering", server.display());
+                return Err(format!(
+                    "exited with {status} before answering on port {port}"
+                ));
             }
-            assert!(
-                Instant::now() < deadline,
-                "{} did not answer on port {port} within 60 s",
-                server.display()
-            );
+            if Instant::now() > deadline {
+                return Err(format!("did not answer on port {port} within 60 s"));
+            }
             std::thread::sleep(Duration::from_millis(100));
         }
     }

@@ -756,8 +756,20 @@ impl VaultPort for Vault {
     }
 
     async fn health(&self) -> VaultResult<VaultHealth> {
-        let probe = self.location("health", "probe");
-        self.exists(&probe).await?;
+        // Listing the vault's root fails when the store is unreachable, the
+        // credentials are refused or the bucket does not exist; it succeeds
+        // (possibly empty) otherwise.
+        let root = self.root.clone().join("objects");
+        self.store
+            .list_with_delimiter(Some(&root))
+            .await
+            .map_err(|e| match e {
+                object_store::Error::NotFound { .. } => VaultError::Unavailable(format!(
+                    "{}: the store was not found: {e}",
+                    self.backend
+                )),
+                e => Error::store("list", &root, e).into(),
+            })?;
         Ok(VaultHealth {
             backend: self.backend.clone(),
             key_id: self.key_id().await,

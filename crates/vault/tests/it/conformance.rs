@@ -84,3 +84,11 @@ fn builder_debug_shows_no_secret() {
         "{shown}"
     );
 }
+
+#[tokio::test]
+async fn a_fresh_file_vault_is_healthy_before_its_first_object() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("file://{}/not-yet-created", dir.path().display());
+    let v = Vault::builder(&url).kek(kek()).build().unwrap();
+    assert_eq!(v.health().await.unwrap().key_id, "test-kek-1");
+}

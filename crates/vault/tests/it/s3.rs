@@ -114,6 +114,10 @@ impl Moto {
 
     fn vault(&self, bucket: &str) -> Vault {
         self.create_bucket(bucket);
+        self.vault_without_bucket(bucket)
+    }
+
+    fn vault_without_bucket(&self, bucket: &str) -> Vault {
         Vault::builder(format!("s3://{bucket}/healthledger"))
             .option("aws_endpoint", self.endpoint())
             .option("aws_allow_http", "true")
@@ -141,6 +145,10 @@ async fn s3_backend_passes_the_conformance_suite() {
     let health = v.health().await.unwrap();
     assert_eq!(health.backend, "s3://conformance/healthledger");
     assert!(!format!("{v:?}").contains(SECRET));
+    // A missing bucket is reported, without the credentials.
+    let missing = moto.vault_without_bucket("no-such-bucket");
+    let err = missing.health().await.unwrap_err();
+    assert!(!err.to_string().contains(SECRET), "{err}");
     // The ciphertext is in the bucket under its CID.
     let sealed = v.put(Bytes::from_static(b"mri report")).await.unwrap();
     let listing = moto

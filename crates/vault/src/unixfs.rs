@@ -131,8 +131,13 @@ struct PendingLink {
 #[derive(Debug, Clone)]
 pub struct CidHasher {
     options: CidOptions,
-    /// The current, not yet full chunk.
+    /// The current, not yet full chunk (UnixFS leaves only: their framing
+    /// depends on the chunk's final length).
     chunk: Vec<u8>,
+    /// Raw leaves are hashed as they stream in, without staging.
+    raw_leaf: Sha256,
+    /// Bytes in the current chunk.
+    chunk_len: usize,
     /// `levels[0]` holds leaves, `levels[i]` nodes of height `i`; each level
     /// keeps at most [`MAX_LINKS`] links, and every level below the highest
     /// non-empty one is non-empty.
@@ -147,7 +152,13 @@ impl CidHasher {
         options.validate()?;
         Ok(Self {
             options,
-            chunk: Vec::with_capacity(options.chunk_size),
+            chunk: Vec::with_capacity(if options.raw_leaves {
+                0
+            } else {
+                options.chunk_size
+            }),
+            raw_leaf: Sha256::new(),
+            chunk_len: 0,
             levels: Vec::new(),
             block: Vec::new(),
         })
@@ -156,21 +167,26 @@ impl CidHasher {
     /// Feeds more content.
     pub fn update(&mut self, mut data: &[u8]) {
         while !data.is_empty() {
-            if self.chunk.len() == self.options.chunk_size {
+            if self.chunk_len == self.options.chunk_size {
                 // A full chunk becomes a leaf only once more data arrives, so
                 // that a file of exactly one chunk stays a single leaf.
                 self.flush_leaf();
             }
-            let room = self.options.chunk_size - self.chunk.len();
+            let room = self.options.chunk_size - self.chunk_len;
             let take = room.min(data.len());
-            self.chunk.extend_from_slice(&data[..take]);
+            if self.options.raw_leaves {
+                self.raw_leaf.update(&data[..take]);
+            } else {
+                self.chunk.extend_from_slice(&data[..take]);
+            }
+            self.chunk_len += take;
             data = &data[take..];
         }
     }
 
     /// The CID of everything fed so far.
     pub fn finish(mut self) -> Cid {
-        if !self.chunk.is_empty() || self.levels.is_empty() {
+        if self.chunk_len > 0 || self.levels.is_empty() {
             // The empty file is one empty leaf, as in Kubo.
             self.flush_leaf();
         }
@@ -189,9 +205,10 @@ impl CidHasher {
     }
 
     fn flush_leaf(&mut self) {
-        let file_size = self.chunk.len() as u64;
+        let file_size = self.chunk_len as u64;
+        self.chunk_len = 0;
         let (cid, tsize) = if self.options.raw_leaves {
-            let digest = Sha256::digest(&self.chunk);
+            let digest = self.raw_leaf.finalize_reset();
             (make_cid(CidVersion::V1, RAW, &digest), file_size)
         } else {
             self.block.clear();

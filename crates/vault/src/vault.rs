@@ -731,20 +731,20 @@ impl VaultPort for Vault {
 
     async fn shred(&self, cid: &Cid) -> VaultResult<()> {
         let tombstone = self.tombstone_location(cid);
-        if self.exists(&tombstone).await? {
-            return Ok(());
-        }
         let key_path = self.key_location(cid);
         let object = self.object_location(cid);
-        if !self.exists(&key_path).await? && !self.exists(&object).await? {
-            return Err(Error::NotFound(cid.to_string()).into());
+        if !self.exists(&tombstone).await? {
+            if !self.exists(&key_path).await? && !self.exists(&object).await? {
+                return Err(Error::NotFound(cid.to_string()).into());
+            }
+            // The tombstone goes first: if the deletions fail half-way, the
+            // object already reads as shredded, and shredding it again
+            // (which is always allowed) finishes the job.
+            self.store
+                .put(&tombstone, PutPayload::from_static(b"shredded\n"))
+                .await
+                .map_err(|e| Error::store("put", &tombstone, e))?;
         }
-        // The tombstone goes first: if the deletions fail half-way, the
-        // object already reads as shredded and a retry finishes the job.
-        self.store
-            .put(&tombstone, PutPayload::from_static(b"shredded\n"))
-            .await
-            .map_err(|e| Error::store("put", &tombstone, e))?;
         for path in [&key_path, &object] {
             match self.store.delete(path).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}

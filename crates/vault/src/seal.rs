@@ -21,6 +21,7 @@
 //! released.
 
 use aes_gcm_siv::aead::AeadInOut;
+use aes_gcm_siv::aead::inout::InOutBuf;
 use aes_gcm_siv::{Aes256GcmSiv, Nonce, Tag};
 
 use crate::keys::{DataKey, fill_random};
@@ -129,14 +130,14 @@ impl Sealer {
         out: &mut Vec<u8>,
     ) -> Result<(), String> {
         let start = out.len();
-        out.extend_from_slice(segment);
+        // Encrypting from the input into the output in one pass costs less
+        // than copying first and encrypting in place.
+        out.resize(start + segment.len(), 0);
+        let buf = InOutBuf::new(segment, &mut out[start..])
+            .map_err(|_| format!("segment {} buffer sizes differ", self.index))?;
         let tag = self
             .cipher
-            .encrypt_inout_detached(
-                &nonce(&self.prefix, self.index, last),
-                &self.header,
-                (&mut out[start..]).into(),
-            )
+            .encrypt_inout_detached(&nonce(&self.prefix, self.index, last), &self.header, buf)
             .map_err(|_| format!("sealing segment {} failed", self.index))?;
         out.extend_from_slice(tag.as_slice());
         self.index = self
@@ -261,11 +262,13 @@ impl Opener {
         let tag = Tag::try_from(&sealed[body..])
             .map_err(|_| format!("segment {} has a malformed tag", self.index))?;
         let start = out.len();
-        out.extend_from_slice(&sealed[..body]);
+        out.resize(start + body, 0);
+        let buf = InOutBuf::new(&sealed[..body], &mut out[start..])
+            .map_err(|_| format!("segment {} buffer sizes differ", self.index))?;
         let opened = self.cipher.decrypt_inout_detached(
             &nonce(&self.prefix, self.index, last),
             &self.header,
-            (&mut out[start..]).into(),
+            buf,
             &tag,
         );
         if opened.is_err() {

@@ -4,6 +4,10 @@
 //! over every byte, so their minimum bounds it), and the peak memory while
 //! sealing a 1 GiB stream.
 //!
+//! `get` returns the whole object in one buffer, so for large objects it
+//! also pays for allocating (page-faulting) that buffer; `get_stream` is
+//! shown beside it.
+//!
 //! Run with `cargo bench -p healthledger-vault` (or `cargo xtask bench`).
 //! Memory is read from `/proc/self/status` (`VmHWM`, the peak resident set),
 //! reset through `/proc/self/clear_refs` before the 1 GiB run.
@@ -67,8 +71,9 @@ fn pieces(data: Bytes, piece: usize) -> healthledger_core::ByteStream {
     .boxed()
 }
 
-/// Seals then opens `rounds` objects of `len` bytes; (seal, open) MB/s.
-async fn seal_and_open(v: &Vault, len: usize, rounds: usize) -> (f64, f64) {
+/// Seals then opens `rounds` objects of `len` bytes, with `get` and with
+/// `get_stream`; (seal, get, get_stream) MB/s.
+async fn seal_and_open(v: &Vault, len: usize, rounds: usize) -> (f64, f64, f64) {
     let data = content(len);
     let mut cids = Vec::with_capacity(rounds);
     let start = Instant::now();
@@ -87,10 +92,20 @@ async fn seal_and_open(v: &Vault, len: usize, rounds: usize) -> (f64, f64) {
         assert_eq!(back.len(), len);
     }
     let open = mb_per_s(len * rounds, start.elapsed());
+    let start = Instant::now();
+    for cid in &cids {
+        let mut read = 0;
+        let mut out = v.get_stream(cid).await.expect("get_stream");
+        while let Some(b) = out.try_next().await.expect("stream") {
+            read += b.len();
+        }
+        assert_eq!(read, len);
+    }
+    let streamed = mb_per_s(len * rounds, start.elapsed());
     for cid in &cids {
         v.shred(cid).await.expect("shred");
     }
-    (seal, open)
+    (seal, open, streamed)
 }
 
 fn status_kib(field: &str) -> Option<u64> {
@@ -158,7 +173,7 @@ fn main() {
         println!("  raw SHA-256                {sha:>9.1} MB/s");
         println!("  limit (their minimum)      {limit:>9.1} MB/s");
         for (label, len, rounds) in [("1 MiB", MIB, 64), ("256 MiB", 256 * MIB, 2)] {
-            let (seal, open) = seal_and_open(&vault, len, rounds).await;
+            let (seal, open, streamed) = seal_and_open(&vault, len, rounds).await;
             println!(
                 "  seal (put) {label:>7}         {seal:>9.1} MB/s  ({:>5.1} % of limit)",
                 100.0 * seal / limit
@@ -166,6 +181,10 @@ fn main() {
             println!(
                 "  open (get) {label:>7}         {open:>9.1} MB/s  ({:>5.1} % of limit)",
                 100.0 * open / limit
+            );
+            println!(
+                "  open (get_stream) {label:>7}  {streamed:>9.1} MB/s  ({:>5.1} % of limit)",
+                100.0 * streamed / limit
             );
         }
         println!("  seal 1 GiB stream          {rate:>9.1} MB/s");

@@ -33,9 +33,14 @@ use crate::migration::Migrator;
 const DEFAULT_PG_CONNECTIONS: u32 = 10;
 /// How long connecting may take unless told otherwise.
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// How many rows one multi-row statement writes at most (12 parameters a
-/// record row keeps it far below every backend's parameter limit).
-const BATCH_ROWS: usize = 200;
+/// How many records one multi-row statement writes at most, and how many
+/// bytes of undo images: small enough that a statement's parameters stay
+/// well under 16 KiB. (sqlx writes larger messages to PostgreSQL in several
+/// pieces without `TCP_NODELAY`, and Nagle's algorithm then meets delayed
+/// ACKs: every such statement stalled for about 40 ms.)
+const BATCH_ROWS: usize = 20;
+/// See [`BATCH_ROWS`].
+const BATCH_BYTES: usize = 8 * 1024;
 /// How many access-log rows verification reads per query.
 const VERIFY_PAGE: i64 = 1_000;
 /// No record's search word is longer than this many bytes (a name is at
@@ -853,6 +858,25 @@ impl SqlCache {
             .collect())
     }
 
+    async fn insert_undo(
+        &self,
+        tx: &DatabaseTransaction,
+        tuples: &[String],
+        p: Params,
+    ) -> Result<()> {
+        self.exec(
+            tx,
+            "writing the undo log",
+            &format!(
+                "INSERT INTO undo_log (block_number, step, image) VALUES {}",
+                tuples.join(", ")
+            ),
+            p.0,
+        )
+        .await
+        .map(drop)
+    }
+
     /// Appends a block's before-images to the undo log, in order.
     async fn write_undo(
         &self,
@@ -860,29 +884,28 @@ impl SqlCache {
         number: i64,
         befores: &[Before],
     ) -> CacheResult<()> {
-        for (c, chunk) in befores.chunks(BATCH_ROWS).enumerate() {
-            let mut p = Params::default();
-            let mut tuples = Vec::with_capacity(chunk.len());
-            for (i, before) in chunk.iter().enumerate() {
-                let step = i64::try_from(c * BATCH_ROWS + i).map_err(CacheError::other)?;
-                let image = serde_json::to_string(before).map_err(CacheError::other)?;
-                tuples.push(format!(
-                    "({}, {}, {})",
-                    p.push(number),
-                    p.push(step),
-                    self.json_param(&p.push(image))
-                ));
+        let mut p = Params::default();
+        let mut tuples = Vec::new();
+        let mut bytes = 0;
+        for (step, before) in befores.iter().enumerate() {
+            let step = i64::try_from(step).map_err(CacheError::other)?;
+            let image = serde_json::to_string(before).map_err(CacheError::other)?;
+            bytes += image.len();
+            tuples.push(format!(
+                "({}, {}, {})",
+                p.push(number),
+                p.push(step),
+                self.json_param(&p.push(image))
+            ));
+            if bytes >= BATCH_BYTES {
+                self.insert_undo(tx, &tuples, std::mem::take(&mut p))
+                    .await?;
+                tuples.clear();
+                bytes = 0;
             }
-            self.exec(
-                tx,
-                "writing the undo log",
-                &format!(
-                    "INSERT INTO undo_log (block_number, step, image) VALUES {}",
-                    tuples.join(", ")
-                ),
-                p.0,
-            )
-            .await?;
+        }
+        if !tuples.is_empty() {
+            self.insert_undo(tx, &tuples, p).await?;
         }
         Ok(())
     }

@@ -330,3 +330,57 @@ proptest! {
         }
     }
 }
+
+/// Blocks big enough to be written in several multi-row statements (runs
+/// of record creations, some replacing earlier versions, one id twice)
+/// roll back exactly.
+async fn big_blocks_roll_back_exactly(c: &SqlCache) {
+    let record = |serial: u64, test: usize| Ev::Record {
+        patient: 0,
+        serial,
+        creator: 1,
+        test,
+        kind: serial as usize,
+        day: serial as u32,
+    };
+    let first: Vec<Ev> = (1..=30).map(|s| record(s, 0)).collect();
+    let mut second: Vec<Ev> = (10..=60).map(|s| record(s, 1)).collect();
+    second.insert(25, record(15, 2));
+    second.push(Ev::Grant {
+        patient: 0,
+        grantee: 1,
+        expires: None,
+    });
+    second.extend((61..=100).map(|s| record(s, 3)));
+    let blocks = vec![first, second];
+    let oracle = InMemoryCache::new();
+    assert_eq!(
+        apply_all(c, &blocks).await,
+        apply_all(&oracle, &blocks).await
+    );
+    assert_eq!(snapshot(c).await, snapshot(&oracle).await);
+    for k in [1, 0] {
+        c.rollback_to(k).await.unwrap();
+        oracle.rollback_to(k).await.unwrap();
+        assert_eq!(
+            snapshot(c).await,
+            snapshot(&oracle).await,
+            "rolled back to {k}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn big_blocks_roll_back_exactly_on_sqlite() {
+    big_blocks_roll_back_exactly(&sqlite_memory().await).await;
+}
+
+#[tokio::test]
+async fn big_blocks_roll_back_exactly_on_postgres() {
+    if skip_postgres() {
+        return;
+    }
+    let pg = PgSchemas::new();
+    big_blocks_roll_back_exactly(&pg.fresh().await.0).await;
+    pg.cleanup().await;
+}

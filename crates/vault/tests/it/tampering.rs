@@ -308,3 +308,26 @@ mod random_flips {
         }
     }
 }
+
+#[tokio::test]
+async fn verify_tells_a_lost_key_record_or_ciphertext_apart_from_a_missing_object() {
+    let (v, store) = memory_vault(kek());
+    let sealed = v.put(Bytes::from_static(b"ecg trace")).await.unwrap();
+    let key_path = v.key_location(&sealed.cid);
+    let record = read(&store, &key_path).await;
+    store.delete(&key_path).await.unwrap();
+    assert!(matches!(
+        v.verify(&sealed.cid).await.unwrap(),
+        ObjectStatus::Corrupt(_)
+    ));
+    assert_integrity(v.get(&sealed.cid).await, "key record lost");
+    write(&store, &key_path, record).await;
+    let object = v.object_location(&sealed.cid);
+    store.delete(&object).await.unwrap();
+    match v.verify(&sealed.cid).await.unwrap() {
+        ObjectStatus::Corrupt(why) => assert!(why.contains("ciphertext is missing"), "{why}"),
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    store.delete(&key_path).await.unwrap();
+    assert_eq!(v.verify(&sealed.cid).await.unwrap(), ObjectStatus::Missing);
+}

@@ -8,6 +8,7 @@
 
 mod ci;
 mod cmd;
+mod contracts;
 mod setup;
 mod tidy;
 
@@ -43,6 +44,8 @@ enum Command {
     },
     /// Run setup, then every benchmark of the workspace (`cargo bench --workspace`).
     Bench,
+    /// Compile the Solidity contracts with the pinned solc-js into their committed JSON artifacts.
+    Contracts,
 }
 
 fn main() -> ExitCode {
@@ -53,6 +56,7 @@ fn main() -> ExitCode {
         Command::Test => ci::test(&root),
         Command::Tidy { root: given } => tidy::run(given.as_deref().unwrap_or(&root)),
         Command::Bench => ci::bench(&root),
+        Command::Contracts => contracts::run(&root),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

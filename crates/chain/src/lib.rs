@@ -1,6 +1,86 @@
-//! The ledger adapter: the HealthLedger Solidity contract and an alloy-based
-//! implementation of [`healthledger_core::LedgerPort`] for any EVM JSON-RPC node
-//! (anvil locally, Polygon in production).
+//! HealthLedger's EVM adapter: the `HealthLedger` Solidity contract and
+//! [`EvmLedger`], an alloy-based implementation of
+//! [`healthledger_core::LedgerPort`] for any EVM JSON-RPC node (anvil in
+//! tests and development, Polygon in production).
 //!
-//! This crate is filled by the chain issue; today it only declares its place in
-//! the workspace and its one dependency, `healthledger-core`.
+//! # The contract
+//!
+//! `contracts/HealthLedger.sol` (Solidity 0.8.30, no imports) is compiled by
+//! `cargo xtask contracts` with the pinned solc-js into the committed
+//! `contracts/HealthLedger.json` (`{"abi": …, "bytecode": "0x…"}`), from which
+//! `alloy::sol!` generates the bindings; a test fails when the committed
+//! artifact differs from a fresh compile. The contract is the source of
+//! truth:
+//!
+//! - **Profiles** of patients, doctors and diagnostic centers keyed by HH
+//!   number, one wallet per HH number and one HH number per wallet across all
+//!   roles. A *registrar* (admin-managed; the deployer is admin and first
+//!   registrar) or the profile's own wallet registers; only the owner's
+//!   wallet, directly or by signature, updates.
+//! - **Records**: pointers (binary CID + metadata, never content) created by a
+//!   registered doctor or diagnostic center with its consent; ids unique per
+//!   patient.
+//! - **Consent belongs to the patient**: grants (with optional expiry) and
+//!   revocations need the patient's wallet as sender or its EIP-712 signature
+//!   (domain `HealthLedger`/`1`/chain id/contract; messages `UpdateProfile`,
+//!   `CreateRecord`, `GrantAccess`, `RevokeAccess`, each with the signer's
+//!   nonce and a deadline) relayed by anyone. A relayed signature consumes the
+//!   nonce, so replays fail. The registrar cannot grant on its own.
+//! - **Audit anchors**: the registrar anchors digests of the access log with a
+//!   growing sequence number.
+//! - **Events for every state change** carry everything needed to rebuild the
+//!   state from logs alone (registrations carry whole profiles,
+//!   `ProfileUpdated` the ABI-encoded new profile, `RecordCreated` the CID,
+//!   metadata and timestamp, `AccessGranted` grant and expiry times, …), and
+//!   **enumeration getters** (counts, pages, grantees) list everything without
+//!   logs.
+//!
+//! # The adapter
+//!
+//! [`EvmLedger::connect`] takes an [`EvmLedgerConfig`] (RPC URL, contract
+//! address, [`SignerKey`], confirmations, finality depth, retry and log-range
+//! policies), [`EvmLedger::deploy`] deploys a fresh contract. Writes are
+//! simulated with `eth_estimateGas` (which surfaces the contract's custom
+//! error before anything is spent), signed with a nonce from the adapter's own
+//! counter (so concurrent writes from one key all land), and awaited until the
+//! configured confirmations. Reads are `eth_call`s at the latest block.
+//! [`LedgerPort::events`](healthledger_core::LedgerPort::events) reads logs
+//! with `eth_getLogs` in block spans that shrink when a provider refuses a
+//! range (Alchemy, Infura, QuickNode, Ankr, Polygon, Cloudflare messages are
+//! recognized, with their suggested sizes) and grow back after successes;
+//! every RPC is retried with exponential backoff and full jitter on HTTP 429,
+//! 5xx, timeouts and dropped connections, up to a bound.
+//!
+//! The signer key never reaches `Debug` output, logs or error messages, and
+//! the RPC URL is shown without its path (where hosted providers put API
+//! keys).
+//!
+//! # Errors
+//!
+//! [`Error`] is this crate's one error type; it converts into the port's
+//! [`LedgerError`](healthledger_core::LedgerError):
+//!
+//! | contract error / failure                           | port error      |
+//! |----------------------------------------------------|-----------------|
+//! | `AlreadyRegistered`, `RecordExists`                | `AlreadyExists` |
+//! | `NotRegistered`, `UnknownRecord`, `NoActiveGrant`  | `NotFound`      |
+//! | `NotAuthorized` (wrong sender, patient as creator, not a registrar), `InvalidSignature` (forged or replayed) | `AccessDenied` |
+//! | `Expired` (deadline passed), `InvalidInput` (expiry not in the future, seq not growing, self-grant, wallet or role change) | `Invalid` |
+//! | reverted on chain after a successful simulation    | `Conflict`      |
+//! | retries spent (429, timeouts, dropped connections), receipt timeout | `Unavailable` |
+//! | chain data that fails the core types' validation   | `Integrity`     |
+//! | any other RPC failure                              | `Other`         |
+
+mod bindings;
+mod config;
+mod convert;
+mod error;
+mod ledger;
+mod rpc;
+
+pub use config::{
+    CONTRACT_ENV, EvmLedgerConfig, LogRangePolicy, RPC_URL_ENV, RetryPolicy, SIGNER_KEY_ENV,
+    SignerKey,
+};
+pub use error::{Error, Result, RevertKind};
+pub use ledger::EvmLedger;

@@ -1,0 +1,397 @@
+//! A loopback JSON-RPC proxy that injects the faults of real providers in
+//! front of anvil: `eth_getLogs` range refusals above N blocks (worded as
+//! Alchemy, Infura, QuickNode, Ankr, Polygon and Cloudflare word them), HTTP
+//! 429s and dropped connections at a seeded rate. `events()` through it must
+//! return exactly what it returns without it.
+
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use futures::future::join_all;
+use healthledger_chain::{EvmLedger, EvmLedgerConfig, LogRangePolicy, RetryPolicy};
+use healthledger_core::{
+    ConsentAction, LedgerError, LedgerPort,
+    testing::{
+        fixtures::{self, TestWallet, date},
+        ledger::consent,
+    },
+};
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+};
+
+use crate::support::Node;
+
+/// What the proxy injects.
+#[derive(Debug, Clone, Copy)]
+struct Faults {
+    seed: u64,
+    /// `eth_getLogs` over more blocks than this is refused.
+    max_log_span: u64,
+    /// Probability of answering HTTP 429.
+    rate_429: f64,
+    /// Probability of closing the connection without an answer.
+    rate_drop: f64,
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    forwarded: AtomicU64,
+    range_refusals: AtomicU64,
+    too_many: AtomicU64,
+    dropped: AtomicU64,
+}
+
+struct Proxy {
+    url: String,
+    counts: Arc<Counts>,
+    /// The faults in force; tests may change them while the proxy runs.
+    faults: Arc<Mutex<Faults>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The refusals the proxy answers with, in turn: (HTTP status, JSON-RPC
+/// code, message with `{max}` for the limit).
+const REFUSALS: &[(u16, i64, &str)] = &[
+    (
+        200,
+        -32602,
+        "Log response size exceeded. You can make eth_getLogs requests with up to a 2K block range and no limit on the response size, or you can request any block range with a cap of 10K logs in the response. Based on your parameters, this block range should work: [{from}, {suggested_to}]",
+    ),
+    (
+        200,
+        -32005,
+        "query returned more than 10000 results. Try with this block range [{from}, {suggested_to}].",
+    ),
+    (413, -32614, "eth_getLogs is limited to a {max} range"),
+    (200, -32600, "block range is too wide"),
+    (
+        200,
+        -32000,
+        "eth_getLogs block range too large, range: {span}, max: {max}",
+    ),
+    (
+        200,
+        -32047,
+        "Invalid eth_getLogs request. 'fromBlock'-'toBlock' range too large. Max range: {max}",
+    ),
+];
+
+async fn start_proxy(upstream: String, faults: Faults) -> Proxy {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let counts = Arc::new(Counts::default());
+    let rng = Arc::new(Mutex::new(StdRng::seed_from_u64(faults.seed)));
+    let client = reqwest::Client::new();
+    let c = Arc::clone(&counts);
+    let shared = Arc::new(Mutex::new(faults));
+    let f = Arc::clone(&shared);
+    let task = tokio::spawn(async move {
+        let turn = Arc::new(AtomicU64::new(0));
+        loop {
+            let Ok((socket, _)) = listener.accept().await else {
+                return;
+            };
+            let (f, c, rng, client, upstream, turn) = (
+                Arc::clone(&f),
+                Arc::clone(&c),
+                Arc::clone(&rng),
+                client.clone(),
+                upstream.clone(),
+                Arc::clone(&turn),
+            );
+            tokio::spawn(async move {
+                let _ = serve(socket, &f, &c, &rng, &client, &upstream, &turn).await;
+            });
+        }
+    });
+    Proxy {
+        url,
+        counts,
+        faults: shared,
+        task,
+    }
+}
+
+/// Reads one HTTP/1.1 request (headers and a Content-Length body).
+async fn read_request(socket: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Vec<u8>> {
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            let total = end + 4 + len;
+            while buf.len() < total {
+                let mut chunk = [0u8; 8192];
+                let n = socket.read(&mut chunk).await.ok()?;
+                if n == 0 {
+                    return None;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            let body = buf[end + 4..total].to_vec();
+            buf.drain(..total);
+            return Some(body);
+        }
+        let mut chunk = [0u8; 8192];
+        let n = socket.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+async fn respond(socket: &mut TcpStream, status: u16, body: &[u8]) -> std::io::Result<()> {
+    let reason = match status {
+        200 => "OK",
+        413 => "Payload Too Large",
+        429 => "Too Many Requests",
+        _ => "Status",
+    };
+    let head = format!(
+        "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    socket.write_all(head.as_bytes()).await?;
+    socket.write_all(body).await
+}
+
+fn hex_u64(v: &serde_json::Value) -> Option<u64> {
+    u64::from_str_radix(v.as_str()?.trim_start_matches("0x"), 16).ok()
+}
+
+async fn serve(
+    mut socket: TcpStream,
+    faults: &Mutex<Faults>,
+    counts: &Counts,
+    rng: &Mutex<StdRng>,
+    client: &reqwest::Client,
+    upstream: &str,
+    turn: &AtomicU64,
+) -> std::io::Result<()> {
+    let mut buf = Vec::new();
+    while let Some(body) = read_request(&mut socket, &mut buf).await {
+        let faults = *faults.lock().unwrap();
+        let (roll_drop, roll_429) = {
+            let mut r = rng.lock().unwrap();
+            (r.random::<f64>(), r.random::<f64>())
+        };
+        if roll_drop < faults.rate_drop {
+            counts.dropped.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
+        if roll_429 < faults.rate_429 {
+            counts.too_many.fetch_add(1, Ordering::Relaxed);
+            respond(&mut socket, 429, b"Too Many Requests").await?;
+            continue;
+        }
+        let request: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        if request["method"] == "eth_getLogs" {
+            let filter = &request["params"][0];
+            if let (Some(from), Some(to)) =
+                (hex_u64(&filter["fromBlock"]), hex_u64(&filter["toBlock"]))
+            {
+                let span = to.saturating_sub(from) + 1;
+                if span > faults.max_log_span {
+                    counts.range_refusals.fetch_add(1, Ordering::Relaxed);
+                    let i = turn.fetch_add(1, Ordering::Relaxed) as usize % REFUSALS.len();
+                    let (status, code, template) = REFUSALS[i];
+                    let message = template
+                        .replace("{max}", &faults.max_log_span.to_string())
+                        .replace("{span}", &span.to_string())
+                        .replace("{from}", &format!("{from:#x}"))
+                        .replace(
+                            "{suggested_to}",
+                            &format!("{:#x}", from + faults.max_log_span - 1),
+                        );
+                    let reply = serde_json::json!({
+                        "jsonrpc": "2.0",
+                        "id": request["id"],
+                        "error": {"code": code, "message": message},
+                    });
+                    respond(&mut socket, status, reply.to_string().as_bytes()).await?;
+                    continue;
+                }
+            }
+        }
+        counts.forwarded.fetch_add(1, Ordering::Relaxed);
+        let reply = client
+            .post(upstream)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(std::io::Error::other)?
+            .bytes()
+            .await
+            .map_err(std::io::Error::other)?;
+        respond(&mut socket, 200, &reply).await?;
+    }
+    Ok(())
+}
+
+/// Writes enough history to span many blocks: registrations, records, grants.
+async fn write_history(node: &Node) {
+    let l = &node.ledger;
+    let center_wallet = TestWallet::from_seed(500_999);
+    let center = fixtures::diagnostic_center(500_999, center_wallet.address(), "Proxy Labs");
+    l.register(&center).await.unwrap();
+    let patients: Vec<_> = (0..30u32)
+        .map(|i| {
+            let hh = 500_000 + i;
+            fixtures::patient(
+                hh,
+                TestWallet::from_seed(u64::from(hh)).address(),
+                "Pat Proxy",
+            )
+        })
+        .collect();
+    for r in join_all(patients.iter().map(|p| l.register(p))).await {
+        r.unwrap();
+    }
+    for i in 0..20u32 {
+        let rec = fixtures::record(
+            500_000 + i,
+            u64::from(i),
+            500_999,
+            "Blood sugar",
+            "lab",
+            date(2026, 7, 1),
+        );
+        let a = consent(l, &center_wallet, &ConsentAction::CreateRecord(rec.clone())).await;
+        l.create_record(&rec, &a).await.unwrap();
+    }
+}
+
+fn proxied_config(node: &Node, url: &str) -> EvmLedgerConfig {
+    let mut config = EvmLedgerConfig::new(url, node.contract, Node::account_key(&node.anvil, 0));
+    config.retry = RetryPolicy {
+        max_attempts: 30,
+        base_delay: Duration::from_millis(2),
+        max_delay: Duration::from_millis(50),
+    };
+    config.log_ranges = LogRangePolicy {
+        initial_span: 1_000,
+        max_span: 1_000,
+        grow_after: 2,
+    };
+    config
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_through_a_faulty_provider_equal_events_without_it() {
+    let node = Node::start().await;
+    write_history(&node).await;
+    let head = node.ledger.head().await.unwrap().number;
+    let direct = node.ledger.events(0, head).await.unwrap();
+    assert!(direct.len() >= 50, "history has {} events", direct.len());
+
+    let proxy = start_proxy(
+        node.anvil.endpoint(),
+        Faults {
+            seed: 7,
+            max_log_span: 7,
+            rate_429: 0.15,
+            rate_drop: 0.1,
+        },
+    )
+    .await;
+    let proxied = EvmLedger::connect(proxied_config(&node, &proxy.url))
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        assert_eq!(proxied.events(0, head).await.unwrap(), direct);
+    }
+    let sub = proxied.events(10, head - 5).await.unwrap();
+    let want: Vec<_> = direct
+        .iter()
+        .filter(|e| (10..=head - 5).contains(&e.at.block_number))
+        .cloned()
+        .collect();
+    assert_eq!(sub, want);
+
+    let c = &proxy.counts;
+    let (refused, limited, dropped) = (
+        c.range_refusals.load(Ordering::Relaxed),
+        c.too_many.load(Ordering::Relaxed),
+        c.dropped.load(Ordering::Relaxed),
+    );
+    assert!(
+        refused > 0 && limited > 0 && dropped > 0,
+        "faults injected: {refused} range refusals, {limited} 429s, {dropped} drops"
+    );
+    assert!(proxied.log_span() <= 1_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_spans_grow_back_after_successes() {
+    let node = Node::start().await;
+    write_history(&node).await;
+    let head = node.ledger.head().await.unwrap().number;
+    let mut config = EvmLedgerConfig::new(
+        node.anvil.endpoint(),
+        node.contract,
+        Node::account_key(&node.anvil, 0),
+    );
+    config.log_ranges = LogRangePolicy {
+        initial_span: 1,
+        max_span: 16,
+        grow_after: 1,
+    };
+    let ledger = EvmLedger::connect(config).await.unwrap();
+    let all = ledger.events(0, head).await.unwrap();
+    assert_eq!(all, node.ledger.events(0, head).await.unwrap());
+    assert_eq!(ledger.log_span(), 16, "span grew from 1 to the maximum");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spent_retries_give_a_clear_unavailable_error() {
+    let node = Node::start().await;
+    let head = node.ledger.head().await.unwrap().number;
+    let proxy = start_proxy(
+        node.anvil.endpoint(),
+        Faults {
+            seed: 1,
+            max_log_span: u64::MAX,
+            rate_429: 0.0,
+            rate_drop: 0.0,
+        },
+    )
+    .await;
+    let proxied = EvmLedger::connect(proxied_config(&node, &proxy.url))
+        .await
+        .unwrap();
+    // Now the provider rate-limits every request.
+    proxy.faults.lock().unwrap().rate_429 = 1.0;
+    // Nothing listens on the discard port: every connection is refused.
+    let mut config = proxied_config(&node, "http://127.0.0.1:9");
+    config.retry.max_attempts = 3;
+    let err = EvmLedger::connect(config).await.unwrap_err();
+    let err = LedgerError::from(err);
+    assert!(matches!(err, LedgerError::Unavailable(_)), "{err}");
+    assert!(err.to_string().contains("after 3 attempts"), "{err}");
+
+    let err = proxied.events(0, head).await.unwrap_err();
+    assert!(matches!(err, LedgerError::Unavailable(_)), "{err}");
+    assert!(
+        err.to_string().contains("after 30 attempts") && err.to_string().contains("429"),
+        "{err}"
+    );
+}

@@ -139,7 +139,14 @@ impl SqlCacheBuilder {
                 });
             }
             _ => {
-                opts.max_connections(self.max_connections.unwrap_or(DEFAULT_PG_CONNECTIONS));
+                opts.max_connections(self.max_connections.unwrap_or(DEFAULT_PG_CONNECTIONS))
+                    // sqlx keeps prepared statements per connection; a
+                    // generic plan made while a table was small (a seq
+                    // scan) would otherwise stay as the table grows. Our
+                    // statements are cheap to plan, so plan each execution.
+                    .map_sqlx_postgres_opts(|o| {
+                        o.options([("plan_cache_mode", "force_custom_plan")])
+                    });
                 if let Some(schema) = &self.schema {
                     if !valid_schema_name(schema) {
                         return Err(Error::InvalidSchemaName(schema.clone()));

@@ -19,7 +19,13 @@
 //! wait (up to a 10 s busy timeout) rather than fail on a lock upgrade.
 //! PostgreSQL uses a pool (10 connections unless told otherwise); chain
 //! writers serialize on a row lock of `sync_state`, access-log appends on
-//! a table lock of `access_log`.
+//! a table lock of `access_log`; schema creation and migrations on advisory
+//! locks, so that several processes may start on one schema at once.
+//! PostgreSQL sessions run with `plan_cache_mode = force_custom_plan`: sqlx
+//! keeps prepared statements per connection, and a generic plan made while
+//! a table was small (a sequential scan) would otherwise outlive its growth.
+//! Connecting gives up after [`SqlCacheBuilder::connect_timeout`] (10 s by
+//! default), which also bounds the wait for a pooled connection.
 //!
 //! # Migrations
 //!
@@ -89,6 +95,13 @@
 //! `prune_journal(n)` deletes the undo rows and journal entries below `n`,
 //! remembering the highest pruned block: rolling back below it is a
 //! `Conflict`.
+//!
+//! Runs of record creations with distinct ids (the bulk of a busy block) are
+//! read and written with multi-row statements of at most 20 rows, and undo
+//! images are inserted in statements of about 8 KiB: sqlx writes larger
+//! messages to PostgreSQL in pieces without `TCP_NODELAY`, which stalled
+//! each such statement for about 40 ms (Nagle's algorithm meeting delayed
+//! ACKs).
 //!
 //! An undo log was chosen over keeping versions of every row: reads stay
 //! plain key lookups on the current tables (no "latest version" filter in

@@ -1,28 +1,68 @@
 //! The seed guide's main flow, end to end, written against the three ports:
-//! register a patient (555555), a doctor (112233) and a diagnostic center
+//! on the embedded defaults (anvil, SQLite, file:// vault): register a
+//! patient (555555), a doctor (112233) and a diagnostic center
 //! (444444); read a profile cache-first with chain fallback; seal a lab
 //! report in the vault and anchor its CID on chain; follow the chain into
 //! the cache; grant access with the patient's signature; read the record
 //! only when authorized, logging every access; revoke; verify and anchor
 //! the access log.
 //!
-//! Run with `cargo run -p healthledger-examples --example quickstart`.
+//! Run with `cargo xtask quickstart`, which installs the pinned anvil first.
 
+use std::path::PathBuf;
+
+use alloy::node_bindings::Anvil;
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
+use healthledger_cache::SqlCache;
+use healthledger_chain::{EvmLedger, EvmLedgerConfig, SignerKey};
 use healthledger_core::{
-    AccessAction, Authorization, CachePort, ChainSource, ConsentAction, HhNumber, LedgerPort,
+    AccessAction, Authorization, B256, CachePort, ChainSource, ConsentAction, HhNumber, LedgerPort,
     NewAccessLogEntry, RelayedSignature, Role, Timestamp, VaultPort,
-    testing::{InMemoryCache, InMemoryLedger, InMemoryVault, TestWallet, fixtures},
+    testing::{TestWallet, fixtures},
 };
+use healthledger_vault::{Kek, Vault};
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let registrar = TestWallet::from_seed(1);
-    let ledger = InMemoryLedger::new(registrar.address());
-    let cache = InMemoryCache::new();
-    let vault = InMemoryVault::new();
-    println!("HealthLedger quickstart (in-memory ledger, cache and vault)\n");
+    // The embedded defaults: a local anvil node from the pinned tools, a
+    // SQLite file and a file:// vault, in a fresh directory per run.
+    let tools = std::env::var_os("HEALTHLEDGER_TOOLS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.tools"));
+    let anvil_bin = tools.join("bin/anvil");
+    if !anvil_bin.is_file() {
+        bail!(
+            "anvil is not installed at {}: run `cargo xtask quickstart` (or `cargo xtask setup`)",
+            anvil_bin.display()
+        );
+    }
+    let anvil = Anvil::at(&anvil_bin)
+        .try_spawn()
+        .context("starting anvil")?;
+    let data = std::env::temp_dir().join(format!("healthledger-quickstart-{}", std::process::id()));
+    std::fs::create_dir_all(data.join("vault"))?;
+
+    let registrar = SignerKey::from_bytes(&B256::from_slice(&anvil.keys()[0].to_bytes()))?;
+    let contract = EvmLedger::deploy(&anvil.endpoint(), &registrar).await?;
+    let ledger =
+        EvmLedger::connect(EvmLedgerConfig::new(anvil.endpoint(), contract, registrar)).await?;
+    let cache = SqlCache::connect(&format!(
+        "sqlite://{}?mode=rwc",
+        data.join("cache.sqlite").display()
+    ))
+    .await?;
+    // A throwaway key-encryption key: in production it comes from config.
+    let vault = Vault::builder(format!("file://{}", data.join("vault").display()))
+        .kek(Kek::new("quickstart-kek", rand::random())?)
+        .build()?;
+    println!("HealthLedger quickstart");
+    println!(
+        "  ledger: anvil at {} (contract {contract})",
+        anvil.endpoint()
+    );
+    println!("  cache:  {}", data.join("cache.sqlite").display());
+    println!("  vault:  {}\n", data.join("vault").display());
     run(&ledger, &cache, &vault).await
 }
 

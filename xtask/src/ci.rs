@@ -1,4 +1,4 @@
-//! `cargo xtask test` and `cargo xtask bench`: setup, then cargo's own checks
+//! `cargo xtask test`, `cargo xtask bench` and `cargo xtask quickstart`: setup, then cargo's own checks
 //! in a fixed order, stopping at the first failure.
 
 use std::path::Path;
@@ -41,6 +41,23 @@ pub(crate) fn test(root: &Path) -> Result<()> {
 pub(crate) fn bench(root: &Path) -> Result<()> {
     let context = setup::run(root)?;
     cargo_step(root, &context, &["bench", "--workspace"])
+}
+
+/// Installs the pinned tools, then runs the quickstart example on the
+/// embedded defaults (a local anvil chain, a SQLite file, a file:// vault).
+pub(crate) fn quickstart(root: &Path) -> Result<()> {
+    let context = setup::tools_only(root)?;
+    cargo_step(
+        root,
+        &context,
+        &[
+            "run",
+            "--package",
+            "healthledger-examples",
+            "--example",
+            "quickstart",
+        ],
+    )
 }
 
 fn cargo_step(root: &Path, context: &setup::Context, args: &[&str]) -> Result<()> {

@@ -44,6 +44,8 @@ enum Command {
     },
     /// Run setup, then every benchmark of the workspace (`cargo bench --workspace`).
     Bench,
+    /// Install the pinned tools, then run the quickstart example on the embedded defaults.
+    Quickstart,
     /// Compile the Solidity contracts with the pinned solc-js into their committed JSON artifacts.
     Contracts,
 }
@@ -56,6 +58,7 @@ fn main() -> ExitCode {
         Command::Test => ci::test(&root),
         Command::Tidy { root: given } => tidy::run(given.as_deref().unwrap_or(&root)),
         Command::Bench => ci::bench(&root),
+        Command::Quickstart => ci::quickstart(&root),
         Command::Contracts => contracts::run(&root),
     };
     match outcome {

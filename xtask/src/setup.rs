@@ -81,6 +81,16 @@ pub(crate) const STEPS: &[Step] = &[
     },
 ];
 
+/// Runs only the first step, the pinned tools: all that the quickstart on
+/// embedded defaults needs (no PostgreSQL, no S3 server).
+pub(crate) fn tools_only(root: &Path) -> Result<Context> {
+    let context = Context::new(root);
+    let step = &STEPS[0];
+    cmd::header(&format!("setup: {}", step.name));
+    (step.run)(&context).with_context(|| format!("setup step \"{}\" failed", step.name))?;
+    Ok(context)
+}
+
 /// Runs every step in order and returns the context the later commands use.
 pub(crate) fn run(root: &Path) -> Result<Context> {
     let context = Context::new(root);

@@ -1,7 +1,9 @@
 //! Benchmark of the chain adapter on a local anvil (from `cargo xtask setup`):
 //! registrations per second pipelined from one key, and `events()`
 //! throughput over 10,000 `RecordCreated` events, printed beside the raw
-//! `eth_getLogs` rate of the same node measured in the same run.
+//! `eth_getLogs` rate of the same node measured in the same run. Anvil mines
+//! a block every second (interval mining), so writes are pipelined into
+//! shared blocks as on a real chain.
 //!
 //! Run with `cargo bench -p healthledger-chain` (or `cargo xtask bench`).
 
@@ -28,7 +30,7 @@ use healthledger_core::{
 
 const REGISTRATIONS: u32 = 1_000;
 const RECORDS: u64 = 10_000;
-const IN_FLIGHT: usize = 128;
+const IN_FLIGHT: usize = 512;
 
 fn tools_dir() -> PathBuf {
     std::env::var_os("HEALTHLEDGER_TOOLS")

@@ -137,7 +137,8 @@ pub struct EvmLedgerConfig {
     /// How far finality trails the head when the node has no `finalized`
     /// tag.
     pub finality_depth: u64,
-    /// How often to poll for receipts.
+    /// The first wait between receipt polls (later waits double, up to 16
+    /// times this).
     pub poll_interval: Duration,
     /// How long to wait for a receipt before giving up.
     pub receipt_timeout: Duration,

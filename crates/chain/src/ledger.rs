@@ -267,27 +267,37 @@ impl EvmLedger {
         // stay gapless and in order.
         let hash = {
             let mut next = self.nonce.lock().await;
-            let nonce = match *next {
-                Some(n) => n,
-                None => retry(&self.config.retry, || {
-                    self.provider
-                        .get_transaction_count(self.signer.address())
-                        .pending()
-                        .into_future()
-                })
-                .await
-                .map_err(|e| e.into_error("eth_getTransactionCount"))?,
-            };
-            tx.set_nonce(nonce);
-            match self.provider.send_transaction(tx.clone()).await {
-                Ok(pending) => {
-                    *next = Some(nonce + 1);
-                    *pending.tx_hash()
-                }
-                Err(e) => {
-                    // The node may or may not have taken it: re-read next time.
-                    *next = None;
-                    return Err(self.call_error(name, RetryError::Fatal(e)));
+            let mut resynced = false;
+            loop {
+                let nonce = match *next {
+                    Some(n) => n,
+                    None => retry(&self.config.retry, || {
+                        self.provider
+                            .get_transaction_count(self.signer.address())
+                            .pending()
+                            .into_future()
+                    })
+                    .await
+                    .map_err(|e| e.into_error("eth_getTransactionCount"))?,
+                };
+                tx.set_nonce(nonce);
+                match self.provider.send_transaction(tx.clone()).await {
+                    Ok(pending) => {
+                        *next = Some(nonce + 1);
+                        break *pending.tx_hash();
+                    }
+                    Err(e) => {
+                        // The node may or may not have taken it: re-read the
+                        // nonce next time. Another user of the same key makes
+                        // ours stale; one re-read and resend fixes that.
+                        *next = None;
+                        if !resynced && e.to_string().to_ascii_lowercase().contains("nonce too low")
+                        {
+                            resynced = true;
+                            continue;
+                        }
+                        return Err(self.call_error(name, RetryError::Fatal(e)));
+                    }
                 }
             }
         };
@@ -302,6 +312,10 @@ impl EvmLedger {
     ) -> Result<TxReceipt> {
         let started = Instant::now();
         let confirmations = self.config.confirmations;
+        // Polls back off (doubling up to 16 intervals) so that hundreds of
+        // writes in flight do not flood the node with receipt requests.
+        let mut wait = self.config.poll_interval;
+        let max_wait = self.config.poll_interval.saturating_mul(16);
         loop {
             let receipt = retry(&self.config.retry, || {
                 self.provider.get_transaction_receipt(hash)
@@ -334,7 +348,8 @@ impl EvmLedger {
                     waited_secs: started.elapsed().as_secs(),
                 });
             }
-            tokio::time::sleep(self.config.poll_interval).await;
+            tokio::time::sleep(wait).await;
+            wait = wait.saturating_mul(2).min(max_wait);
         }
     }
 

@@ -1,11 +1,12 @@
 //! The write path: many concurrent writes from one key all land (the
-//! adapter's nonce counter), and writes wait for the configured
-//! confirmations.
+//! adapter's nonce counter), another user of the same key does not wedge
+//! it, and writes wait for the configured confirmations.
 
 use std::time::Duration;
 
 use alloy::providers::{Provider, ProviderBuilder};
 use futures::future::join_all;
+use healthledger_chain::{EvmLedger, EvmLedgerConfig};
 use healthledger_core::{
     LedgerPort, Role,
     testing::fixtures::{self, TestWallet},
@@ -76,5 +77,33 @@ async fn writes_wait_for_the_configured_confirmations() {
         head >= r.block_number + 2,
         "returned at head {head} for a transaction in block {}",
         r.block_number
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_user_of_the_same_key_does_not_wedge_the_nonce() {
+    let node = Node::start().await;
+    let twin = EvmLedger::connect(EvmLedgerConfig::new(
+        node.anvil.endpoint(),
+        node.contract,
+        Node::account_key(&node.anvil, 0),
+    ))
+    .await
+    .unwrap();
+    let patient = |hh: u32| {
+        fixtures::patient(
+            hh,
+            TestWallet::from_seed(u64::from(hh)).address(),
+            "Twin Key",
+        )
+    };
+    node.ledger.register(&patient(420_000)).await.unwrap();
+    twin.register(&patient(420_001)).await.unwrap();
+    // The first adapter's cached nonce is now stale.
+    node.ledger.register(&patient(420_002)).await.unwrap();
+    twin.register(&patient(420_003)).await.unwrap();
+    assert_eq!(
+        node.ledger.registered_count(Role::Patient).await.unwrap(),
+        4
     );
 }

@@ -9,11 +9,12 @@ use std::{
 
 use async_trait::async_trait;
 use healthledger_core::{
-    AccessGrant, AccessLogEntry, AuditAnchor, B256, BlockRef, CacheCounts, CacheError, CachePort,
-    CacheResult, ChainEvent, ChainSource, DateOfBirth, DiagnosticCenterProfile, DoctorProfile,
-    HhNumber, LedgerEvent, LogVerification, MedicalRecord, NewAccessLogEntry, NewNotification,
-    Notification, NotificationKind, PatientProfile, PhoneNumber, Profile, ProfileExtras, RecordId,
-    RecordQuery, Role, Session, SessionTokenHash, Timestamp, WalletAddress, search_words,
+    AccessGrant, AccessLogEntry, AuditAnchor, B256, BlockAdmission, BlockRef, CacheCounts,
+    CacheError, CachePort, CacheResult, ChainEvent, ChainSource, DateOfBirth,
+    DiagnosticCenterProfile, DoctorProfile, HhNumber, LedgerEvent, LogVerification, MedicalRecord,
+    NewAccessLogEntry, NewNotification, Notification, NotificationKind, PatientProfile,
+    PhoneNumber, Profile, ProfileExtras, RecordId, RecordQuery, Role, Session, SessionTokenHash,
+    Timestamp, WalletAddress, admit_block, search_words,
 };
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
@@ -1221,7 +1222,7 @@ impl SqlCache {
     ) -> CacheResult<()> {
         let number = int("block number", block.number)?;
         self.lock_chain(tx).await?;
-        if let Some(row) = self
+        let journaled = match self
             .one(
                 tx,
                 "reading the journal",
@@ -1230,29 +1231,17 @@ impl SqlCache {
             )
             .await?
         {
-            let journaled = hash_of("journal", &get::<Vec<u8>>(&row, "journal", "hash")?)?;
-            return if journaled == block.hash {
-                Ok(())
-            } else {
-                Err(CacheError::Conflict(format!(
-                    "block {} is applied with hash {journaled}, not {}; roll back first",
-                    block.number, block.hash
-                )))
-            };
-        }
-        if let Some(cp) = self.read_sync_state(tx).await?.checkpoint() {
-            if block.number <= cp.number {
-                return Err(CacheError::Conflict(format!(
-                    "block {} is at or below the checkpoint {}",
-                    block.number, cp.number
-                )));
-            }
-            if block.number == cp.number + 1 && block.parent_hash != cp.hash {
-                return Err(CacheError::Conflict(format!(
-                    "block {} has parent {}, but the checkpoint is {}",
-                    block.number, block.parent_hash, cp.hash
-                )));
-            }
+            Some(row) => Some(hash_of(
+                "journal",
+                &get::<Vec<u8>>(&row, "journal", "hash")?,
+            )?),
+            None => None,
+        };
+        let checkpoint = self.read_sync_state(tx).await?.checkpoint();
+        if admit_block(block, events, journaled, checkpoint.as_ref())?
+            == BlockAdmission::AlreadyApplied
+        {
+            return Ok(());
         }
         // Runs of record creations (the bulk of a busy block) are written
         // with a few multi-row statements; everything else event by event.
@@ -1568,15 +1557,6 @@ impl CachePort for SqlCache {
     }
 
     async fn apply_block(&self, block: &BlockRef, events: &[ChainEvent]) -> CacheResult<()> {
-        if let Some(e) = events
-            .iter()
-            .find(|e| e.at.block_number != block.number || e.at.block_hash != block.hash)
-        {
-            return Err(CacheError::Invalid(format!(
-                "event at block {} ({}) does not belong to block {} ({})",
-                e.at.block_number, e.at.block_hash, block.number, block.hash
-            )));
-        }
         let tx = self.begin().await?;
         let result = self.apply_block_in(&tx, block, events).await;
         self.finish(tx, result).await

@@ -215,3 +215,65 @@ pub trait CachePort: Send + Sync + Debug {
     /// `NotFound` if there is no such entry.
     async fn access_log_digest(&self, up_to_seq: u64) -> CacheResult<B256>;
 }
+
+/// What [`CachePort::apply_block`] does with a block once its linkage is
+/// checked by [`admit_block`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockAdmission {
+    /// The same block is already journaled: nothing to do.
+    AlreadyApplied,
+    /// The block extends the cache: apply it.
+    Apply,
+}
+
+/// The linkage rules of [`CachePort::apply_block`], written once for every
+/// adapter: given the block, its events, the hash journaled at its height
+/// (if any) and the checkpoint, decide whether to apply it or refuse it.
+///
+/// - events of another block are `Invalid`;
+/// - a journaled block with the same hash is [`BlockAdmission::AlreadyApplied`];
+///   with another hash it is `Conflict` (roll back first);
+/// - a block at or below the checkpoint is `Conflict`;
+/// - a direct successor of the checkpoint whose parent hash differs is
+///   `Conflict`; a block further ahead (a gap) is allowed.
+pub fn admit_block(
+    block: &BlockRef,
+    events: &[ChainEvent],
+    journaled_hash: Option<B256>,
+    checkpoint: Option<&BlockRef>,
+) -> CacheResult<BlockAdmission> {
+    if let Some(e) = events
+        .iter()
+        .find(|e| e.at.block_number != block.number || e.at.block_hash != block.hash)
+    {
+        return Err(CacheError::Invalid(format!(
+            "event at block {} ({}) does not belong to block {} ({})",
+            e.at.block_number, e.at.block_hash, block.number, block.hash
+        )));
+    }
+    if let Some(journaled) = journaled_hash {
+        return if journaled == block.hash {
+            Ok(BlockAdmission::AlreadyApplied)
+        } else {
+            Err(CacheError::Conflict(format!(
+                "block {} is applied with hash {journaled}, not {}; roll back first",
+                block.number, block.hash
+            )))
+        };
+    }
+    if let Some(cp) = checkpoint {
+        if block.number <= cp.number {
+            return Err(CacheError::Conflict(format!(
+                "block {} is at or below the checkpoint {}",
+                block.number, cp.number
+            )));
+        }
+        if block.number == cp.number + 1 && block.parent_hash != cp.hash {
+            return Err(CacheError::Conflict(format!(
+                "block {} has parent {}, but the checkpoint is {}",
+                block.number, block.parent_hash, cp.hash
+            )));
+        }
+    }
+    Ok(BlockAdmission::Apply)
+}

@@ -11,11 +11,11 @@ use alloy_primitives::B256;
 use async_trait::async_trait;
 
 use crate::{
-    AccessGrant, AccessLogEntry, AuditAnchor, BlockRef, CacheCounts, CacheError, CachePort,
-    CacheResult, ChainEvent, ChainSource, HhNumber, LedgerEvent, LogVerification, MedicalRecord,
-    NewAccessLogEntry, NewNotification, Notification, PatientProfile, Profile, ProfileExtras,
-    RecordId, RecordQuery, Role, Session, SessionTokenHash, Timestamp, WalletAddress,
-    first_broken_link, search_words,
+    AccessGrant, AccessLogEntry, AuditAnchor, BlockAdmission, BlockRef, CacheCounts, CacheError,
+    CachePort, CacheResult, ChainEvent, ChainSource, HhNumber, LedgerEvent, LogVerification,
+    MedicalRecord, NewAccessLogEntry, NewNotification, Notification, PatientProfile, Profile,
+    ProfileExtras, RecordId, RecordQuery, Role, Session, SessionTokenHash, Timestamp,
+    WalletAddress, admit_block, first_broken_link, search_words,
 };
 
 /// A value an applied block replaced, to restore on rollback.
@@ -187,39 +187,13 @@ impl CachePort for InMemoryCache {
     }
 
     async fn apply_block(&self, block: &BlockRef, events: &[ChainEvent]) -> CacheResult<()> {
-        if let Some(e) = events
-            .iter()
-            .find(|e| e.at.block_number != block.number || e.at.block_hash != block.hash)
-        {
-            return Err(CacheError::Invalid(format!(
-                "event at block {} ({}) does not belong to block {} ({})",
-                e.at.block_number, e.at.block_hash, block.number, block.hash
-            )));
-        }
         let mut s = self.lock();
-        if let Some((journaled, _)) = s.journal.get(&block.number) {
-            return if journaled.hash == block.hash {
-                Ok(())
-            } else {
-                Err(CacheError::Conflict(format!(
-                    "block {} is applied with hash {}, not {}; roll back first",
-                    block.number, journaled.hash, block.hash
-                )))
-            };
-        }
-        if let Some(cp) = s.checkpoint() {
-            if block.number <= cp.number {
-                return Err(CacheError::Conflict(format!(
-                    "block {} is at or below the checkpoint {}",
-                    block.number, cp.number
-                )));
-            }
-            if block.number == cp.number + 1 && block.parent_hash != cp.hash {
-                return Err(CacheError::Conflict(format!(
-                    "block {} has parent {}, but the checkpoint is {}",
-                    block.number, block.parent_hash, cp.hash
-                )));
-            }
+        let journaled = s.journal.get(&block.number).map(|(b, _)| b.hash);
+        let checkpoint = s.checkpoint();
+        if admit_block(block, events, journaled, checkpoint.as_ref())?
+            == BlockAdmission::AlreadyApplied
+        {
+            return Ok(());
         }
         let mut undo = Vec::new();
         for e in events {

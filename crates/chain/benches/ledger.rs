@@ -3,6 +3,8 @@
 //! throughput over 10,000 `RecordCreated` events, printed beside the raw
 //! `eth_getLogs` rate of the same node measured in the same run. Anvil mines
 //! a block every second (interval mining), so writes are pipelined into
+//! shared blocks as on a real chain. Anvil mines
+//! a block every second (interval mining), so writes are pipelined into
 //! shared blocks as on a real chain.
 //!
 //! Run with `cargo bench -p healthledger-chain` (or `cargo xtask bench`).
@@ -52,7 +54,14 @@ async fn main() {
         "anvil is not installed at {}: run `cargo xtask setup`",
         anvil_path.display()
     );
-    let anvil = Anvil::at(anvil_path).try_spawn().expect("anvil starts");
+    // Interval mining (one block a second, room for many transactions per
+    // block), as on a real chain: with automine anvil mines a block inside
+    // every eth_sendRawTransaction and its per-block cost dominates.
+    let anvil = Anvil::at(anvil_path)
+        .block_time(1)
+        .args(["--gas-limit", "1000000000"])
+        .try_spawn()
+        .expect("anvil starts");
     let key_of =
         |i: usize| SignerKey::from_bytes(&B256::from_slice(&anvil.keys()[i].to_bytes())).unwrap();
     let admin = key_of(0);

@@ -377,13 +377,17 @@ impl Vault {
     /// The data key of `cid`, or why there is none.
     async fn data_key(&self, cid: &Cid) -> Result<DataKey> {
         let key_path = self.key_location(cid);
+        // Hold the KEK from before the key record is read until it is
+        // unwrapped: a rotation finishing in between would otherwise unwrap
+        // an old-KEK record under the new KEK and report false tampering.
+        let kek = self.kek.read().await;
         match self.store.get(&key_path).await {
             Ok(got) => {
                 let record = got
                     .bytes()
                     .await
                     .map_err(|e| Error::store("get", &key_path, e))?;
-                self.kek.read().await.unwrap(&record, cid.inner())
+                kek.unwrap(&record, cid.inner())
             }
             Err(object_store::Error::NotFound { .. }) => {
                 if self.exists(&self.tombstone_location(cid)).await? {

@@ -75,9 +75,11 @@ pub trait VaultPort: Send + Sync + Debug {
     /// The verified plaintext of `cid`.
     async fn get(&self, cid: &Cid) -> VaultResult<Bytes>;
 
-    /// The plaintext of `cid` as a stream; each chunk is released only after
-    /// it is authenticated, and a damaged object ends the stream with an
-    /// `Integrity` error.
+    /// The plaintext of `cid` as a stream, in constant memory. Each chunk is
+    /// released only after it is authenticated, but truncation and the CID
+    /// can only be checked at the end: a damaged object ends the stream with
+    /// an `Integrity` error, which invalidates every chunk already yielded.
+    /// A consumer that must never see unverified bytes uses [`Self::get`].
     async fn get_stream(&self, cid: &Cid) -> VaultResult<ByteStream>;
 
     /// Whether `cid` is present and intact, without decrypting.

@@ -234,6 +234,71 @@ pub(crate) fn redact_url(url: &str) -> String {
     }
 }
 
+/// Scrubs the configured RPC URL out of rendered errors: alloy's HTTP
+/// transport wraps `reqwest` errors whose `Display` names the full URL and
+/// whose `Debug` lists its path, query and credentials, where hosted providers
+/// put API keys. Every occurrence of the URL becomes [`redact_url`]'s form and
+/// every occurrence of its path, query or credentials becomes `…`.
+#[derive(Clone)]
+pub(crate) struct Redactor {
+    /// Secrets to replace, longest first, with their replacement.
+    needles: Vec<(String, String)>,
+}
+
+impl fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Redactor").finish_non_exhaustive()
+    }
+}
+
+impl Redactor {
+    /// A redactor for `url`.
+    pub(crate) fn new(url: &str) -> Self {
+        let shown = redact_url(url);
+        let mut needles = vec![(url.to_owned(), shown.clone())];
+        if let Ok(u) = alloy::transports::http::reqwest::Url::parse(url) {
+            needles.push((u.as_str().to_owned(), shown.clone()));
+            let hidden = "…".to_owned();
+            if u.path().len() > 1 {
+                needles.push((u.path().to_owned(), "/…".to_owned()));
+                // The path's segments also show on their own (without the
+                // slashes) in some renderings; the long ones are the secrets.
+                for seg in u.path().split('/').filter(|s| s.len() >= 8) {
+                    needles.push((seg.to_owned(), hidden.clone()));
+                }
+            }
+            if let Some(q) = u.query().filter(|q| !q.is_empty()) {
+                needles.push((q.to_owned(), hidden.clone()));
+            }
+            if !u.username().is_empty() {
+                needles.push((u.username().to_owned(), hidden.clone()));
+            }
+            if let Some(pw) = u.password().filter(|p| !p.is_empty()) {
+                needles.push((pw.to_owned(), hidden));
+            }
+        }
+        needles.retain(|(n, _)| !n.is_empty());
+        needles.sort_by_key(|(n, _)| std::cmp::Reverse(n.len()));
+        Self { needles }
+    }
+
+    /// `text` without the URL's secrets.
+    pub(crate) fn apply(&self, text: &str) -> String {
+        let mut out = text.to_owned();
+        for (needle, with) in &self.needles {
+            if out.contains(needle.as_str()) {
+                out = out.replace(needle.as_str(), with);
+            }
+        }
+        out
+    }
+
+    /// `value`'s `Display`, without the URL's secrets.
+    pub(crate) fn display(&self, value: &impl fmt::Display) -> String {
+        self.apply(&value.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -256,6 +321,19 @@ mod tests {
             shown.contains("0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn the_redactor_scrubs_the_url_its_path_and_credentials() {
+        let r =
+            Redactor::new("https://user:hunter2pw@eth.example.com/v2/SECRETKEY123?key=QSECRET99");
+        let text = "error sending request for url (https://user:hunter2pw@eth.example.com/v2/SECRETKEY123?key=QSECRET99): \
+                    Url { path: \"/v2/SECRETKEY123\", query: Some(\"key=QSECRET99\"), password: Some(\"hunter2pw\") }";
+        let shown = r.apply(text);
+        for secret in ["SECRETKEY123", "QSECRET99", "hunter2pw"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert!(shown.contains("https://eth.example.com/…"), "{shown}");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use alloy::transports::TransportError;
 use healthledger_core::{LedgerError, ValidationError};
 
-use crate::bindings::HealthLedger::HealthLedgerErrors;
+use crate::{bindings::HealthLedger::HealthLedgerErrors, config::Redactor};
 
 /// Shorthand for this crate's results.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -36,13 +36,13 @@ pub enum Error {
         block: u64,
     },
     /// A JSON-RPC call failed and retrying it will not help.
-    #[error("JSON-RPC {method} failed: {source}")]
+    #[error("JSON-RPC {method} failed: {message}")]
     Rpc {
         /// The JSON-RPC method.
         method: &'static str,
-        /// The transport's error.
-        #[source]
-        source: TransportError,
+        /// The transport's error, rendered without the RPC URL's path, query
+        /// or credentials (where hosted providers put API keys).
+        message: String,
     },
     /// A JSON-RPC call kept failing with retryable errors (429, timeouts,
     /// dropped connections) until the retry budget was spent.
@@ -110,6 +110,15 @@ pub enum RevertKind {
 }
 
 impl Error {
+    /// The error for a JSON-RPC call of `method` that failed with `source`,
+    /// its text scrubbed of the RPC URL's secrets.
+    pub(crate) fn rpc(method: &'static str, source: &TransportError, redact: &Redactor) -> Self {
+        Self::Rpc {
+            method,
+            message: redact.display(source),
+        }
+    }
+
     /// The error for a decoded custom error of the contract.
     pub(crate) fn revert(call: &'static str, err: &HealthLedgerErrors) -> Self {
         use HealthLedgerErrors as E;

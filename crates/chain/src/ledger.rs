@@ -39,7 +39,7 @@ use tokio::sync::Mutex;
 use crate::{
     Error, Result,
     bindings::{self, HealthLedger, HealthLedger::HealthLedgerErrors},
-    config::{EvmLedgerConfig, SignerKey, redact_url},
+    config::{EvmLedgerConfig, Redactor, SignerKey, redact_url},
     convert,
     rpc::{RetryError, range_limit, retry},
 };
@@ -62,6 +62,8 @@ pub struct EvmLedger {
     log_span: AtomicU64,
     /// Successful `eth_getLogs` requests in a row since the last shrink.
     log_streak: AtomicU32,
+    /// Scrubs the RPC URL's secrets out of every rendered transport error.
+    redact: Redactor,
 }
 
 impl fmt::Debug for EvmLedger {
@@ -103,10 +105,16 @@ impl EvmLedger {
     /// admin and first registrar) and returns its address.
     pub async fn deploy(rpc_url: &str, key: &SignerKey) -> Result<Address> {
         let provider = build_provider(rpc_url, key, Duration::from_secs(60))?;
+        let redact = Redactor::new(rpc_url);
         HealthLedger::deploy_builder(&provider)
             .deploy()
             .await
-            .map_err(|e| Error::Invalid(format!("deploying HealthLedger failed: {e}")))
+            .map_err(|e| {
+                Error::Invalid(format!(
+                    "deploying HealthLedger failed: {}",
+                    redact.display(&e)
+                ))
+            })
     }
 
     /// Connects to the node and the contract named by `config`. Fails when
@@ -119,12 +127,15 @@ impl EvmLedger {
             });
         }
         let provider = build_provider(&config.rpc_url, &config.signer, config.request_timeout)?;
-        let chain_id = retry(&config.retry, || provider.get_chain_id())
+        let redact = Redactor::new(&config.rpc_url);
+        let chain_id = retry(&config.retry, &redact, || provider.get_chain_id())
             .await
-            .map_err(|e| e.into_error("eth_chainId"))?;
-        let code = retry(&config.retry, || provider.get_code_at(config.contract))
-            .await
-            .map_err(|e| e.into_error("eth_getCode"))?;
+            .map_err(|e| e.into_error("eth_chainId", &redact))?;
+        let code = retry(&config.retry, &redact, || {
+            provider.get_code_at(config.contract)
+        })
+        .await
+        .map_err(|e| e.into_error("eth_getCode", &redact))?;
         if code.is_empty() {
             return Err(Error::Config {
                 field: "contract",
@@ -143,6 +154,7 @@ impl EvmLedger {
             log_span: AtomicU64::new(config.log_ranges.initial_span.max(1)),
             log_streak: AtomicU32::new(0),
             provider,
+            redact,
             config,
         })
     }
@@ -187,9 +199,11 @@ impl EvmLedger {
         let tx = TransactionRequest::default()
             .with_to(self.contract)
             .with_input(call.abi_encode());
-        let out = retry(&self.config.retry, || self.provider.call(tx.clone()))
-            .await
-            .map_err(|e| self.call_error(C::SIGNATURE, e))?;
+        let out = retry(&self.config.retry, &self.redact, || {
+            self.provider.call(tx.clone())
+        })
+        .await
+        .map_err(|e| self.call_error(C::SIGNATURE, e))?;
         C::abi_decode_returns(&out).map_err(|e| {
             Error::Integrity(format!(
                 "the return data of {} does not decode: {e}",
@@ -206,7 +220,7 @@ impl EvmLedger {
         {
             return Error::revert(call, &decoded);
         }
-        e.into_error("eth_call")
+        e.into_error("eth_call", &self.redact)
     }
 
     async fn wallet_of(&self, hh: HhNumber) -> Result<Address> {
@@ -221,11 +235,11 @@ impl EvmLedger {
     }
 
     async fn block_ref(&self, tag: BlockNumberOrTag) -> Result<Option<BlockRef>> {
-        let block = retry(&self.config.retry, || {
+        let block = retry(&self.config.retry, &self.redact, || {
             self.provider.get_block_by_number(tag).into_future()
         })
         .await
-        .map_err(|e| e.into_error("eth_getBlockByNumber"))?;
+        .map_err(|e| e.into_error("eth_getBlockByNumber", &self.redact))?;
         Ok(block.map(|b| BlockRef {
             number: b.header.number,
             hash: b.header.hash,
@@ -234,9 +248,11 @@ impl EvmLedger {
     }
 
     async fn head_number(&self) -> Result<u64> {
-        retry(&self.config.retry, || self.provider.get_block_number())
-            .await
-            .map_err(|e| e.into_error("eth_blockNumber"))
+        retry(&self.config.retry, &self.redact, || {
+            self.provider.get_block_number()
+        })
+        .await
+        .map_err(|e| e.into_error("eth_blockNumber", &self.redact))
     }
 
     // ---------------------------------------------------------------- writes
@@ -248,16 +264,18 @@ impl EvmLedger {
             .with_from(self.signer.address())
             .with_to(self.contract)
             .with_input(call.abi_encode());
-        let gas = retry(&self.config.retry, || {
+        let gas = retry(&self.config.retry, &self.redact, || {
             self.provider.estimate_gas(tx.clone())
         })
         .await
         .map_err(|e| self.call_error(name, e))?;
         // Headroom: state can change between the estimate and inclusion.
         tx.set_gas_limit(gas.saturating_add(gas / 4).saturating_add(20_000));
-        let fees = retry(&self.config.retry, || self.provider.estimate_eip1559_fees())
-            .await
-            .map_err(|e| e.into_error("eth_feeHistory"))?;
+        let fees = retry(&self.config.retry, &self.redact, || {
+            self.provider.estimate_eip1559_fees()
+        })
+        .await
+        .map_err(|e| e.into_error("eth_feeHistory", &self.redact))?;
         tx.set_max_fee_per_gas(fees.max_fee_per_gas);
         tx.set_max_priority_fee_per_gas(fees.max_priority_fee_per_gas);
         tx.set_chain_id(self.chain_id);
@@ -271,14 +289,14 @@ impl EvmLedger {
             loop {
                 let nonce = match *next {
                     Some(n) => n,
-                    None => retry(&self.config.retry, || {
+                    None => retry(&self.config.retry, &self.redact, || {
                         self.provider
                             .get_transaction_count(self.signer.address())
                             .pending()
                             .into_future()
                     })
                     .await
-                    .map_err(|e| e.into_error("eth_getTransactionCount"))?,
+                    .map_err(|e| e.into_error("eth_getTransactionCount", &self.redact))?,
                 };
                 tx.set_nonce(nonce);
                 match self.provider.send_transaction(tx.clone()).await {
@@ -317,11 +335,11 @@ impl EvmLedger {
         let mut wait = self.config.poll_interval;
         let max_wait = self.config.poll_interval.saturating_mul(16);
         loop {
-            let receipt = retry(&self.config.retry, || {
+            let receipt = retry(&self.config.retry, &self.redact, || {
                 self.provider.get_transaction_receipt(hash)
             })
             .await
-            .map_err(|e| e.into_error("eth_getTransactionReceipt"))?;
+            .map_err(|e| e.into_error("eth_getTransactionReceipt", &self.redact))?;
             if let Some(r) = receipt {
                 let (Some(block_number), Some(block_hash)) = (r.block_number, r.block_hash) else {
                     return Err(Error::Integrity(format!(
@@ -396,7 +414,11 @@ impl EvmLedger {
                 .address(self.contract)
                 .from_block(cur)
                 .to_block(end);
-            match retry(&self.config.retry, || self.provider.get_logs(&filter)).await {
+            match retry(&self.config.retry, &self.redact, || {
+                self.provider.get_logs(&filter)
+            })
+            .await
+            {
                 Ok(logs) => {
                     out.extend(logs);
                     cur = end + 1;
@@ -409,16 +431,13 @@ impl EvmLedger {
                 }
                 Err(RetryError::Fatal(e)) => {
                     let Some(limit) = range_limit(&e) else {
-                        return Err(Error::Rpc {
-                            method: "eth_getLogs",
-                            source: e,
-                        });
+                        return Err(Error::rpc("eth_getLogs", &e, &self.redact));
                     };
                     let asked = end - cur + 1;
                     if asked <= 1 {
                         return Err(Error::LogRangeUnsplittable {
                             block: cur,
-                            message: e.to_string(),
+                            message: self.redact.display(&e),
                         });
                     }
                     let shrunk = limit
@@ -435,7 +454,7 @@ impl EvmLedger {
                     self.log_span.store(shrunk, Ordering::Relaxed);
                     self.log_streak.store(0, Ordering::Relaxed);
                 }
-                Err(exhausted) => return Err(exhausted.into_error("eth_getLogs")),
+                Err(exhausted) => return Err(exhausted.into_error("eth_getLogs", &self.redact)),
             }
         }
         Ok(out)

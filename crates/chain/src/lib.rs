@@ -52,8 +52,11 @@
 //! 5xx, timeouts and dropped connections, up to a bound.
 //!
 //! The signer key never reaches `Debug` output, logs or error messages, and
-//! the RPC URL is shown without its path (where hosted providers put API
-//! keys).
+//! the RPC URL is shown without its path, query or credentials (where hosted
+//! providers put API keys): every rendered transport error — error messages,
+//! the port's error strings, `tracing` fields — is scrubbed of the configured
+//! URL and its path, since alloy's HTTP transport wraps `reqwest` errors that
+//! name the full URL.
 //!
 //! # Errors
 //!

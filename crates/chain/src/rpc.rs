@@ -9,7 +9,10 @@ use std::{future::IntoFuture, time::Duration};
 use alloy::transports::{RpcError, TransportError};
 use rand::Rng as _;
 
-use crate::{Error, config::RetryPolicy};
+use crate::{
+    Error,
+    config::{Redactor, RetryPolicy},
+};
 
 /// Why a retried call finally failed.
 #[derive(Debug)]
@@ -20,16 +23,17 @@ pub(crate) enum RetryError {
     Exhausted {
         /// Attempts made.
         attempts: u32,
-        /// The last failure, rendered.
+        /// The last failure, rendered without the URL's secrets.
         last: String,
     },
 }
 
 impl RetryError {
-    /// The crate error for a call of `method` that failed this way.
-    pub(crate) fn into_error(self, method: &'static str) -> Error {
+    /// The crate error for a call of `method` that failed this way, its text
+    /// scrubbed by `redact`.
+    pub(crate) fn into_error(self, method: &'static str, redact: &Redactor) -> Error {
         match self {
-            RetryError::Fatal(source) => Error::Rpc { method, source },
+            RetryError::Fatal(source) => Error::rpc(method, &source, redact),
             RetryError::Exhausted { attempts, last } => Error::RetriesExhausted {
                 method,
                 attempts,
@@ -39,8 +43,13 @@ impl RetryError {
     }
 }
 
-/// Runs `f` until it succeeds, fails for good, or `policy` is spent.
-pub(crate) async fn retry<T, F, Fut>(policy: &RetryPolicy, mut f: F) -> Result<T, RetryError>
+/// Runs `f` until it succeeds, fails for good, or `policy` is spent. Errors
+/// are logged and kept only as scrubbed by `redact`.
+pub(crate) async fn retry<T, F, Fut>(
+    policy: &RetryPolicy,
+    redact: &Redactor,
+    mut f: F,
+) -> Result<T, RetryError>
 where
     F: FnMut() -> Fut,
     Fut: IntoFuture<Output = Result<T, TransportError>>,
@@ -55,13 +64,18 @@ where
                 if attempt >= max {
                     return Err(RetryError::Exhausted {
                         attempts: attempt,
-                        last: e.to_string(),
+                        last: redact.display(&e),
                     });
                 }
                 let cap = policy.backoff(attempt);
                 let wait =
                     retry_after(&e).map_or_else(|| jitter(cap), |ra| ra.min(policy.max_delay));
-                tracing::debug!(attempt, ?wait, error = %e, "transient JSON-RPC failure, retrying");
+                tracing::debug!(
+                    attempt,
+                    ?wait,
+                    error = %redact.display(&e),
+                    "transient JSON-RPC failure, retrying"
+                );
                 tokio::time::sleep(wait).await;
             }
             Err(e) => return Err(RetryError::Fatal(e)),
@@ -382,13 +396,20 @@ mod tests {
             max_delay: Duration::from_millis(2),
         };
         let mut calls = 0;
-        let out: Result<(), _> = retry(&policy, || {
+        let redact = Redactor::new("http://127.0.0.1:1/v2/SECRETKEY123");
+        let out: Result<(), _> = retry(&policy, &redact, || {
             calls += 1;
-            std::future::ready(Err(TransportErrorKind::http_error(429, "slow down".into())))
+            std::future::ready(Err(TransportErrorKind::http_error(
+                429,
+                "slow down at http://127.0.0.1:1/v2/SECRETKEY123".into(),
+            )))
         })
         .await;
         assert_eq!(calls, 3);
-        let err = out.unwrap_err().into_error("eth_getLogs").to_string();
+        let err = out.unwrap_err().into_error("eth_getLogs", &redact);
+        assert!(!format!("{err:?}").contains("SECRETKEY123"), "{err:?}");
+        let err = err.to_string();
+        assert!(!err.contains("SECRETKEY123"), "{err}");
         assert!(
             err.contains("after 3 attempts") && err.contains("slow down"),
             "{err}"

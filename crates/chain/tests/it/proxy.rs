@@ -395,3 +395,68 @@ async fn spent_retries_give_a_clear_unavailable_error() {
         "{err}"
     );
 }
+
+/// The API key hosted providers put in the URL path.
+const SECRET: &str = "SECRETKEY123";
+
+/// Fails when `err` shows [`SECRET`] in its `Display` or `Debug`, or when it
+/// does not show the scrubbed URL (so the transport's text was there).
+fn assert_scrubbed(what: &str, err: &(impl std::fmt::Display + std::fmt::Debug), shown_url: &str) {
+    let (display, debug) = (err.to_string(), format!("{err:?}"));
+    assert!(
+        !display.contains(SECRET) && !debug.contains(SECRET),
+        "{what} leaks the API key: {display} / {debug}"
+    );
+    assert!(
+        display.contains(shown_url),
+        "{what} does not name the scrubbed URL {shown_url}: {display}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transport_errors_never_show_the_api_key_in_the_rpc_url() {
+    let node = Node::start().await;
+    let unreachable = format!("http://127.0.0.1:1/v2/{SECRET}");
+    let mut config = proxied_config(&node, &unreachable);
+    config.retry.max_attempts = 2;
+    let err = EvmLedger::connect(config).await.unwrap_err();
+    assert_scrubbed("connect", &err, "127.0.0.1:1/…");
+    assert_scrubbed(
+        "connect (port error)",
+        &LedgerError::from(err),
+        "127.0.0.1:1/…",
+    );
+
+    let key = Node::account_key(&node.anvil, 0);
+    let err = EvmLedger::deploy(&unreachable, &key).await.unwrap_err();
+    assert_scrubbed("deploy", &err, "127.0.0.1:1/…");
+
+    // A provider reached through a keyed URL that then drops every
+    // connection: reads and writes fail with the reqwest error of that URL.
+    let proxy = start_proxy(
+        node.anvil.endpoint(),
+        Faults {
+            seed: 3,
+            max_log_span: u64::MAX,
+            rate_429: 0.0,
+            rate_drop: 0.0,
+        },
+    )
+    .await;
+    let keyed = format!("{}/v2/{SECRET}", proxy.url);
+    let shown = format!("{}/…", proxy.url);
+    let mut config = proxied_config(&node, &keyed);
+    config.retry.max_attempts = 2;
+    let ledger = EvmLedger::connect(config).await.unwrap();
+    proxy.faults.lock().unwrap().rate_drop = 1.0;
+    let err = ledger.head().await.unwrap_err();
+    assert_scrubbed("head", &err, &shown);
+    let err = ledger.finalized().await.unwrap_err();
+    assert_scrubbed("finalized", &err, &shown);
+    let w = TestWallet::from_seed(530_000);
+    let err = ledger
+        .register(&fixtures::patient(530_000, w.address(), "Key Leak"))
+        .await
+        .unwrap_err();
+    assert_scrubbed("register", &err, &shown);
+}

@@ -2025,6 +2025,11 @@ impl CachePort for SqlCache {
         let page_sql = format!(
             "SELECT {ACCESS_LOG_COLS} FROM access_log WHERE seq > $1 ORDER BY seq LIMIT $2"
         );
+        // The anchor is read before the walk: entries it covers were
+        // appended before it was, so a later anchor cannot cover entries
+        // this walk has not seen.
+        let anchor = self.load_anchor(&self.db).await?.map(|(a, _)| a);
+        let mut anchored_hash = None;
         let mut expected: u64 = 1;
         let mut prev = B256::ZERO;
         let mut after: i64 = i64::MIN;
@@ -2048,6 +2053,9 @@ impl CachePort for SqlCache {
                 // A row that no longer decodes was edited: it is the break.
                 match Self::log_entry_of_row(row) {
                     Ok(e) if e.seq == expected && e.prev_hash == prev && e.is_self_consistent() => {
+                        if anchor.is_some_and(|a| a.last_seq == e.seq) {
+                            anchored_hash = Some(e.hash);
+                        }
                         prev = e.hash;
                         expected += 1;
                     }
@@ -2067,10 +2075,11 @@ impl CachePort for SqlCache {
             )
             .await?
             .ok_or_else(|| Error::corrupt("access_log", "no count"))?;
-        Ok(LogVerification {
+        let walked = LogVerification {
             entries: uint("access_log", "count", get(&count, "access_log", "n")?)?,
             first_broken,
-        })
+        };
+        Ok(walked.verify_against_anchor(anchored_hash, anchor.as_ref()))
     }
 
     async fn access_log_digest(&self, up_to_seq: u64) -> CacheResult<B256> {

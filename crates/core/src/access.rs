@@ -7,7 +7,7 @@ use alloy_primitives::B256;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::{HhNumber, Name, Note, RecordId, Timestamp, WalletAddress};
+use crate::{AuditAnchor, HhNumber, Name, Note, RecordId, Timestamp, WalletAddress};
 
 /// A patient's grant of access to a grantee (a doctor, usually).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -173,6 +173,50 @@ pub struct LogVerification {
     pub first_broken: Option<u64>,
 }
 
+impl LogVerification {
+    /// Checks this walk of the access log against the latest audit anchor:
+    /// the one decision every cache makes the same way.
+    ///
+    /// `self` is what the walk of the stored log found: `entries` stored
+    /// entries and `first_broken` as [`first_broken_link`] reports it (the
+    /// first seq that is missing, out of place or not a valid link).
+    /// `anchored_hash` is the hash of the stored entry whose seq is
+    /// `anchor.last_seq`, if the walk reached one.
+    ///
+    /// With no anchor (or one with `last_seq` 0, which covers no entry) the
+    /// result is `self`. Otherwise the anchor holds when the chain has no
+    /// break at or below `last_seq` and entry `last_seq` hashes to
+    /// `anchor.digest`. When it does not hold, `first_broken` becomes the
+    /// least of `last_seq`, the chain's first break and the first missing
+    /// seq (`entries + 1` when the chain is intact but shorter than
+    /// `last_seq`: its tail was deleted). So a log edited at or below
+    /// `last_seq` and relinked is reported at `last_seq` at the latest, and
+    /// a truncated one at its first missing seq.
+    pub fn verify_against_anchor(
+        self,
+        anchored_hash: Option<B256>,
+        anchor: Option<&AuditAnchor>,
+    ) -> Self {
+        let Some(anchor) = anchor.filter(|a| a.last_seq > 0) else {
+            return self;
+        };
+        let n = anchor.last_seq;
+        let broken_below = self.first_broken.is_some_and(|k| k <= n);
+        if broken_below || anchored_hash == Some(anchor.digest) {
+            return self;
+        }
+        let first_missing =
+            (self.first_broken.is_none() && self.entries < n).then_some(self.entries + 1);
+        Self {
+            entries: self.entries,
+            first_broken: [Some(n), self.first_broken, first_missing]
+                .into_iter()
+                .flatten()
+                .min(),
+        }
+    }
+}
+
 /// The kind of a notification.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -312,6 +356,103 @@ mod tests {
         assert_eq!(first_broken_link(&log), None);
         log[2].entry.allowed = false;
         assert_eq!(first_broken_link(&log), Some(3));
+    }
+
+    fn chain(n: u64) -> Vec<AccessLogEntry> {
+        let mut log = Vec::new();
+        let mut prev = B256::ZERO;
+        for seq in 1..=n {
+            let e = AccessLogEntry::link(seq, entry(seq), prev);
+            prev = e.hash;
+            log.push(e);
+        }
+        log
+    }
+
+    /// What a cache reports for `log` given `anchor`, walking as a cache does.
+    fn verify(log: &[AccessLogEntry], anchor: Option<&AuditAnchor>) -> Option<u64> {
+        let walked = LogVerification {
+            entries: log.len() as u64,
+            first_broken: first_broken_link(log),
+        };
+        let hash = anchor.and_then(|a| log.iter().find(|e| e.seq == a.last_seq).map(|e| e.hash));
+        walked.verify_against_anchor(hash, anchor).first_broken
+    }
+
+    fn anchor_of(log: &[AccessLogEntry], last_seq: u64) -> AuditAnchor {
+        AuditAnchor {
+            digest: log[usize::try_from(last_seq).unwrap() - 1].hash,
+            last_seq,
+            anchored_at: Timestamp(1_800_000_000),
+        }
+    }
+
+    #[test]
+    fn an_anchor_catches_a_relinked_edit_and_a_deleted_tail() {
+        let log = chain(8);
+        let anchor = anchor_of(&log, 5);
+        assert_eq!(verify(&log, None), None);
+        assert_eq!(verify(&log, Some(&anchor)), None, "the honest log holds");
+
+        // Edit entry 3 and relink everything after it: the chain alone
+        // looks intact, the anchor does not.
+        let mut relinked = chain(2);
+        let mut prev = relinked[1].hash;
+        for seq in 3..=8 {
+            let mut e = entry(seq);
+            if seq == 3 {
+                e.allowed = false;
+            }
+            let linked = AccessLogEntry::link(seq, e, prev);
+            prev = linked.hash;
+            relinked.push(linked);
+        }
+        assert_eq!(verify(&relinked, None), None);
+        assert_eq!(verify(&relinked, Some(&anchor)), Some(5));
+
+        // Delete the tail from 4 on: the first missing seq is reported.
+        assert_eq!(verify(&log[..3], None), None);
+        assert_eq!(verify(&log[..3], Some(&anchor)), Some(4));
+        assert_eq!(verify(&[], Some(&anchor)), Some(1));
+        // A tail beyond the anchor may go without the anchor noticing.
+        assert_eq!(verify(&log[..5], Some(&anchor)), None);
+    }
+
+    #[test]
+    fn an_anchor_never_hides_an_earlier_break() {
+        let mut log = chain(8);
+        let anchor = anchor_of(&log, 5);
+        log[1].entry.allowed = false;
+        assert_eq!(
+            verify(&log, Some(&anchor)),
+            Some(2),
+            "break below the anchor"
+        );
+        let mut log = chain(8);
+        log[6].entry.allowed = false;
+        assert_eq!(
+            verify(&log, Some(&anchor)),
+            Some(7),
+            "break above a holding anchor"
+        );
+        let wrong = AuditAnchor {
+            digest: B256::repeat_byte(1),
+            ..anchor
+        };
+        assert_eq!(
+            verify(&log, Some(&wrong)),
+            Some(5),
+            "the anchor fails first"
+        );
+        let empty = AuditAnchor {
+            last_seq: 0,
+            ..wrong
+        };
+        assert_eq!(
+            verify(&chain(3), Some(&empty)),
+            None,
+            "seq 0 covers nothing"
+        );
     }
 
     #[test]

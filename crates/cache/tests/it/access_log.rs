@@ -1,13 +1,16 @@
-//! The access log: tampering is located, and concurrent appends get
-//! gapless seqs on every backend.
+//! The access log: tampering is located (relinked rewrites and deleted
+//! tails by the audit anchor), and concurrent appends get gapless seqs on
+//! every backend.
 
 use std::sync::Arc;
 
 use healthledger_cache::SqlCache;
 use healthledger_core::{
-    AccessAction, CachePort, HhNumber, NewAccessLogEntry, RecordId, Timestamp,
+    AccessAction, AccessLogEntry, AuditAnchor, CachePort, HhNumber, LedgerEvent, NewAccessLogEntry,
+    RecordId, Timestamp, first_broken_link,
+    testing::cache::{block, in_block},
 };
-use sea_orm::{ConnectionTrait as _, DatabaseConnection};
+use sea_orm::{ConnectionTrait as _, DatabaseConnection, Statement};
 
 use crate::support::{PgSchemas, SqliteFiles, skip_postgres, sqlite_memory, sqlite_raw};
 
@@ -65,6 +68,90 @@ async fn a_deleted_row_is_located(c: &SqlCache, raw: &DatabaseConnection) {
     assert_eq!((v.entries, v.first_broken), (4, Some(3)));
 }
 
+/// Anchors entry `last_seq` on chain (block 1) as a sync would project it.
+async fn anchor(c: &SqlCache, last_seq: u64) {
+    let b = block(1, 0);
+    let a = AuditAnchor {
+        digest: c.access_log_digest(last_seq).await.unwrap(),
+        last_seq,
+        anchored_at: Timestamp(1_750_001_000),
+    };
+    c.apply_block(&b, &in_block(&b, vec![LedgerEvent::AuditAnchored(a)]))
+        .await
+        .unwrap();
+    assert_eq!(c.verify_access_log().await.unwrap().first_broken, None);
+}
+
+/// Flips entry `k`'s `allowed` flag and recomputes its hash and every later
+/// one through raw SQL, as anyone with write access to the database can:
+/// the chain's SHA-256 is unkeyed.
+async fn rewrite_and_relink(c: &SqlCache, raw: &DatabaseConnection, k: u64) {
+    raw.execute_unprepared(&format!(
+        "UPDATE access_log SET allowed = NOT allowed WHERE seq = {k}"
+    ))
+    .await
+    .unwrap();
+    let tail = c.access_log(None, k - 1, 1_000).await.unwrap();
+    let mut prev = tail[0].prev_hash;
+    for e in tail {
+        let relinked = AccessLogEntry::link(e.seq, e.entry, prev);
+        raw.execute_raw(Statement::from_sql_and_values(
+            raw.get_database_backend(),
+            "UPDATE access_log SET prev_hash = $1, hash = $2 WHERE seq = $3",
+            [
+                relinked.prev_hash.to_vec().into(),
+                relinked.hash.to_vec().into(),
+                i64::try_from(relinked.seq).unwrap().into(),
+            ],
+        ))
+        .await
+        .unwrap();
+        prev = relinked.hash;
+    }
+}
+
+/// An entry at or below the anchored seq, rewritten and relinked, passes
+/// the chain check but not the anchor check.
+async fn a_relinked_rewrite_is_caught_by_the_anchor(c: &SqlCache, raw: &DatabaseConnection) {
+    append(c, 8).await;
+    anchor(c, 6).await;
+    rewrite_and_relink(c, raw, 3).await;
+    let all = c.access_log(None, 0, 100).await.unwrap();
+    assert!(!all[2].entry.allowed, "entry 3 was rewritten");
+    assert_eq!(first_broken_link(&all), None, "the chain alone is fooled");
+    let v = c.verify_access_log().await.unwrap();
+    assert_eq!(
+        (v.entries, v.first_broken),
+        (8, Some(6)),
+        "break at last_seq"
+    );
+    assert!(v.first_broken.is_some_and(|k| k <= 6));
+}
+
+/// Deleting the tail after anchoring is reported at the first missing seq.
+async fn a_deleted_tail_is_caught_by_the_anchor(c: &SqlCache, raw: &DatabaseConnection) {
+    append(c, 8).await;
+    anchor(c, 6).await;
+    raw.execute_unprepared("DELETE FROM access_log WHERE seq > 4")
+        .await
+        .unwrap();
+    let v = c.verify_access_log().await.unwrap();
+    assert_eq!(
+        (v.entries, v.first_broken),
+        (4, Some(5)),
+        "tail from 5 deleted"
+    );
+    raw.execute_unprepared("DELETE FROM access_log")
+        .await
+        .unwrap();
+    let v = c.verify_access_log().await.unwrap();
+    assert_eq!(
+        (v.entries, v.first_broken),
+        (0, Some(1)),
+        "whole log deleted"
+    );
+}
+
 async fn concurrent_appends_have_no_gaps(c: SqlCache) {
     let c = Arc::new(c);
     let tasks: Vec<_> = (1..=50u64)
@@ -107,6 +194,28 @@ async fn tampering_is_located_on_postgres() {
     tampering_is_located(&c, &pg.raw(&schema).await).await;
     let (c, schema) = pg.fresh().await;
     a_deleted_row_is_located(&c, &pg.raw(&schema).await).await;
+    pg.cleanup().await;
+}
+
+#[tokio::test]
+async fn anchored_tampering_is_caught_on_sqlite() {
+    let files = SqliteFiles::new();
+    let (c, url) = files.fresh().await;
+    a_relinked_rewrite_is_caught_by_the_anchor(&c, &sqlite_raw(&url).await).await;
+    let (c, url) = files.fresh().await;
+    a_deleted_tail_is_caught_by_the_anchor(&c, &sqlite_raw(&url).await).await;
+}
+
+#[tokio::test]
+async fn anchored_tampering_is_caught_on_postgres() {
+    if skip_postgres() {
+        return;
+    }
+    let pg = PgSchemas::new();
+    let (c, schema) = pg.fresh().await;
+    a_relinked_rewrite_is_caught_by_the_anchor(&c, &pg.raw(&schema).await).await;
+    let (c, schema) = pg.fresh().await;
+    a_deleted_tail_is_caught_by_the_anchor(&c, &pg.raw(&schema).await).await;
     pg.cleanup().await;
 }
 

@@ -208,7 +208,26 @@ pub trait CachePort: Send + Sync + Debug {
         limit: u64,
     ) -> CacheResult<Vec<AccessLogEntry>>;
 
-    /// Re-verifies the whole hash chain and reports the first broken link.
+    /// Re-verifies the whole hash chain and checks it against the latest
+    /// audit anchor ([`Self::latest_audit_anchor`]), reporting the first
+    /// broken link; `entries` counts the stored entries.
+    ///
+    /// Without an anchor, `first_broken` is the first seq that is missing,
+    /// out of place or not a valid link after its predecessor
+    /// ([`crate::first_broken_link`]). The chain's SHA-256 is unkeyed, so
+    /// this alone catches only edits that were not relinked. With an anchor
+    /// `{digest, last_seq}`, entry `last_seq` must also exist and hash to
+    /// `digest`; if not, `first_broken` is the least of `last_seq`, the
+    /// chain's first break and the first missing seq (see
+    /// [`LogVerification::verify_against_anchor`]). Hence an entry at or
+    /// below `last_seq` that was edited and relinked, or deleted with the
+    /// rest of the tail, is reported at or below `last_seq`.
+    ///
+    /// Limits: entries after `last_seq` are protected by the chain alone
+    /// until the next anchor, and the check trusts the cached anchor. An
+    /// attacker who also rewrites the cached anchor is caught only by
+    /// comparing it with the anchor on chain, which a sync restores (the
+    /// anchor is chain data, rebuilt from `AuditAnchored` events).
     async fn verify_access_log(&self) -> CacheResult<LogVerification>;
 
     /// The hash of entry `up_to_seq` (the digest to anchor on chain);

@@ -35,6 +35,7 @@ where
     notifications_round_trip(&fresh().await).await;
     sessions_round_trip(&fresh().await).await;
     access_log_is_hash_chained(&fresh().await).await;
+    access_log_is_checked_against_the_anchor(&fresh().await).await;
 }
 
 fn hh(n: u32) -> HhNumber {
@@ -867,4 +868,72 @@ pub async fn access_log_is_hash_chained(c: &dyn CachePort) {
     let page = c.access_log(None, 2, 3).await.expect("list");
     assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), [3, 4, 5]);
     assert_eq!(c.counts().await.expect("counts").access_log, 6);
+}
+
+/// Verification checks the latest anchored digest: an anchor of the real
+/// entry holds; one whose digest is not entry `last_seq`'s hash is reported
+/// at `last_seq`; one beyond the log's end at the first missing seq; and
+/// rolling the bad anchors back restores a clean verification.
+pub async fn access_log_is_checked_against_the_anchor(c: &dyn CachePort) {
+    let append = |i: u64| NewAccessLogEntry {
+        at: Timestamp(1_750_000_000 + i),
+        actor: hh(340_001),
+        patient: hh(340_000),
+        record: None,
+        action: AccessAction::ViewRecord,
+        allowed: true,
+    };
+    for i in 1..=4 {
+        c.append_access_log(&append(i)).await.expect("append");
+    }
+    let anchor = |digest, last_seq| {
+        LedgerEvent::AuditAnchored(AuditAnchor {
+            digest,
+            last_seq,
+            anchored_at: Timestamp(1_750_000_500 + last_seq),
+        })
+    };
+    let digest = c.access_log_digest(4).await.expect("digest");
+    apply(c, 1, vec![anchor(digest, 4)]).await;
+    let v = c.verify_access_log().await.expect("verify");
+    assert_eq!(
+        (v.entries, v.first_broken),
+        (4, None),
+        "a true anchor holds"
+    );
+    for i in 5..=6 {
+        c.append_access_log(&append(i)).await.expect("append");
+    }
+    let v = c.verify_access_log().await.expect("verify");
+    assert_eq!(
+        (v.entries, v.first_broken),
+        (6, None),
+        "entries after the anchor are checked by the chain alone"
+    );
+
+    let wrong = B256::repeat_byte(0xee);
+    assert_ne!(c.access_log_digest(6).await.expect("digest"), wrong);
+    apply(c, 2, vec![anchor(wrong, 6)]).await;
+    let v = c.verify_access_log().await.expect("verify");
+    assert_eq!(
+        (v.entries, v.first_broken),
+        (6, Some(6)),
+        "an anchor that is not entry 6's hash breaks the log at 6"
+    );
+
+    apply(c, 3, vec![anchor(wrong, 9)]).await;
+    let v = c.verify_access_log().await.expect("verify");
+    assert_eq!(
+        (v.entries, v.first_broken),
+        (6, Some(7)),
+        "an anchor beyond the end reports the first missing seq"
+    );
+
+    c.rollback_to(1).await.expect("rollback");
+    let v = c.verify_access_log().await.expect("verify");
+    assert_eq!(
+        (v.entries, v.first_broken),
+        (6, None),
+        "rolling back restores the true anchor"
+    );
 }

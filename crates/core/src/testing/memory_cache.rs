@@ -163,6 +163,28 @@ impl InMemoryCache {
         }
     }
 
+    /// Test hook: overwrites the `allowed` flag of access-log entry `seq`
+    /// and recomputes its hash and every later one, as an attacker who
+    /// knows the (unkeyed) hash would; only an audit anchor catches this.
+    pub fn tamper_access_log_relinked(&self, seq: u64) {
+        let mut s = self.lock();
+        let mut prev = None;
+        for e in s.access_log.iter_mut().skip_while(|e| e.seq < seq) {
+            let mut entry = e.entry.clone();
+            if e.seq == seq {
+                entry.allowed = !entry.allowed;
+            }
+            *e = AccessLogEntry::link(e.seq, entry, prev.unwrap_or(e.prev_hash));
+            prev = Some(e.hash);
+        }
+    }
+
+    /// Test hook: deletes every access-log entry above `keep`, as an
+    /// attacker hiding the latest accesses would.
+    pub fn truncate_access_log(&self, keep: u64) {
+        self.lock().access_log.retain(|e| e.seq <= keep);
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // Every mutation completes or is undone before the guard drops, so a
         // poisoned lock still guards a consistent state.
@@ -494,10 +516,17 @@ impl CachePort for InMemoryCache {
 
     async fn verify_access_log(&self) -> CacheResult<LogVerification> {
         let s = self.lock();
-        Ok(LogVerification {
+        let walked = LogVerification {
             entries: s.access_log.len() as u64,
             first_broken: first_broken_link(&s.access_log),
-        })
+        };
+        let anchored_hash = s.anchor.and_then(|a| {
+            s.access_log
+                .iter()
+                .find(|e| e.seq == a.last_seq)
+                .map(|e| e.hash)
+        });
+        Ok(walked.verify_against_anchor(anchored_hash, s.anchor.as_ref()))
     }
 
     async fn access_log_digest(&self, up_to_seq: u64) -> CacheResult<B256> {
@@ -507,5 +536,72 @@ impl CachePort for InMemoryCache {
             .find(|e| e.seq == up_to_seq)
             .map(|e| e.hash)
             .ok_or_else(|| CacheError::NotFound(format!("access-log entry {up_to_seq}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{AccessAction, LedgerEvent, testing::cache};
+
+    fn entry(i: u64) -> NewAccessLogEntry {
+        NewAccessLogEntry {
+            at: Timestamp(1_750_000_000 + i),
+            actor: HhNumber::new(350_001).unwrap(),
+            patient: HhNumber::new(350_000).unwrap(),
+            record: None,
+            action: AccessAction::ReadContent,
+            allowed: true,
+        }
+    }
+
+    /// A fake with `n` entries and an anchor of entry `anchored`.
+    async fn anchored(n: u64, anchored: u64) -> InMemoryCache {
+        let c = InMemoryCache::new();
+        for i in 1..=n {
+            c.append_access_log(&entry(i)).await.unwrap();
+        }
+        let b = cache::block(1, 0);
+        let anchor = AuditAnchor {
+            digest: c.access_log_digest(anchored).await.unwrap(),
+            last_seq: anchored,
+            anchored_at: Timestamp(1_750_001_000),
+        };
+        c.apply_block(
+            &b,
+            &cache::in_block(&b, vec![LedgerEvent::AuditAnchored(anchor)]),
+        )
+        .await
+        .unwrap();
+        assert_eq!(c.verify_access_log().await.unwrap().first_broken, None);
+        c
+    }
+
+    #[tokio::test]
+    async fn a_relinked_edit_is_caught_by_the_anchor_only() {
+        let c = anchored(6, 5).await;
+        c.tamper_access_log_relinked(3);
+        let entries = c.access_log(None, 0, 10).await.unwrap();
+        assert_eq!(
+            first_broken_link(&entries),
+            None,
+            "the chain alone is fooled"
+        );
+        assert!(!entries[2].entry.allowed);
+        let v = c.verify_access_log().await.unwrap();
+        assert_eq!((v.entries, v.first_broken), (6, Some(5)));
+
+        // Past the anchor, a relinked edit goes unnoticed until the next one.
+        let c = anchored(6, 5).await;
+        c.tamper_access_log_relinked(6);
+        assert_eq!(c.verify_access_log().await.unwrap().first_broken, None);
+    }
+
+    #[tokio::test]
+    async fn a_deleted_tail_is_caught_by_the_anchor() {
+        let c = anchored(6, 5).await;
+        c.truncate_access_log(2);
+        let v = c.verify_access_log().await.unwrap();
+        assert_eq!((v.entries, v.first_broken), (2, Some(3)));
     }
 }

@@ -58,9 +58,12 @@
 //! token) and `access_log`, hash-chained: each row stores `prev_hash` and
 //! `hash = SHA-256(prev_hash ‖ encode(seq, entry))` (see
 //! [`healthledger_core::AccessLogEntry`]); appends are serialized so that seqs
-//! run 1, 2, 3… without gaps; `verify_access_log` walks the chain and
-//! reports the first broken link (a row that no longer decodes counts as
-//! broken), and `access_log_digest(seq)` returns the hash to anchor.
+//! run 1, 2, 3… without gaps; `verify_access_log` reads `audit_anchor`,
+//! walks the chain and reports the first broken link (a row that no longer
+//! decodes counts as broken), also when entry `last_seq` of the anchor is
+//! missing or does not hash to its digest (a rewrite relinked through raw
+//! SQL, a deleted tail); `access_log_digest(seq)` returns the hash to
+//! anchor.
 //!
 //! Every query of the port has an index: profiles and accounts by key and
 //! unique wallet; patients by `(name_lower, hh)`; records by patient, by

@@ -44,6 +44,33 @@ pub enum Error {
         /// or credentials (where hosted providers put API keys).
         message: String,
     },
+    /// A signed transaction could not be handed to the node (rate limits,
+    /// timeouts, dropped connections until the retry budget was spent), and
+    /// the node does not know it; its nonce is free again.
+    #[error(
+        "transaction {tx} calling {call} could not be sent after {attempts} attempt(s) (rate limit, timeout or dropped connection) and the node does not know it: {last}"
+    )]
+    SendFailed {
+        /// The contract function.
+        call: &'static str,
+        /// Hash of the signed transaction.
+        tx: alloy::primitives::B256,
+        /// Sends tried.
+        attempts: u32,
+        /// The last failure, rendered without the RPC URL's secrets.
+        last: String,
+    },
+    /// A transaction was sent but its outcome could not be learned (the
+    /// node kept failing to answer for the receipt).
+    #[error("transaction {tx} calling {call} was sent but its outcome is unknown: {reason}")]
+    Unconfirmed {
+        /// The contract function.
+        call: &'static str,
+        /// Transaction hash.
+        tx: alloy::primitives::B256,
+        /// Why, rendered without the RPC URL's secrets.
+        reason: String,
+    },
     /// A JSON-RPC call kept failing with retryable errors (429, timeouts,
     /// dropped connections) until the retry budget was spent.
     #[error(
@@ -201,9 +228,10 @@ impl From<Error> for LedgerError {
                 RevertKind::Invalid => LedgerError::Invalid(message),
             },
             Error::RevertedOnChain { .. } => LedgerError::Conflict(message),
-            Error::RetriesExhausted { .. } | Error::ReceiptTimeout { .. } => {
-                LedgerError::Unavailable(message)
-            }
+            Error::RetriesExhausted { .. }
+            | Error::ReceiptTimeout { .. }
+            | Error::SendFailed { .. }
+            | Error::Unconfirmed { .. } => LedgerError::Unavailable(message),
             Error::Integrity(_) => LedgerError::Integrity(message),
             Error::Invalid(_) | Error::Config { .. } => LedgerError::Invalid(message),
             Error::Rpc { .. } | Error::LogRangeUnsplittable { .. } => LedgerError::other(err),

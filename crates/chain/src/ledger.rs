@@ -2,9 +2,10 @@
 //! EVM JSON-RPC node.
 //!
 //! Writes are simulated first (`eth_estimateGas`, which also yields the
-//! contract's custom error when the call would revert), then signed with a
-//! nonce from the adapter's own counter (so concurrent writes from one key
-//! never collide or leave gaps), sent, and awaited by polling the receipt
+//! contract's custom error when the call would revert), then signed locally
+//! with a nonce from the adapter's own counter (so concurrent writes from one
+//! key never collide or leave gaps), sent as raw bytes (resent unchanged on
+//! transport failures), and awaited by polling the receipt
 //! until the configured number of confirmations. Reads are `eth_call`s at the
 //! latest block. Every RPC is retried on rate limits, timeouts and dropped
 //! connections; `eth_getLogs` ranges also adapt to the provider's limits.
@@ -17,7 +18,8 @@ use std::{
 
 use alloy::{
     eips::BlockNumberOrTag,
-    network::{EthereumWallet, TransactionBuilder as _},
+    eips::eip2718::Encodable2718 as _,
+    network::{EthereumWallet, NetworkTransactionBuilder as _, TransactionBuilder as _},
     primitives::{Address, B256, Bytes, U256, keccak256},
     providers::{DynProvider, Provider, ProviderBuilder},
     rpc::{
@@ -26,7 +28,10 @@ use alloy::{
     },
     signers::SignerSync as _,
     sol_types::{SolCall, SolStruct as _, eip712_domain},
-    transports::http::{Http, reqwest},
+    transports::{
+        TransportError,
+        http::{Http, reqwest},
+    },
 };
 use async_trait::async_trait;
 use healthledger_core::{
@@ -41,8 +46,25 @@ use crate::{
     bindings::{self, HealthLedger, HealthLedger::HealthLedgerErrors},
     config::{EvmLedgerConfig, Redactor, SignerKey, redact_url},
     convert,
-    rpc::{RetryError, range_limit, retry},
+    rpc::{RetryError, error_text, is_transient, is_transport_failure, range_limit, retry},
 };
+
+/// How the node took a signed transaction.
+enum Submitted {
+    /// It has it (pending or mined).
+    Taken,
+    /// It refused the nonce as used and does not have our transaction.
+    StaleNonce(TransportError),
+    /// It refused the transaction for another reason.
+    Refused(TransportError),
+    /// It could not be told, and does not know it.
+    Unknown {
+        /// Sends tried.
+        attempts: u32,
+        /// The last failure, scrubbed.
+        last: String,
+    },
+}
 
 /// Largest page the adapter asks the contract for in one `eth_call`.
 const PAGE: u64 = 1_000;
@@ -64,6 +86,8 @@ pub struct EvmLedger {
     log_streak: AtomicU32,
     /// Scrubs the RPC URL's secrets out of every rendered transport error.
     redact: Redactor,
+    /// Signs transactions locally, so their hashes are known before sending.
+    wallet: EthereumWallet,
 }
 
 impl fmt::Debug for EvmLedger {
@@ -155,6 +179,7 @@ impl EvmLedger {
             log_streak: AtomicU32::new(0),
             provider,
             redact,
+            wallet: EthereumWallet::from(config.signer.signer().clone()),
             config,
         })
     }
@@ -282,7 +307,9 @@ impl EvmLedger {
 
         // The nonce lock covers only signing and handing the transaction to
         // the node, so many writes are in flight at once while their nonces
-        // stay gapless and in order.
+        // stay gapless and in order. The transaction is signed here, so its
+        // hash is known before the node hears of it, and a resend after a
+        // lost answer is the same transaction, never a second one.
         let hash = {
             let mut next = self.nonce.lock().await;
             let mut resynced = false;
@@ -299,27 +326,107 @@ impl EvmLedger {
                     .map_err(|e| e.into_error("eth_getTransactionCount", &self.redact))?,
                 };
                 tx.set_nonce(nonce);
-                match self.provider.send_transaction(tx.clone()).await {
-                    Ok(pending) => {
+                let envelope = tx.clone().build(&self.wallet).await.map_err(|e| {
+                    Error::Invalid(format!(
+                        "signing the transaction calling {name} failed: {e}"
+                    ))
+                })?;
+                let hash = *envelope.tx_hash();
+                match self.submit(&envelope.encoded_2718(), hash).await {
+                    Submitted::Taken => {
                         *next = Some(nonce + 1);
-                        break *pending.tx_hash();
+                        break hash;
                     }
-                    Err(e) => {
-                        // The node may or may not have taken it: re-read the
-                        // nonce next time. Another user of the same key makes
-                        // ours stale; one re-read and resend fixes that.
+                    // Another user of the same key made our nonce stale;
+                    // one re-read and resend fixes that.
+                    Submitted::StaleNonce(_) if !resynced => {
                         *next = None;
-                        if !resynced && e.to_string().to_ascii_lowercase().contains("nonce too low")
-                        {
-                            resynced = true;
-                            continue;
-                        }
+                        resynced = true;
+                    }
+                    Submitted::StaleNonce(e) | Submitted::Refused(e) => {
+                        *next = None;
                         return Err(self.call_error(name, RetryError::Fatal(e)));
+                    }
+                    Submitted::Unknown { attempts, last } => {
+                        // The node does not know it: the nonce is free again.
+                        *next = None;
+                        return Err(Error::SendFailed {
+                            call: name,
+                            tx: hash,
+                            attempts,
+                            last,
+                        });
                     }
                 }
             }
         };
         self.await_receipt(name, hash, tx).await
+    }
+
+    /// Hands the signed transaction `raw` (hash `hash`) to the node,
+    /// resending the same bytes on rate limits, timeouts and dropped
+    /// connections. A node that already has it says so ("already known",
+    /// or "nonce too low" once it is mined); before giving up, the node is
+    /// asked whether it has the transaction after all.
+    async fn submit(&self, raw: &[u8], hash: B256) -> Submitted {
+        let policy = &self.config.retry;
+        let max = policy.max_attempts.max(1);
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let e = match self.provider.send_raw_transaction(raw).await {
+                Ok(_) => return Submitted::Taken,
+                Err(e) => e,
+            };
+            let text = error_text(&e).to_ascii_lowercase();
+            if ["already known", "already imported", "known transaction"]
+                .iter()
+                .any(|m| text.contains(m))
+            {
+                return Submitted::Taken;
+            }
+            if text.contains("nonce too low") {
+                return if self.node_has(hash).await {
+                    Submitted::Taken
+                } else {
+                    Submitted::StaleNonce(e)
+                };
+            }
+            if !is_transport_failure(&e) {
+                return Submitted::Refused(e);
+            }
+            if is_transient(&e) && attempt < max {
+                let wait = policy.backoff(attempt);
+                tracing::debug!(
+                    attempt,
+                    ?wait,
+                    %hash,
+                    error = %self.redact.display(&e),
+                    "sending a transaction failed in transport, resending it"
+                );
+                tokio::time::sleep(wait).await;
+                continue;
+            }
+            if self.node_has(hash).await {
+                return Submitted::Taken;
+            }
+            return Submitted::Unknown {
+                attempts: attempt,
+                last: self.redact.display(&e),
+            };
+        }
+    }
+
+    /// Whether the node knows the transaction `hash` (pending or mined);
+    /// `false` also when it cannot be asked.
+    async fn node_has(&self, hash: B256) -> bool {
+        matches!(
+            retry(&self.config.retry, &self.redact, || {
+                self.provider.get_transaction_by_hash(hash)
+            })
+            .await,
+            Ok(Some(_))
+        )
     }
 
     async fn await_receipt(
@@ -339,7 +446,16 @@ impl EvmLedger {
                 self.provider.get_transaction_receipt(hash)
             })
             .await
-            .map_err(|e| e.into_error("eth_getTransactionReceipt", &self.redact))?;
+            .map_err(|e| match e {
+                RetryError::Exhausted { attempts, last } => Error::Unconfirmed {
+                    call: name,
+                    tx: hash,
+                    reason: format!(
+                        "eth_getTransactionReceipt still failing after {attempts} attempts: {last}"
+                    ),
+                },
+                fatal => fatal.into_error("eth_getTransactionReceipt", &self.redact),
+            })?;
             if let Some(r) = receipt {
                 let (Some(block_number), Some(block_hash)) = (r.block_number, r.block_hash) else {
                     return Err(Error::Integrity(format!(

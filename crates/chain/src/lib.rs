@@ -41,9 +41,14 @@
 //! address, [`SignerKey`], confirmations, finality depth, retry and log-range
 //! policies), [`EvmLedger::deploy`] deploys a fresh contract. Writes are
 //! simulated with `eth_estimateGas` (which surfaces the contract's custom
-//! error before anything is spent), signed with a nonce from the adapter's own
-//! counter (so concurrent writes from one key all land), and awaited until the
-//! configured confirmations. Reads are `eth_call`s at the latest block.
+//! error before anything is spent), signed locally with a nonce from the
+//! adapter's own counter (so concurrent writes from one key all land, and the
+//! transaction hash is known before sending), sent as raw bytes — resent
+//! unchanged on rate limits, timeouts and dropped connections (a node that
+//! already has it says "already known" or "nonce too low", and is then asked
+//! for the transaction by hash) — and awaited until the configured
+//! confirmations. A send that never gets through, and that the node does not
+//! know, frees its nonce and fails as `Unavailable` naming the hash. Reads are `eth_call`s at the latest block.
 //! [`LedgerPort::events`](healthledger_core::LedgerPort::events) reads logs
 //! with `eth_getLogs` in block spans that shrink when a provider refuses a
 //! range (Alchemy, Infura, QuickNode, Ankr, Polygon, Cloudflare messages are
@@ -70,7 +75,7 @@
 //! | `NotAuthorized` (wrong sender, patient as creator, not a registrar), `InvalidSignature` (forged or replayed) | `AccessDenied` |
 //! | `Expired` (deadline passed), `InvalidInput` (expiry not in the future, seq not growing, self-grant, wallet or role change) | `Invalid` |
 //! | reverted on chain after a successful simulation    | `Conflict`      |
-//! | retries spent (429, timeouts, dropped connections), receipt timeout | `Unavailable` |
+//! | retries spent (429, timeouts, dropped connections), a transaction that could not be sent or whose receipt could not be fetched (naming its hash), receipt timeout | `Unavailable` |
 //! | chain data that fails the core types' validation   | `Integrity`     |
 //! | any other RPC failure                              | `Other`         |
 

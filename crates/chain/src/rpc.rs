@@ -98,7 +98,7 @@ fn retry_after(e: &TransportError) -> Option<Duration> {
 
 /// The text a provider put in an error: JSON-RPC message and data, or the
 /// HTTP body.
-fn error_text(e: &TransportError) -> String {
+pub(crate) fn error_text(e: &TransportError) -> String {
     match e {
         RpcError::ErrorResp(p) => format!(
             "{} {} {}",
@@ -145,6 +145,14 @@ pub(crate) fn is_transient(e: &TransportError) -> bool {
         RpcError::DeserError { .. } | RpcError::NullResp => true,
         _ => false,
     }
+}
+
+/// Whether `e` is a failure of the transport rather than the node's answer:
+/// transient ones ([`is_transient`]) and connection failures that carry no
+/// HTTP status. After such a failure of a send, the node may or may not have
+/// the transaction.
+pub(crate) fn is_transport_failure(e: &TransportError) -> bool {
+    is_transient(e) || matches!(e, RpcError::Transport(kind) if kind.as_http_error().is_none())
 }
 
 /// A provider's refusal of an `eth_getLogs` range, with the span (in blocks)

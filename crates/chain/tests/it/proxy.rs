@@ -39,6 +39,28 @@ struct Faults {
     rate_429: f64,
     /// Probability of closing the connection without an answer.
     rate_drop: f64,
+    /// Probability of forwarding an `eth_sendRawTransaction` and then closing
+    /// the connection without the node's answer.
+    rate_send_reply_lost: f64,
+    /// Answers some requests itself: `(HTTP status, JSON-RPC error)` for the
+    /// request, instead of forwarding it.
+    intercept: Option<Intercept>,
+}
+
+/// Given a request, the `(HTTP status, JSON-RPC error)` to answer it with, or
+/// `None` to forward it.
+type Intercept = fn(&serde_json::Value) -> Option<(u16, serde_json::Value)>;
+
+impl Faults {
+    /// No faults at all.
+    const NONE: Faults = Faults {
+        seed: 0,
+        max_log_span: u64::MAX,
+        rate_429: 0.0,
+        rate_drop: 0.0,
+        rate_send_reply_lost: 0.0,
+        intercept: None,
+    };
 }
 
 #[derive(Debug, Default)]
@@ -47,6 +69,8 @@ struct Counts {
     range_refusals: AtomicU64,
     too_many: AtomicU64,
     dropped: AtomicU64,
+    send_replies_lost: AtomicU64,
+    intercepted: AtomicU64,
 }
 
 struct Proxy {
@@ -203,6 +227,12 @@ async fn serve(
             continue;
         }
         let request: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        if let Some((status, error)) = faults.intercept.and_then(|f| f(&request)) {
+            counts.intercepted.fetch_add(1, Ordering::Relaxed);
+            let reply = serde_json::json!({"jsonrpc": "2.0", "id": request["id"], "error": error});
+            respond(&mut socket, status, reply.to_string().as_bytes()).await?;
+            continue;
+        }
         if request["method"] == "eth_getLogs" {
             let filter = &request["params"][0];
             if let (Some(from), Some(to)) =
@@ -242,6 +272,12 @@ async fn serve(
             .bytes()
             .await
             .map_err(std::io::Error::other)?;
+        if request["method"] == "eth_sendRawTransaction"
+            && rng.lock().unwrap().random::<f64>() < faults.rate_send_reply_lost
+        {
+            counts.send_replies_lost.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
         respond(&mut socket, 200, &reply).await?;
     }
     Ok(())
@@ -310,6 +346,7 @@ async fn events_through_a_faulty_provider_equal_events_without_it() {
             max_log_span: 7,
             rate_429: 0.15,
             rate_drop: 0.1,
+            ..Faults::NONE
         },
     )
     .await;
@@ -372,6 +409,7 @@ async fn spent_retries_give_a_clear_unavailable_error() {
             max_log_span: u64::MAX,
             rate_429: 0.0,
             rate_drop: 0.0,
+            ..Faults::NONE
         },
     )
     .await;
@@ -440,6 +478,7 @@ async fn transport_errors_never_show_the_api_key_in_the_rpc_url() {
             max_log_span: u64::MAX,
             rate_429: 0.0,
             rate_drop: 0.0,
+            ..Faults::NONE
         },
     )
     .await;
@@ -459,4 +498,117 @@ async fn transport_errors_never_show_the_api_key_in_the_rpc_url() {
         .await
         .unwrap_err();
     assert_scrubbed("register", &err, &shown);
+}
+
+/// Transactions sent by anvil's account 0 so far (its nonce).
+async fn sent_by_account_0(node: &Node) -> u64 {
+    use alloy::providers::{Provider, ProviderBuilder};
+    let provider = ProviderBuilder::new().connect_http(node.anvil.endpoint_url());
+    provider
+        .get_transaction_count(node.anvil.addresses()[0])
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_through_a_flaky_provider_all_land_exactly_once() {
+    let node = Node::start().await;
+    let proxy = start_proxy(
+        node.anvil.endpoint(),
+        Faults {
+            seed: 11,
+            rate_429: 0.15,
+            rate_drop: 0.1,
+            rate_send_reply_lost: 0.3,
+            ..Faults::NONE
+        },
+    )
+    .await;
+    let ledger = EvmLedger::connect(proxied_config(&node, &proxy.url))
+        .await
+        .unwrap();
+    let before = sent_by_account_0(&node).await;
+    let profiles: Vec<_> = (0..30u32)
+        .map(|i| {
+            let hh = 540_000 + i;
+            fixtures::patient(
+                hh,
+                TestWallet::from_seed(u64::from(hh)).address(),
+                "Flaky Net",
+            )
+        })
+        .collect();
+    let results = join_all(profiles.iter().map(|p| ledger.register(p))).await;
+    for (p, r) in profiles.iter().zip(&results) {
+        assert!(r.is_ok(), "{}: {r:?}", p.hh());
+    }
+    let mut hashes: Vec<_> = results
+        .iter()
+        .map(|r| r.as_ref().unwrap().tx_hash)
+        .collect();
+    hashes.sort();
+    hashes.dedup();
+    assert_eq!(hashes.len(), 30);
+    assert_eq!(
+        node.ledger
+            .registered_count(healthledger_core::Role::Patient)
+            .await
+            .unwrap(),
+        30
+    );
+    // Resends after lost answers were the same transactions, not new ones.
+    assert_eq!(sent_by_account_0(&node).await, before + 30);
+    let c = &proxy.counts;
+    let (lost, limited, dropped) = (
+        c.send_replies_lost.load(Ordering::Relaxed),
+        c.too_many.load(Ordering::Relaxed),
+        c.dropped.load(Ordering::Relaxed),
+    );
+    assert!(
+        lost > 0 && limited > 0 && dropped > 0,
+        "faults injected: {lost} lost send answers, {limited} 429s, {dropped} drops"
+    );
+}
+
+/// Rate-limits every `eth_sendRawTransaction`.
+fn refuse_sends(request: &serde_json::Value) -> Option<(u16, serde_json::Value)> {
+    (request["method"] == "eth_sendRawTransaction").then(|| {
+        (
+            429,
+            serde_json::json!({"code": 429, "message": "Too Many Requests"}),
+        )
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_that_never_gets_through_is_unavailable_and_frees_its_nonce() {
+    let node = Node::start().await;
+    let proxy = start_proxy(
+        node.anvil.endpoint(),
+        Faults {
+            intercept: Some(refuse_sends),
+            ..Faults::NONE
+        },
+    )
+    .await;
+    let mut config = proxied_config(&node, &proxy.url);
+    config.retry.max_attempts = 3;
+    let ledger = EvmLedger::connect(config).await.unwrap();
+    let before = sent_by_account_0(&node).await;
+    let w = TestWallet::from_seed(550_000);
+    let patient = fixtures::patient(550_000, w.address(), "Rate Limited");
+    let err = ledger.register(&patient).await.unwrap_err();
+    assert!(matches!(err, LedgerError::Unavailable(_)), "{err:?}");
+    let shown = err.to_string();
+    assert!(
+        shown.contains("transaction 0x") && shown.contains("after 3 attempt"),
+        "{shown}"
+    );
+    assert_eq!(proxy.counts.intercepted.load(Ordering::Relaxed), 3);
+    assert_eq!(sent_by_account_0(&node).await, before);
+
+    // The provider recovers: the write goes through with the freed nonce.
+    proxy.faults.lock().unwrap().intercept = None;
+    ledger.register(&patient).await.unwrap();
+    assert_eq!(sent_by_account_0(&node).await, before + 1);
 }

@@ -54,7 +54,7 @@ async fn main() -> Result<()> {
     .await?;
     // A throwaway key-encryption key: in production it comes from config.
     let vault = Vault::builder(format!("file://{}", data.join("vault").display()))
-        .kek(Kek::new("quickstart-kek", rand::random())?)
+        .kek(Kek::generate("quickstart-kek")?)
         .build()?;
     println!("HealthLedger quickstart");
     println!(
@@ -80,9 +80,11 @@ async fn run(ledger: &dyn LedgerPort, cache: &dyn CachePort, vault: &dyn VaultPo
     // 1. Registration: the chain first (source of truth), then the cache.
     for profile in [&patient, &doctor, &center] {
         let receipt = ledger.register(profile).await?;
-        cache
-            .upsert_profile(profile, source(receipt.block_number))
-            .await?;
+        let emitted = ChainSource {
+            block_number: receipt.block_number,
+            tx_hash: receipt.tx_hash,
+        };
+        cache.upsert_profile(profile, emitted).await?;
         println!(
             "registered {} {} in block {} (tx {})",
             profile.role(),
@@ -101,9 +103,12 @@ async fn run(ledger: &dyn LedgerPort, cache: &dyn CachePort, vault: &dyn VaultPo
                 .profile(hh, Role::Patient)
                 .await?
                 .context("patient is not on chain")?;
-            cache
-                .upsert_profile(&p, source(ledger.head().await?.number))
-                .await?;
+            // A state read: tagged with the block it was read at, no tx.
+            let read_at = ChainSource {
+                block_number: ledger.head().await?.number,
+                tx_hash: B256::ZERO,
+            };
+            cache.upsert_profile(&p, read_at).await?;
             p
         }
     };
@@ -238,11 +243,4 @@ async fn sign(
         signature: wallet.sign(digest),
         deadline,
     }))
-}
-
-fn source(block_number: u64) -> ChainSource {
-    ChainSource {
-        block_number,
-        tx_hash: Default::default(),
-    }
 }

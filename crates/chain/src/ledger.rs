@@ -260,16 +260,41 @@ impl EvmLedger {
     }
 
     async fn block_ref(&self, tag: BlockNumberOrTag) -> Result<Option<BlockRef>> {
+        self.block_ref_raw(tag)
+            .await
+            .map_err(|e| e.into_error("eth_getBlockByNumber", &self.redact))
+    }
+
+    async fn block_ref_raw(
+        &self,
+        tag: BlockNumberOrTag,
+    ) -> std::result::Result<Option<BlockRef>, RetryError> {
         let block = retry(&self.config.retry, &self.redact, || {
             self.provider.get_block_by_number(tag).into_future()
         })
-        .await
-        .map_err(|e| e.into_error("eth_getBlockByNumber", &self.redact))?;
+        .await?;
         Ok(block.map(|b| BlockRef {
             number: b.header.number,
             hash: b.header.hash,
             parent_hash: b.header.parent_hash,
         }))
+    }
+
+    /// The block `tag` names, or `None` when the node does not support the
+    /// tag: it answers null, or refuses with JSON-RPC -32601 (method not
+    /// found) or -32602 (invalid params). Other failures are errors.
+    async fn tagged_block(&self, tag: BlockNumberOrTag) -> Result<Option<BlockRef>> {
+        match self.block_ref_raw(tag).await {
+            Ok(block) => Ok(block),
+            Err(RetryError::Fatal(e))
+                if e.as_error_resp()
+                    .is_some_and(|p| p.code == -32601 || p.code == -32602) =>
+            {
+                tracing::debug!(%tag, code = ?e.as_error_resp().map(|p| p.code), "block tag unsupported by the node");
+                Ok(None)
+            }
+            Err(e) => Err(e.into_error("eth_getBlockByNumber", &self.redact)),
+        }
     }
 
     async fn head_number(&self) -> Result<u64> {
@@ -974,10 +999,13 @@ impl LedgerPort for EvmLedger {
     }
 
     async fn finalized(&self) -> LedgerResult<BlockRef> {
-        // Nodes without the tag answer with an error or null; fall back to
-        // the configured depth below the head.
-        if let Ok(Some(b)) = self.block_ref(BlockNumberOrTag::Finalized).await {
-            return Ok(b);
+        // The `finalized` tag, else `safe`, where the node supports them (it
+        // answers null or -32601/-32602 where not); else the configured depth
+        // below the head. Any other failure is an error, not a fallback.
+        for tag in [BlockNumberOrTag::Finalized, BlockNumberOrTag::Safe] {
+            if let Some(b) = self.tagged_block(tag).await? {
+                return Ok(b);
+            }
         }
         let head = self.head().await?;
         let n = head.number.saturating_sub(self.config.finality_depth);

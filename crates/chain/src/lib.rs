@@ -56,6 +56,15 @@
 //! every RPC is retried with exponential backoff and full jitter on HTTP 429,
 //! 5xx, timeouts and dropped connections, up to a bound.
 //!
+//! The finalized head
+//! ([`LedgerPort::finalized`](healthledger_core::LedgerPort::finalized)) is
+//! the block of the `finalized` tag; where the node does not support that tag
+//! (it answers null, or JSON-RPC -32601/-32602), the block of the `safe` tag;
+//! where neither is supported, the head minus the configured finality depth.
+//! Any other failure of these calls is returned as an error (`Unavailable`
+//! once transient failures have used up the retries), never papered over by
+//! a fallback.
+//!
 //! The signer key never reaches `Debug` output, logs or error messages, and
 //! the RPC URL is shown without its path, query or credentials (where hosted
 //! providers put API keys): every rendered transport error — error messages,

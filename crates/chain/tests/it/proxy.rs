@@ -42,13 +42,12 @@ struct Faults {
     /// Probability of forwarding an `eth_sendRawTransaction` and then closing
     /// the connection without the node's answer.
     rate_send_reply_lost: f64,
-    /// Answers some requests itself: `(HTTP status, JSON-RPC error)` for the
-    /// request, instead of forwarding it.
+    /// Answers some requests itself instead of forwarding them.
     intercept: Option<Intercept>,
 }
 
-/// Given a request, the `(HTTP status, JSON-RPC error)` to answer it with, or
-/// `None` to forward it.
+/// Given a request, the HTTP status and the JSON-RPC member (`{"error": …}`
+/// or `{"result": …}`) to answer it with, or `None` to forward it.
 type Intercept = fn(&serde_json::Value) -> Option<(u16, serde_json::Value)>;
 
 impl Faults {
@@ -227,9 +226,10 @@ async fn serve(
             continue;
         }
         let request: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-        if let Some((status, error)) = faults.intercept.and_then(|f| f(&request)) {
+        if let Some((status, mut reply)) = faults.intercept.and_then(|f| f(&request)) {
             counts.intercepted.fetch_add(1, Ordering::Relaxed);
-            let reply = serde_json::json!({"jsonrpc": "2.0", "id": request["id"], "error": error});
+            reply["jsonrpc"] = "2.0".into();
+            reply["id"] = request["id"].clone();
             respond(&mut socket, status, reply.to_string().as_bytes()).await?;
             continue;
         }
@@ -575,7 +575,7 @@ fn refuse_sends(request: &serde_json::Value) -> Option<(u16, serde_json::Value)>
     (request["method"] == "eth_sendRawTransaction").then(|| {
         (
             429,
-            serde_json::json!({"code": 429, "message": "Too Many Requests"}),
+            serde_json::json!({"error": {"code": 429, "message": "Too Many Requests"}}),
         )
     })
 }
@@ -611,4 +611,116 @@ async fn a_send_that_never_gets_through_is_unavailable_and_frees_its_nonce() {
     proxy.faults.lock().unwrap().intercept = None;
     ledger.register(&patient).await.unwrap();
     assert_eq!(sent_by_account_0(&node).await, before + 1);
+}
+
+/// Answers a request for the block of `tag` with `reply`.
+fn for_tag(
+    request: &serde_json::Value,
+    tag: &str,
+    status: u16,
+    reply: serde_json::Value,
+) -> Option<(u16, serde_json::Value)> {
+    (request["method"] == "eth_getBlockByNumber" && request["params"][0] == tag)
+        .then_some((status, reply))
+}
+
+fn finalized_unsupported(r: &serde_json::Value) -> Option<(u16, serde_json::Value)> {
+    for_tag(
+        r,
+        "finalized",
+        200,
+        serde_json::json!({"error": {"code": -32602, "message": "invalid block tag finalized"}}),
+    )
+}
+
+fn no_block_tags(r: &serde_json::Value) -> Option<(u16, serde_json::Value)> {
+    for_tag(
+        r,
+        "finalized",
+        200,
+        serde_json::json!({"error": {"code": -32601, "message": "the method finalized does not exist"}}),
+    )
+    .or_else(|| for_tag(r, "safe", 200, serde_json::json!({"result": null})))
+}
+
+fn finalized_rate_limited(r: &serde_json::Value) -> Option<(u16, serde_json::Value)> {
+    for_tag(
+        r,
+        "finalized",
+        429,
+        serde_json::json!({"error": {"code": 429, "message": "Too Many Requests"}}),
+    )
+}
+
+fn finalized_failing(r: &serde_json::Value) -> Option<(u16, serde_json::Value)> {
+    for_tag(
+        r,
+        "finalized",
+        200,
+        serde_json::json!({"error": {"code": -32000, "message": "missing trie node"}}),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finalized_uses_the_finalized_tag_then_safe_then_the_depth_and_never_hides_errors() {
+    use alloy::{
+        eips::BlockNumberOrTag,
+        providers::{Provider, ProviderBuilder},
+    };
+    let node = Node::start().await;
+    let direct = ProviderBuilder::new().connect_http(node.anvil.endpoint_url());
+    // Enough blocks that anvil's finalized (head - 64) and safe (head - 32)
+    // blocks and head - depth are all different.
+    let _: serde_json::Value = direct
+        .raw_request("anvil_mine".into(), (200u64,))
+        .await
+        .unwrap();
+    let number = |tag| {
+        let direct = direct.clone();
+        async move {
+            direct
+                .get_block_by_number(tag)
+                .await
+                .unwrap()
+                .unwrap()
+                .header
+                .number
+        }
+    };
+    let head = number(BlockNumberOrTag::Latest).await;
+    let finalized = number(BlockNumberOrTag::Finalized).await;
+    let safe = number(BlockNumberOrTag::Safe).await;
+    let depth = 5;
+    assert!(
+        finalized < safe && safe < head - depth,
+        "anvil's tags: finalized {finalized}, safe {safe}, head {head}"
+    );
+
+    let proxy = start_proxy(node.anvil.endpoint(), Faults::NONE).await;
+    let mut config = proxied_config(&node, &proxy.url);
+    config.finality_depth = depth;
+    config.retry.max_attempts = 3;
+    let ledger = EvmLedger::connect(config).await.unwrap();
+    let set = |f: Option<Intercept>| proxy.faults.lock().unwrap().intercept = f;
+
+    assert_eq!(ledger.finalized().await.unwrap().number, finalized);
+    set(Some(finalized_unsupported));
+    assert_eq!(ledger.finalized().await.unwrap().number, safe);
+    set(Some(no_block_tags));
+    let got = ledger.finalized().await.unwrap();
+    assert_eq!(got.number, head - depth);
+    assert_eq!(ledger.block(head - depth).await.unwrap(), Some(got));
+
+    set(Some(finalized_rate_limited));
+    let err = ledger.finalized().await.unwrap_err();
+    assert!(
+        matches!(err, LedgerError::Unavailable(_)) && err.to_string().contains("429"),
+        "{err:?}"
+    );
+    set(Some(finalized_failing));
+    let err = ledger.finalized().await.unwrap_err();
+    assert!(
+        matches!(err, LedgerError::Other(_)) && err.to_string().contains("missing trie node"),
+        "{err:?}"
+    );
 }

@@ -261,9 +261,10 @@ impl Redactor {
             let hidden = "…".to_owned();
             if u.path().len() > 1 {
                 needles.push((u.path().to_owned(), "/…".to_owned()));
-                // The path's segments also show on their own (without the
-                // slashes) in some renderings; the long ones are the secrets.
-                for seg in u.path().split('/').filter(|s| s.len() >= 8) {
+                // A key may also show on its own, without the rest of the
+                // path; keys are long, so short segments ("v2", "polygon")
+                // are left alone to keep messages readable.
+                for seg in u.path().split('/').filter(|s| s.len() >= 16) {
                     needles.push((seg.to_owned(), hidden.clone()));
                 }
             }
@@ -329,6 +330,11 @@ mod tests {
             Redactor::new("https://user:hunter2pw@eth.example.com/v2/SECRETKEY123?key=QSECRET99");
         let text = "error sending request for url (https://user:hunter2pw@eth.example.com/v2/SECRETKEY123?key=QSECRET99): \
                     Url { path: \"/v2/SECRETKEY123\", query: Some(\"key=QSECRET99\"), password: Some(\"hunter2pw\") }";
+        let long = Redactor::new("https://eth.example.com/v2/0123456789abcdef0123456789abcdef");
+        assert_eq!(
+            long.apply("key 0123456789abcdef0123456789abcdef on v2"),
+            "key … on v2"
+        );
         let shown = r.apply(text);
         for secret in ["SECRETKEY123", "QSECRET99", "hunter2pw"] {
             assert!(!shown.contains(secret), "{shown}");

@@ -334,7 +334,9 @@ impl EvmLedger {
         // the node, so many writes are in flight at once while their nonces
         // stay gapless and in order. The transaction is signed here, so its
         // hash is known before the node hears of it, and a resend after a
-        // lost answer is the same transaction, never a second one.
+        // lost answer is the same transaction, never a second one. The lock
+        // stays held while a send is retried: until the node has nonce n, a
+        // transaction with n + 1 would only wait in a gap.
         let hash = {
             let mut next = self.nonce.lock().await;
             let mut resynced = false;

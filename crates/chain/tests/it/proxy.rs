@@ -289,16 +289,7 @@ async fn write_history(node: &Node) {
     let center_wallet = TestWallet::from_seed(500_999);
     let center = fixtures::diagnostic_center(500_999, center_wallet.address(), "Proxy Labs");
     l.register(&center).await.unwrap();
-    let patients: Vec<_> = (0..30u32)
-        .map(|i| {
-            let hh = 500_000 + i;
-            fixtures::patient(
-                hh,
-                TestWallet::from_seed(u64::from(hh)).address(),
-                "Pat Proxy",
-            )
-        })
-        .collect();
+    let patients: Vec<_> = fixtures::patients(500_000, 30, "Pat Proxy");
     for r in join_all(patients.iter().map(|p| l.register(p))).await {
         r.unwrap();
     }
@@ -528,16 +519,7 @@ async fn writes_through_a_flaky_provider_all_land_exactly_once() {
         .await
         .unwrap();
     let before = sent_by_account_0(&node).await;
-    let profiles: Vec<_> = (0..30u32)
-        .map(|i| {
-            let hh = 540_000 + i;
-            fixtures::patient(
-                hh,
-                TestWallet::from_seed(u64::from(hh)).address(),
-                "Flaky Net",
-            )
-        })
-        .collect();
+    let profiles: Vec<_> = fixtures::patients(540_000, 30, "Flaky Net");
     let results = join_all(profiles.iter().map(|p| ledger.register(p))).await;
     for (p, r) in profiles.iter().zip(&results) {
         assert!(r.is_ok(), "{}: {r:?}", p.hh());

@@ -18,16 +18,7 @@ use crate::support::Node;
 async fn a_hundred_concurrent_writes_from_one_key_all_land() {
     let node = Node::start().await;
     let l = &node.ledger;
-    let profiles: Vec<_> = (0..100u32)
-        .map(|i| {
-            let hh = 400_000 + i;
-            fixtures::patient(
-                hh,
-                TestWallet::from_seed(u64::from(hh)).address(),
-                "Pat Ient",
-            )
-        })
-        .collect();
+    let profiles: Vec<_> = fixtures::patients(400_000, 100, "Pat Ient");
     let results = join_all(profiles.iter().map(|p| l.register(p))).await;
     for (p, r) in profiles.iter().zip(&results) {
         assert!(r.is_ok(), "{}: {r:?}", p.hh());

@@ -168,3 +168,17 @@ pub fn record(
 pub fn date(y: i32, m: u32, d: u32) -> NaiveDate {
     ok(NaiveDate::from_ymd_opt(y, m, d).ok_or("invalid fixture date"))
 }
+
+/// `count` patients with consecutive HH numbers from `first`, each owned by
+/// the wallet seeded with its own HH number, all named `name`.
+pub fn patients(first: u32, count: u32, name: &str) -> Vec<Profile> {
+    (first..first + count)
+        .map(|hh_number| {
+            patient(
+                hh_number,
+                TestWallet::from_seed(u64::from(hh_number)).address(),
+                name,
+            )
+        })
+        .collect()
+}

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use healthledger_core::{ObjectStatus, VaultError, VaultPort};
+use healthledger_core::{Cid, ObjectStatus, VaultError, VaultPort};
 use healthledger_vault::seal::{HEADER_LEN, SEGMENT_SIZE, TAG_LEN};
 use healthledger_vault::{CidOptions, Vault};
 use object_store::memory::InMemory;
@@ -38,29 +38,33 @@ fn assert_integrity(result: Result<Bytes, VaultError>, what: &str) {
     }
 }
 
+/// Flips every bit of the stored bytes at `path` in turn and asserts that
+/// each flip makes `get` an `Integrity` error and `verify` report corruption;
+/// then restores the original and asserts the object is intact again.
+async fn assert_every_bit_flip_is_caught(v: &Vault, store: &InMemory, cid: &Cid, path: &Path) {
+    let original = read(store, path).await;
+    for bit in 0..original.len() * 8 {
+        let mut flipped = original.clone();
+        flipped[bit / 8] ^= 1 << (bit % 8);
+        write(store, path, flipped).await;
+        assert_integrity(v.get(cid).await, &format!("bit {bit}"));
+        assert!(
+            matches!(v.verify(cid).await.unwrap(), ObjectStatus::Corrupt(_)),
+            "bit {bit}"
+        );
+    }
+    write(store, path, original).await;
+    assert_eq!(v.verify(cid).await.unwrap(), ObjectStatus::Intact);
+}
+
 #[tokio::test]
 async fn every_single_bit_flip_of_the_ciphertext_is_an_integrity_error() {
     let (v, store) = memory_vault(kek());
     let data = Bytes::from_static(b"HbA1c 5.4 %, fasting glucose 92 mg/dL");
     let sealed = v.put(data.clone()).await.unwrap();
     let path = v.object_location(&sealed.cid);
-    let original = read(&store, &path).await;
-    for bit in 0..original.len() * 8 {
-        let mut flipped = original.clone();
-        flipped[bit / 8] ^= 1 << (bit % 8);
-        write(&store, &path, flipped).await;
-        assert_integrity(v.get(&sealed.cid).await, &format!("bit {bit}"));
-        assert!(
-            matches!(
-                v.verify(&sealed.cid).await.unwrap(),
-                ObjectStatus::Corrupt(_)
-            ),
-            "bit {bit}"
-        );
-    }
-    write(&store, &path, original).await;
+    assert_every_bit_flip_is_caught(&v, &store, &sealed.cid, &path).await;
     assert_eq!(v.get(&sealed.cid).await.unwrap(), data);
-    assert_eq!(v.verify(&sealed.cid).await.unwrap(), ObjectStatus::Intact);
 }
 
 #[tokio::test]
@@ -68,22 +72,7 @@ async fn every_single_bit_flip_of_the_key_record_is_an_integrity_error() {
     let (v, store) = memory_vault(kek());
     let sealed = v.put(Bytes::from_static(b"x-ray report")).await.unwrap();
     let path = v.key_location(&sealed.cid);
-    let original = read(&store, &path).await;
-    for bit in 0..original.len() * 8 {
-        let mut flipped = original.clone();
-        flipped[bit / 8] ^= 1 << (bit % 8);
-        write(&store, &path, flipped).await;
-        assert_integrity(v.get(&sealed.cid).await, &format!("bit {bit}"));
-        assert!(
-            matches!(
-                v.verify(&sealed.cid).await.unwrap(),
-                ObjectStatus::Corrupt(_)
-            ),
-            "bit {bit}"
-        );
-    }
-    write(&store, &path, original).await;
-    assert_eq!(v.verify(&sealed.cid).await.unwrap(), ObjectStatus::Intact);
+    assert_every_bit_flip_is_caught(&v, &store, &sealed.cid, &path).await;
 }
 
 /// The sealed bytes of an object of `segments` full segments plus a short

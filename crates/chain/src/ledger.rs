@@ -769,6 +769,15 @@ impl LedgerPort for EvmLedger {
         expires_at: Option<Timestamp>,
         auth: &Authorization,
     ) -> LedgerResult<TxReceipt> {
+        // The contract reads an expiry of 0 as "never expires", so
+        // `Some(Timestamp(0))` (a grant meant to be already expired) must be
+        // refused here: sent as 0 it would become permanent.
+        if expires_at == Some(Timestamp(0)) {
+            return Err(LedgerError::Invalid(format!(
+                "expiry {} for the grant from {patient} to {grantee} is not after the block time",
+                Timestamp(0)
+            )));
+        }
         let (deadline, signature) = consent_args(auth);
         Ok(self
             .send(HealthLedger::grantAccessCall {

@@ -8,8 +8,12 @@ use alloy::{
     primitives::{Address, B256, U256},
     providers::{Provider, ProviderBuilder},
 };
+use async_trait::async_trait;
 use healthledger_chain::{EvmLedger, EvmLedgerConfig, SignerKey};
-use healthledger_core::testing::fixtures::TestWallet;
+use healthledger_core::{
+    Timestamp,
+    testing::{fixtures::TestWallet, ledger::ChainClock},
+};
 
 /// The pinned tools directory: `$HEALTHLEDGER_TOOLS`, else `<repo>/.tools`.
 pub(crate) fn tools_dir() -> PathBuf {
@@ -122,5 +126,23 @@ impl Node {
             .unwrap()
             .unwrap();
         block.header.timestamp
+    }
+}
+
+/// anvil's clock for the conformance suite: the head block's time, and
+/// `evm_mine` with an exact timestamp.
+#[async_trait]
+impl ChainClock for Node {
+    async fn head_time(&self) -> Timestamp {
+        Timestamp(self.now().await)
+    }
+
+    async fn mine_at(&self, at: Timestamp) {
+        let provider = ProviderBuilder::new().connect_http(self.anvil.endpoint_url());
+        let _: serde_json::Value = provider
+            .raw_request("evm_mine".into(), (at.0,))
+            .await
+            .unwrap();
+        assert_eq!(self.now().await, at.0, "anvil mined at the requested time");
     }
 }

@@ -2,25 +2,45 @@
 //! signer is a registrar (the deployer) and uses its own range of HH numbers
 //! and wallets, so [`all`] can run them one after another on one chain.
 //!
+//! Behaviours that depend on block time (grant expiry) also take a
+//! [`ChainClock`]: the test hook a backend's test hands the suite to read the
+//! head block's time and mine a block at a chosen time (the in-memory
+//! ledger's [`crate::testing::InMemoryLedger::mine_at`], anvil's `evm_mine`).
+//!
 //! Panics (via `assert!`) on the first divergence, naming the behaviour.
 
 use alloy_primitives::B256;
+use async_trait::async_trait;
 
 use super::fixtures::{self, TestWallet, date};
 use crate::{
-    Authorization, ConsentAction, HhNumber, LedgerError, LedgerEvent, LedgerPort, Line, Name,
-    Profile, RelayedSignature, Role, Timestamp,
+    AuditAnchor, Authorization, ChainEvent, ConsentAction, HhNumber, LedgerError, LedgerEvent,
+    LedgerPort, Line, Name, Profile, RelayedSignature, Role, Timestamp,
 };
 
+/// Control over a test chain's clock, which the port itself does not offer.
+#[async_trait]
+pub trait ChainClock: Send + Sync {
+    /// The timestamp of the head block.
+    async fn head_time(&self) -> Timestamp;
+
+    /// Mines one block (empty, or with whatever is pending) whose timestamp
+    /// is exactly `at`, which is after the head's.
+    async fn mine_at(&self, at: Timestamp);
+}
+
 /// Runs every ledger conformance test in turn.
-pub async fn all(l: &dyn LedgerPort) {
+pub async fn all(l: &dyn LedgerPort, clock: &dyn ChainClock) {
     register_and_read(l).await;
     duplicate_registration_is_rejected(l).await;
     unknown_things_read_as_absent(l).await;
     profile_update_needs_owner_consent(l).await;
     records_need_creator_consent_and_unique_ids(l).await;
     grants_follow_patient_consent(l).await;
+    consent_is_bound_to_content(l).await;
+    grants_lapse_at_their_expiry_by_block_time(l, clock).await;
     events_replay_every_write_in_order(l).await;
+    events_carry_every_kind_exactly(l, clock).await;
     blocks_are_linked(l).await;
     audit_digests_are_anchored(l).await;
 }
@@ -651,4 +671,375 @@ pub async fn audit_digests_are_anchored(l: &dyn LedgerPort) {
         .await
         .expect_err("seq must grow");
     assert!(matches!(err, LedgerError::Invalid(_)), "stale seq: {err}");
+}
+
+fn assert_denied<T: std::fmt::Debug>(what: &str, result: Result<T, LedgerError>) {
+    match result {
+        Err(LedgerError::AccessDenied(_)) => {}
+        other => panic!("{what}: expected AccessDenied, got {other:?}"),
+    }
+}
+
+/// A genuine signature works only for exactly what was signed: reused with
+/// another CID or metadata, another profile body, another expiry or another
+/// grantee it is `AccessDenied`, and the failed attempts spend nothing (the
+/// genuine use still works afterwards).
+pub async fn consent_is_bound_to_content(l: &dyn LedgerPort) {
+    let [(patient, pw), (doctor, _), (center, cw)] = register_trio(l, 175_000).await;
+    let (p, d, c) = (patient.hh(), doctor.hh(), center.hh());
+
+    // A profile update signed for one body, sent with another.
+    let Profile::Patient(mut signed_body) = patient.clone() else {
+        unreachable!("register_trio puts the patient first")
+    };
+    signed_body.home_address = Line::new("12 Lake Road, Pune").expect("line");
+    let mut sent_body = signed_body.clone();
+    sent_body.name = Name::new("Someone Else").expect("name");
+    let (signed_body, sent_body) = (Profile::Patient(signed_body), Profile::Patient(sent_body));
+    let auth = consent(l, &pw, &ConsentAction::UpdateProfile(signed_body.clone())).await;
+    assert_denied(
+        "update with a changed body",
+        l.update_profile(&sent_body, &auth).await,
+    );
+    assert_eq!(
+        l.profile(p, Role::Patient).await.expect("read"),
+        Some(patient.clone()),
+        "a refused update changes nothing"
+    );
+    l.update_profile(&signed_body, &auth)
+        .await
+        .expect("the signature still works for what it signed");
+
+    // A record signed with one CID and metadata, sent with others.
+    let signed = fixtures::record(
+        175_000,
+        11,
+        175_002,
+        "Thyroid panel",
+        "lab-result",
+        date(2026, 6, 1),
+    );
+    let auth = consent(l, &cw, &ConsentAction::CreateRecord(signed.clone())).await;
+    let mut other_cid = signed.clone();
+    other_cid.cid = fixtures::cid_of(b"some other ciphertext");
+    assert_denied(
+        "record with a changed CID",
+        l.create_record(&other_cid, &auth).await,
+    );
+    let mut other_name = signed.clone();
+    other_name.meta.test_name = Name::new("Liver panel").expect("name");
+    assert_denied(
+        "record with a changed test name",
+        l.create_record(&other_name, &auth).await,
+    );
+    let mut other_size = signed.clone();
+    other_size.meta.size += 1;
+    assert_denied(
+        "record with a changed size",
+        l.create_record(&other_size, &auth).await,
+    );
+    let mut other_date = signed.clone();
+    other_date.meta.date = date(2026, 6, 2);
+    assert_denied(
+        "record with a changed date",
+        l.create_record(&other_date, &auth).await,
+    );
+    let mut other_id = signed.clone();
+    other_id.id = crate::RecordId::new(p, 12);
+    assert_denied(
+        "record with a changed id",
+        l.create_record(&other_id, &auth).await,
+    );
+    assert_eq!(l.record(other_id.id).await.expect("read"), None);
+    l.create_record(&signed, &auth)
+        .await
+        .expect("the signature still works for what it signed");
+    assert_eq!(
+        l.record(signed.id)
+            .await
+            .expect("read")
+            .map(|r| (r.cid, r.meta)),
+        Some((signed.cid, signed.meta.clone()))
+    );
+
+    // A grant signed for one grantee and expiry, sent with others.
+    let far = Timestamp(deadline().0 + 86_400);
+    let action = ConsentAction::GrantAccess {
+        patient: p,
+        grantee: d,
+        expires_at: None,
+    };
+    let auth = consent(l, &pw, &action).await;
+    assert_denied(
+        "grant with an added expiry",
+        l.grant_access(p, d, Some(far), &auth).await,
+    );
+    assert_denied(
+        "grant to another grantee",
+        l.grant_access(p, c, None, &auth).await,
+    );
+    assert!(!l.has_access(p, c).await.expect("read"));
+    let bounded = ConsentAction::GrantAccess {
+        patient: p,
+        grantee: c,
+        expires_at: Some(far),
+    };
+    let bounded_auth = consent(l, &pw, &bounded).await;
+    assert_denied(
+        "grant with the expiry removed",
+        l.grant_access(p, c, None, &bounded_auth).await,
+    );
+    assert_denied(
+        "grant with a later expiry",
+        l.grant_access(p, c, Some(Timestamp(far.0 + 1)), &bounded_auth)
+            .await,
+    );
+    l.grant_access(p, d, None, &auth)
+        .await
+        .expect("the grant signature still works for what it signed");
+    let auth = consent(l, &pw, &bounded).await;
+    l.grant_access(p, c, Some(far), &auth)
+        .await
+        .expect("bounded grant");
+
+    // A revocation signed for one grantee, sent for another.
+    let revoke_d = ConsentAction::RevokeAccess {
+        patient: p,
+        grantee: d,
+    };
+    let auth = consent(l, &pw, &revoke_d).await;
+    assert_denied(
+        "revoke of another grantee",
+        l.revoke_access(p, c, &auth).await,
+    );
+    assert!(
+        l.has_access(p, c).await.expect("read"),
+        "the other grant stands"
+    );
+    l.revoke_access(p, d, &auth)
+        .await
+        .expect("revoke as signed");
+    assert!(!l.has_access(p, d).await.expect("read"));
+}
+
+/// Expiry is judged by block time: a grant expiring at `t` gives access in
+/// a block at `t - 1` and none in a block at `t` (`expires_at == block
+/// time` has lapsed), for `has_access` and `can_read_record` alike; the
+/// patient and the creator keep reading. An expiry that is not after the
+/// block time, zero included, is `Invalid` (never "no expiry").
+pub async fn grants_lapse_at_their_expiry_by_block_time(
+    l: &dyn LedgerPort,
+    clock: &dyn ChainClock,
+) {
+    let [(patient, pw), (doctor, _), (center, cw)] = register_trio(l, 176_000).await;
+    let (p, d, c) = (patient.hh(), doctor.hh(), center.hh());
+    let rec = fixtures::record(
+        176_000,
+        5,
+        176_002,
+        "Ultrasound",
+        "ultrasound",
+        date(2026, 7, 1),
+    );
+    let a = consent(l, &cw, &ConsentAction::CreateRecord(rec.clone())).await;
+    l.create_record(&rec, &a).await.expect("record");
+
+    for (what, expiry) in [
+        ("zero expiry", Timestamp(0)),
+        ("expiry at the head's time", clock.head_time().await),
+    ] {
+        let action = ConsentAction::GrantAccess {
+            patient: p,
+            grantee: d,
+            expires_at: Some(expiry),
+        };
+        let a = consent(l, &pw, &action).await;
+        match l.grant_access(p, d, Some(expiry), &a).await {
+            Err(LedgerError::Invalid(_)) => {}
+            other => panic!("{what}: expected Invalid, got {other:?}"),
+        }
+        assert_eq!(
+            l.grant(p, d).await.expect("read"),
+            None,
+            "{what} stores nothing"
+        );
+        assert!(
+            !l.has_access(p, d).await.expect("read"),
+            "{what} gives no access"
+        );
+    }
+
+    let expiry = Timestamp(clock.head_time().await.0 + 1_000);
+    let action = ConsentAction::GrantAccess {
+        patient: p,
+        grantee: d,
+        expires_at: Some(expiry),
+    };
+    let a = consent(l, &pw, &action).await;
+    l.grant_access(p, d, Some(expiry), &a)
+        .await
+        .expect("grant with expiry");
+    assert_eq!(
+        l.grant(p, d)
+            .await
+            .expect("read")
+            .and_then(|g| g.expires_at),
+        Some(expiry),
+        "the expiry is stored as given"
+    );
+
+    clock.mine_at(Timestamp(expiry.0 - 1)).await;
+    assert!(
+        l.has_access(p, d).await.expect("read"),
+        "active one second before expiry"
+    );
+    assert!(
+        l.can_read_record(rec.id, d).await.expect("read"),
+        "reads one second before expiry"
+    );
+
+    clock.mine_at(expiry).await;
+    assert!(
+        !l.has_access(p, d).await.expect("read"),
+        "lapsed at the expiry time itself"
+    );
+    assert!(
+        !l.can_read_record(rec.id, d).await.expect("read"),
+        "cannot read at the expiry time"
+    );
+    assert!(
+        l.can_read_record(rec.id, p).await.expect("read"),
+        "the patient always reads"
+    );
+    assert!(
+        l.can_read_record(rec.id, c).await.expect("read"),
+        "the creator always reads"
+    );
+    assert!(
+        l.grant(p, d)
+            .await
+            .expect("read")
+            .is_some_and(|g| g.revoked_at.is_none()),
+        "a lapsed grant is not a revoked one"
+    );
+}
+
+/// `events` returns every kind of event a port write can cause (profile
+/// updates, revocations, audit anchors, besides registrations, records and
+/// grants, and the deployer's `RegistrarAdded`) with exactly the values
+/// written, and returns the same events however the range is cut: one call
+/// over everything, one call per block, or any split into two calls (so an
+/// adapter's internal range chunking never loses or repeats an event).
+pub async fn events_carry_every_kind_exactly(l: &dyn LedgerPort, clock: &dyn ChainClock) {
+    let deployer_added = l
+        .events(0, l.head().await.expect("head").number)
+        .await
+        .expect("events from genesis")
+        .into_iter()
+        .any(|e| e.event == LedgerEvent::RegistrarAdded(l.signer()));
+    assert!(deployer_added, "the deployer's RegistrarAdded is an event");
+
+    let start = l.head().await.expect("head").number + 1;
+    let mut expected = Vec::new();
+    let trio = register_trio(l, 177_000).await;
+    for (p, _) in &trio {
+        expected.push(LedgerEvent::registration(p.clone()));
+    }
+    let [(patient, pw), (doctor, dw), (_, cw)] = trio;
+    let (p, d) = (patient.hh(), doctor.hh());
+    clock
+        .mine_at(Timestamp(clock.head_time().await.0 + 7))
+        .await;
+
+    let Profile::Doctor(mut moved) = doctor.clone() else {
+        unreachable!("register_trio puts the doctor second")
+    };
+    moved.hospital = Line::new("City Hospital, Ward 4").expect("line");
+    let moved = Profile::Doctor(moved);
+    let a = consent(l, &dw, &ConsentAction::UpdateProfile(moved.clone())).await;
+    l.update_profile(&moved, &a).await.expect("update");
+    expected.push(LedgerEvent::ProfileUpdated(moved));
+
+    let rec = fixtures::record(177_000, 3, 177_002, "HbA1c", "lab-result", date(2026, 8, 8));
+    let a = consent(l, &cw, &ConsentAction::CreateRecord(rec.clone())).await;
+    l.create_record(&rec, &a).await.expect("record");
+    let created = l.record(rec.id).await.expect("read").expect("created");
+    assert_eq!(
+        created.created_at,
+        clock.head_time().await,
+        "created at its block's time"
+    );
+    expected.push(LedgerEvent::RecordCreated(created));
+    clock
+        .mine_at(Timestamp(clock.head_time().await.0 + 3))
+        .await;
+
+    let expiry = Timestamp(deadline().0 + 500);
+    let action = ConsentAction::GrantAccess {
+        patient: p,
+        grantee: d,
+        expires_at: Some(expiry),
+    };
+    let a = consent(l, &pw, &action).await;
+    l.grant_access(p, d, Some(expiry), &a).await.expect("grant");
+    let granted = l.grant(p, d).await.expect("read").expect("granted");
+    assert_eq!(
+        granted.granted_at,
+        clock.head_time().await,
+        "granted at its block's time"
+    );
+    expected.push(LedgerEvent::AccessGranted(granted));
+
+    let revoke = ConsentAction::RevokeAccess {
+        patient: p,
+        grantee: d,
+    };
+    let a = consent(l, &pw, &revoke).await;
+    l.revoke_access(p, d, &a).await.expect("revoke");
+    let revoked_at = clock.head_time().await;
+    assert_eq!(
+        l.grant(p, d)
+            .await
+            .expect("read")
+            .and_then(|g| g.revoked_at),
+        Some(revoked_at)
+    );
+    expected.push(LedgerEvent::AccessRevoked {
+        patient: p,
+        grantee: d,
+        revoked_at,
+    });
+
+    let digest = B256::repeat_byte(0x5a);
+    // Below the seq `audit_digests_are_anchored` anchors later (the wall
+    // clock), so both run on one chain.
+    let last_seq = Timestamp::now().0 - 10_000;
+    l.anchor_audit(digest, last_seq).await.expect("anchor");
+    expected.push(LedgerEvent::AuditAnchored(AuditAnchor {
+        digest,
+        last_seq,
+        anchored_at: clock.head_time().await,
+    }));
+    clock
+        .mine_at(Timestamp(clock.head_time().await.0 + 2))
+        .await;
+    let end = l.head().await.expect("head").number;
+
+    let whole = l.events(start, end).await.expect("events");
+    let kinds: Vec<LedgerEvent> = whole.iter().map(|e| e.event.clone()).collect();
+    assert_eq!(kinds, expected, "every event, exactly as written, in order");
+    for pair in whole.windows(2) {
+        assert!(pair[0].at < pair[1].at, "events strictly ordered");
+    }
+
+    let mut per_block: Vec<ChainEvent> = Vec::new();
+    for n in start..=end {
+        per_block.extend(l.events(n, n).await.expect("one block"));
+    }
+    assert_eq!(per_block, whole, "one call per block gives the same events");
+    for cut in start..end {
+        let mut split = l.events(start, cut).await.expect("left part");
+        split.extend(l.events(cut + 1, end).await.expect("right part"));
+        assert_eq!(split, whole, "cut after block {cut} gives the same events");
+    }
 }

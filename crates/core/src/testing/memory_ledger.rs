@@ -1,8 +1,17 @@
 //! [`InMemoryLedger`]: a [`LedgerPort`] that behaves like a small chain.
-//! Every write mines one block; blocks have hashes and parent hashes; the
-//! state is a pure function of the canonical blocks, so [`InMemoryLedger::rewind`]
-//! and [`InMemoryLedger::reorg`] let sync be tested against forks without a
-//! node.
+//!
+//! Blocks have hashes, parent hashes and timestamps; the state is a pure
+//! function of the canonical blocks, so [`InMemoryLedger::rewind`] and
+//! [`InMemoryLedger::reorg`] let sync be tested against forks without a
+//! node. Like anvil it either mines one block per write (automine, the
+//! default) or, with [`InMemoryLedger::set_automine`]`(false)`, collects
+//! writes in a pending block that [`InMemoryLedger::mine`] seals, so several
+//! transactions share a block; a write's future resolves once its block is
+//! mined, as the port promises. Block times follow a settable clock
+//! ([`InMemoryLedger::set_time`], [`InMemoryLedger::advance_time`],
+//! [`InMemoryLedger::mine_at`]) and finality trails the head by a settable
+//! depth. Writes are checked against the pending state (what the next block
+//! will see), reads against the head block, as on a node.
 
 use std::{
     collections::{BTreeSet, HashMap},
@@ -11,6 +20,7 @@ use std::{
 
 use alloy_primitives::{B256, keccak256};
 use async_trait::async_trait;
+use futures::channel::oneshot;
 
 use crate::{
     AccessGrant, AuditAnchor, Authorization, BlockRef, ChainEvent, ConsentAction, HhNumber,
@@ -121,6 +131,30 @@ struct Chain {
     /// Mixed into block hashes so a re-mined fork gets new hashes.
     fork_salt: u64,
     finality_depth: u64,
+    /// Whether every write mines its own block at once.
+    automine: bool,
+    /// Writes waiting for the next block (only when automine is off).
+    pending: Option<Pending>,
+}
+
+/// The block being filled while automine is off.
+#[derive(Debug)]
+struct Pending {
+    /// The state with the pending transactions applied: what the next
+    /// write is checked against.
+    state: LedgerState,
+    /// The pending block's timestamp, fixed when its first write arrived.
+    timestamp: Timestamp,
+    /// Each transaction's mutations and the waiter for its receipt.
+    txs: Vec<(Vec<Mutation>, oneshot::Sender<TxReceipt>)>,
+}
+
+/// Where a submitted write stands.
+enum Inclusion {
+    /// Mined at once (automine).
+    Mined(TxReceipt),
+    /// Waiting in the pending block.
+    Pending(oneshot::Receiver<TxReceipt>),
 }
 
 impl Chain {
@@ -129,13 +163,61 @@ impl Chain {
         &self.blocks[self.blocks.len() - 1]
     }
 
+    /// The timestamp the next block will carry.
     fn next_timestamp(&self) -> Timestamp {
-        Timestamp(self.time.max(self.head().timestamp.0 + 1))
+        match &self.pending {
+            Some(p) => p.timestamp,
+            None => Timestamp(self.time.max(self.head().timestamp.0 + 1)),
+        }
+    }
+
+    /// The state a new write is checked against: the pending block's, or
+    /// the head's.
+    fn tip(&self) -> &LedgerState {
+        self.pending.as_ref().map_or(&self.state, |p| &p.state)
+    }
+
+    /// Submits one transaction: mined at once under automine, else queued
+    /// in the pending block.
+    fn submit(&mut self, muts: Vec<Mutation>) -> Inclusion {
+        if self.automine {
+            let receipts = self.mine(vec![muts]);
+            return Inclusion::Mined(receipts[0]);
+        }
+        let timestamp = self.next_timestamp();
+        let pending = self.pending.get_or_insert_with(|| Pending {
+            state: self.state.clone(),
+            timestamp,
+            txs: Vec::new(),
+        });
+        for m in &muts {
+            pending.state.apply(m);
+        }
+        let (tx, rx) = oneshot::channel();
+        pending.txs.push((muts, tx));
+        Inclusion::Pending(rx)
+    }
+
+    /// Seals the pending block (an empty one if nothing is pending) and
+    /// wakes its writers.
+    fn mine_pending(&mut self) {
+        let Some(pending) = self.pending.take() else {
+            self.mine(Vec::new());
+            return;
+        };
+        self.time = self.time.max(pending.timestamp.0);
+        let (txs, waiters): (Vec<_>, Vec<_>) = pending.txs.into_iter().unzip();
+        let receipts = self.mine(txs);
+        for (waiter, receipt) in waiters.into_iter().zip(receipts) {
+            // A writer that stopped waiting still has its transaction mined,
+            // as on a node.
+            let _ = waiter.send(receipt);
+        }
     }
 
     fn mine(&mut self, txs: Vec<Vec<Mutation>>) -> Vec<TxReceipt> {
         let parent = self.head().r;
-        let timestamp = self.next_timestamp();
+        let timestamp = Timestamp(self.time.max(self.head().timestamp.0 + 1));
         self.time = timestamp.0;
         let number = parent.number + 1;
         let mut pre = Vec::new();
@@ -177,6 +259,12 @@ impl Chain {
             txs,
         });
         receipts
+    }
+
+    /// Drops the pending block: its writers see [`LedgerError::Unavailable`]
+    /// (a dropped transaction).
+    fn drop_pending(&mut self) {
+        self.pending = None;
     }
 
     fn rebuild_state(&mut self) {
@@ -246,6 +334,8 @@ impl InMemoryLedger {
             time: 1_700_000_000,
             fork_salt: 0,
             finality_depth: 2,
+            automine: true,
+            pending: None,
         };
         chain.rebuild_state();
         Self {
@@ -269,6 +359,51 @@ impl InMemoryLedger {
         self.lock().finality_depth = depth;
     }
 
+    /// Turns automine on (every write mines its own block, the default) or
+    /// off (writes wait in a pending block until [`Self::mine`]). Turning it
+    /// on mines what is pending.
+    pub fn set_automine(&self, on: bool) {
+        let mut c = self.lock();
+        c.automine = on;
+        if on && c.pending.is_some() {
+            c.mine_pending();
+        }
+    }
+
+    /// Mines the pending block (an empty block if nothing is pending); the
+    /// writes waiting in it return their receipts.
+    pub fn mine(&self) -> BlockRef {
+        let mut c = self.lock();
+        c.mine_pending();
+        c.head().r
+    }
+
+    /// Mines the pending block (or an empty one) with timestamp exactly
+    /// `at`, like anvil's `evm_mine` with a timestamp; later blocks follow
+    /// from there. `Invalid` unless `at` is after the head's timestamp.
+    pub fn mine_at(&self, at: Timestamp) -> LedgerResult<BlockRef> {
+        let mut c = self.lock();
+        let head = c.head().timestamp;
+        if at <= head {
+            return Err(LedgerError::Invalid(format!(
+                "block time {at} is not after the head's {head}"
+            )));
+        }
+        c.time = at.0;
+        if let Some(p) = c.pending.as_mut() {
+            p.timestamp = at;
+        }
+        c.mine_pending();
+        Ok(c.head().r)
+    }
+
+    /// Sets the clock the next blocks take their time from (never before
+    /// the head's time plus one second). A pending block keeps the time it
+    /// was opened at.
+    pub fn set_time(&self, now: Timestamp) {
+        self.lock().time = now.0;
+    }
+
     /// Moves the chain clock forward by `secs` (like anvil's
     /// `evm_increaseTime`); the next block carries the new time.
     pub fn advance_time(&self, secs: u64) {
@@ -276,19 +411,24 @@ impl InMemoryLedger {
         c.time = c.next_timestamp().0.max(c.time) + secs;
     }
 
-    /// Mines `count` empty blocks.
+    /// Mines `count` empty blocks (after the pending one, if any).
     pub fn mine_empty(&self, count: u64) {
         let mut c = self.lock();
+        if c.pending.is_some() {
+            c.mine_pending();
+        }
         for _ in 0..count {
             c.mine(Vec::new());
         }
     }
 
     /// Drops every block above `number` with their transactions (a fork
-    /// that never saw them). Later writes build a new branch whose blocks
-    /// get new hashes.
+    /// that never saw them), and any pending block (its writers fail as
+    /// `Unavailable`, like a dropped transaction). Later writes build a new
+    /// branch whose blocks get new hashes.
     pub fn rewind(&self, number: u64) {
         let mut c = self.lock();
+        c.drop_pending();
         let keep = usize::try_from(number)
             .unwrap_or(usize::MAX)
             .saturating_add(1);
@@ -299,8 +439,10 @@ impl InMemoryLedger {
 
     /// Replaces the last `depth` blocks with blocks that carry the same
     /// transactions under new hashes (a reorg that re-includes everything).
+    /// A pending block is dropped first.
     pub fn reorg(&self, depth: u64) {
         let mut c = self.lock();
+        c.drop_pending();
         let len = c.blocks.len();
         let depth = usize::try_from(depth).unwrap_or(usize::MAX).min(len - 1);
         let dropped: Vec<Block> = c.blocks.drain(len - depth..).collect();
@@ -354,7 +496,7 @@ impl InMemoryLedger {
                         r.deadline
                     )));
                 }
-                let nonce = c.state.nonces.get(&consenter).copied().unwrap_or(0);
+                let nonce = c.tip().nonces.get(&consenter).copied().unwrap_or(0);
                 let digest = self.digest(action, nonce, r.deadline);
                 let signer = r.signature.recover_address_from_prehash(&digest).ok();
                 if signer != Some(consenter.address()) {
@@ -367,19 +509,36 @@ impl InMemoryLedger {
         }
     }
 
-    fn write(&self, c: &mut Chain, mut muts: Vec<Mutation>, events: Vec<LedgerEvent>) -> TxReceipt {
-        muts.extend(events.into_iter().map(Mutation::Event));
-        let receipts = c.mine(vec![muts]);
-        receipts[0]
+    /// Checks a write with `check` against the pending state and submits
+    /// the mutations it returns; resolves once the write is mined.
+    async fn transact(
+        &self,
+        check: impl FnOnce(&Chain) -> LedgerResult<Vec<Mutation>> + Send,
+    ) -> LedgerResult<TxReceipt> {
+        let inclusion = {
+            let mut c = self.lock();
+            let muts = check(&c)?;
+            c.submit(muts)
+        };
+        match inclusion {
+            Inclusion::Mined(receipt) => Ok(receipt),
+            Inclusion::Pending(waiter) => waiter.await.map_err(|_| {
+                LedgerError::Unavailable(
+                    "the transaction was dropped with its pending block (a rewind or reorg) \
+                     before it was mined"
+                        .to_owned(),
+                )
+            }),
+        }
     }
 
     fn check_grant_parties(c: &Chain, patient: HhNumber, grantee: HhNumber) -> LedgerResult<()> {
-        if c.state.role_of(patient) != Some(Role::Patient) {
+        if c.tip().role_of(patient) != Some(Role::Patient) {
             return Err(LedgerError::NotFound(format!(
                 "HH number {patient} is not a registered patient"
             )));
         }
-        if c.state.role_of(grantee).is_none() {
+        if c.tip().role_of(grantee).is_none() {
             return Err(LedgerError::NotFound(format!(
                 "grantee {grantee} is not registered"
             )));
@@ -408,30 +567,31 @@ impl LedgerPort for InMemoryLedger {
     }
 
     async fn register(&self, profile: &Profile) -> LedgerResult<TxReceipt> {
-        let mut c = self.lock();
-        if !c.state.registrars.contains(&self.signer) && self.signer != profile.wallet() {
-            return Err(LedgerError::AccessDenied(format!(
-                "signer {} is neither a registrar nor the profile's wallet",
-                self.signer
-            )));
-        }
-        if c.state.profiles.contains_key(&profile.hh()) {
-            return Err(LedgerError::AlreadyExists(format!(
-                "HH number {} is already registered",
-                profile.hh()
-            )));
-        }
-        if let Some(owner) = c.state.by_wallet.get(&profile.wallet()) {
-            return Err(LedgerError::AlreadyExists(format!(
-                "wallet {} already owns HH number {owner}",
-                profile.wallet()
-            )));
-        }
-        Ok(self.write(
-            &mut c,
-            Vec::new(),
-            vec![LedgerEvent::registration(profile.clone())],
-        ))
+        self.transact(|c| {
+            let tip = c.tip();
+            if !tip.registrars.contains(&self.signer) && self.signer != profile.wallet() {
+                return Err(LedgerError::AccessDenied(format!(
+                    "signer {} is neither a registrar nor the profile's wallet",
+                    self.signer
+                )));
+            }
+            if tip.profiles.contains_key(&profile.hh()) {
+                return Err(LedgerError::AlreadyExists(format!(
+                    "HH number {} is already registered",
+                    profile.hh()
+                )));
+            }
+            if let Some(owner) = tip.by_wallet.get(&profile.wallet()) {
+                return Err(LedgerError::AlreadyExists(format!(
+                    "wallet {} already owns HH number {owner}",
+                    profile.wallet()
+                )));
+            }
+            Ok(vec![Mutation::Event(LedgerEvent::registration(
+                profile.clone(),
+            ))])
+        })
+        .await
     }
 
     async fn update_profile(
@@ -439,36 +599,37 @@ impl LedgerPort for InMemoryLedger {
         profile: &Profile,
         auth: &Authorization,
     ) -> LedgerResult<TxReceipt> {
-        let mut c = self.lock();
-        let current = c.state.profiles.get(&profile.hh()).ok_or_else(|| {
-            LedgerError::NotFound(format!("HH number {} is not registered", profile.hh()))
-        })?;
-        if current.role() != profile.role() {
-            return Err(LedgerError::Invalid(format!(
-                "HH number {} is a {}, not a {}",
-                profile.hh(),
-                current.role(),
-                profile.role()
+        self.transact(|c| {
+            let current = c.tip().profiles.get(&profile.hh()).ok_or_else(|| {
+                LedgerError::NotFound(format!("HH number {} is not registered", profile.hh()))
+            })?;
+            if current.role() != profile.role() {
+                return Err(LedgerError::Invalid(format!(
+                    "HH number {} is a {}, not a {}",
+                    profile.hh(),
+                    current.role(),
+                    profile.role()
+                )));
+            }
+            if current.wallet() != profile.wallet() {
+                return Err(LedgerError::Invalid(format!(
+                    "the wallet of HH number {} cannot change",
+                    profile.hh()
+                )));
+            }
+            let consenter = current.wallet();
+            let mut muts = self.authorize(
+                c,
+                &ConsentAction::UpdateProfile(profile.clone()),
+                consenter,
+                auth,
+            )?;
+            muts.push(Mutation::Event(LedgerEvent::ProfileUpdated(
+                profile.clone(),
             )));
-        }
-        if current.wallet() != profile.wallet() {
-            return Err(LedgerError::Invalid(format!(
-                "the wallet of HH number {} cannot change",
-                profile.hh()
-            )));
-        }
-        let consenter = current.wallet();
-        let muts = self.authorize(
-            &c,
-            &ConsentAction::UpdateProfile(profile.clone()),
-            consenter,
-            auth,
-        )?;
-        Ok(self.write(
-            &mut c,
-            muts,
-            vec![LedgerEvent::ProfileUpdated(profile.clone())],
-        ))
+            Ok(muts)
+        })
+        .await
     }
 
     async fn create_record(
@@ -476,43 +637,47 @@ impl LedgerPort for InMemoryLedger {
         record: &NewRecord,
         auth: &Authorization,
     ) -> LedgerResult<TxReceipt> {
-        let mut c = self.lock();
-        match c.state.role_of(record.creator) {
-            Some(Role::Doctor | Role::DiagnosticCenter) => {}
-            Some(Role::Patient) => {
-                return Err(LedgerError::AccessDenied(format!(
-                    "creator {} is a patient; only doctors and diagnostic centers create records",
-                    record.creator
-                )));
+        self.transact(|c| {
+            let tip = c.tip();
+            match tip.role_of(record.creator) {
+                Some(Role::Doctor | Role::DiagnosticCenter) => {}
+                Some(Role::Patient) => {
+                    return Err(LedgerError::AccessDenied(format!(
+                        "creator {} is a patient; only doctors and diagnostic centers create records",
+                        record.creator
+                    )));
+                }
+                None => {
+                    return Err(LedgerError::NotFound(format!(
+                        "creator {} is not registered",
+                        record.creator
+                    )));
+                }
             }
-            None => {
+            let patient = record.id.patient();
+            if tip.role_of(patient) != Some(Role::Patient) {
                 return Err(LedgerError::NotFound(format!(
-                    "creator {} is not registered",
-                    record.creator
+                    "HH number {patient} is not a registered patient"
                 )));
             }
-        }
-        let patient = record.id.patient();
-        if c.state.role_of(patient) != Some(Role::Patient) {
-            return Err(LedgerError::NotFound(format!(
-                "HH number {patient} is not a registered patient"
-            )));
-        }
-        if c.state.records.contains_key(&record.id) {
-            return Err(LedgerError::AlreadyExists(format!(
-                "record {} already exists",
-                record.id
-            )));
-        }
-        let consenter = c.state.wallet_of(record.creator)?;
-        let muts = self.authorize(
-            &c,
-            &ConsentAction::CreateRecord(record.clone()),
-            consenter,
-            auth,
-        )?;
-        let created = MedicalRecord::from_new(record.clone(), c.next_timestamp());
-        Ok(self.write(&mut c, muts, vec![LedgerEvent::RecordCreated(created)]))
+            if tip.records.contains_key(&record.id) {
+                return Err(LedgerError::AlreadyExists(format!(
+                    "record {} already exists",
+                    record.id
+                )));
+            }
+            let consenter = tip.wallet_of(record.creator)?;
+            let mut muts = self.authorize(
+                c,
+                &ConsentAction::CreateRecord(record.clone()),
+                consenter,
+                auth,
+            )?;
+            let created = MedicalRecord::from_new(record.clone(), c.next_timestamp());
+            muts.push(Mutation::Event(LedgerEvent::RecordCreated(created)));
+            Ok(muts)
+        })
+        .await
     }
 
     async fn grant_access(
@@ -522,29 +687,33 @@ impl LedgerPort for InMemoryLedger {
         expires_at: Option<Timestamp>,
         auth: &Authorization,
     ) -> LedgerResult<TxReceipt> {
-        let mut c = self.lock();
-        Self::check_grant_parties(&c, patient, grantee)?;
-        let now = c.next_timestamp();
-        if let Some(e) = expires_at.filter(|e| *e <= now) {
-            return Err(LedgerError::Invalid(format!(
-                "expiry {e} is not after the block time {now}"
-            )));
-        }
-        let consenter = c.state.wallet_of(patient)?;
-        let action = ConsentAction::GrantAccess {
-            patient,
-            grantee,
-            expires_at,
-        };
-        let muts = self.authorize(&c, &action, consenter, auth)?;
-        let grant = AccessGrant {
-            patient,
-            grantee,
-            granted_at: now,
-            expires_at,
-            revoked_at: None,
-        };
-        Ok(self.write(&mut c, muts, vec![LedgerEvent::AccessGranted(grant)]))
+        self.transact(|c| {
+            Self::check_grant_parties(c, patient, grantee)?;
+            let now = c.next_timestamp();
+            // An expiry at or before the block time, zero included, gives no
+            // access at all: refuse it rather than store a dead grant.
+            if let Some(e) = expires_at.filter(|e| *e <= now) {
+                return Err(LedgerError::Invalid(format!(
+                    "expiry {e} is not after the block time {now}"
+                )));
+            }
+            let consenter = c.tip().wallet_of(patient)?;
+            let action = ConsentAction::GrantAccess {
+                patient,
+                grantee,
+                expires_at,
+            };
+            let mut muts = self.authorize(c, &action, consenter, auth)?;
+            muts.push(Mutation::Event(LedgerEvent::AccessGranted(AccessGrant {
+                patient,
+                grantee,
+                granted_at: now,
+                expires_at,
+                revoked_at: None,
+            })));
+            Ok(muts)
+        })
+        .await
     }
 
     async fn revoke_access(
@@ -553,61 +722,59 @@ impl LedgerPort for InMemoryLedger {
         grantee: HhNumber,
         auth: &Authorization,
     ) -> LedgerResult<TxReceipt> {
-        let mut c = self.lock();
-        Self::check_grant_parties(&c, patient, grantee)?;
-        let active = c
-            .state
-            .grants
-            .get(&(patient, grantee))
-            .is_some_and(|g| g.revoked_at.is_none());
-        if !active {
-            return Err(LedgerError::NotFound(format!(
-                "patient {patient} has no unrevoked grant to {grantee}"
-            )));
-        }
-        let consenter = c.state.wallet_of(patient)?;
-        let muts = self.authorize(
-            &c,
-            &ConsentAction::RevokeAccess { patient, grantee },
-            consenter,
-            auth,
-        )?;
-        let revoked_at = c.next_timestamp();
-        Ok(self.write(
-            &mut c,
-            muts,
-            vec![LedgerEvent::AccessRevoked {
+        self.transact(|c| {
+            Self::check_grant_parties(c, patient, grantee)?;
+            let active = c
+                .tip()
+                .grants
+                .get(&(patient, grantee))
+                .is_some_and(|g| g.revoked_at.is_none());
+            if !active {
+                return Err(LedgerError::NotFound(format!(
+                    "patient {patient} has no unrevoked grant to {grantee}"
+                )));
+            }
+            let consenter = c.tip().wallet_of(patient)?;
+            let mut muts = self.authorize(
+                c,
+                &ConsentAction::RevokeAccess { patient, grantee },
+                consenter,
+                auth,
+            )?;
+            muts.push(Mutation::Event(LedgerEvent::AccessRevoked {
                 patient,
                 grantee,
-                revoked_at,
-            }],
-        ))
+                revoked_at: c.next_timestamp(),
+            }));
+            Ok(muts)
+        })
+        .await
     }
 
     async fn anchor_audit(&self, digest: B256, last_seq: u64) -> LedgerResult<TxReceipt> {
-        let mut c = self.lock();
-        if !c.state.registrars.contains(&self.signer) {
-            return Err(LedgerError::AccessDenied(format!(
-                "signer {} is not a registrar",
-                self.signer
-            )));
-        }
-        if last_seq <= c.state.last_anchor_seq {
-            return Err(LedgerError::Invalid(format!(
-                "audit seq {last_seq} does not advance past the anchored {}",
-                c.state.last_anchor_seq
-            )));
-        }
-        let anchored_at = c.next_timestamp();
-        Ok(self.write(
-            &mut c,
-            Vec::new(),
-            vec![LedgerEvent::AuditAnchored(AuditAnchor {
-                digest,
-                last_seq,
-                anchored_at,
-            })],
-        ))
+        self.transact(|c| {
+            let tip = c.tip();
+            if !tip.registrars.contains(&self.signer) {
+                return Err(LedgerError::AccessDenied(format!(
+                    "signer {} is not a registrar",
+                    self.signer
+                )));
+            }
+            if last_seq <= tip.last_anchor_seq {
+                return Err(LedgerError::Invalid(format!(
+                    "audit seq {last_seq} does not advance past the anchored {}",
+                    tip.last_anchor_seq
+                )));
+            }
+            Ok(vec![Mutation::Event(LedgerEvent::AuditAnchored(
+                AuditAnchor {
+                    digest,
+                    last_seq,
+                    anchored_at: c.next_timestamp(),
+                },
+            ))])
+        })
+        .await
     }
 
     async fn signing_digest(
@@ -616,13 +783,14 @@ impl LedgerPort for InMemoryLedger {
         deadline: Timestamp,
     ) -> LedgerResult<B256> {
         let c = self.lock();
+        let tip = c.tip();
         let consenter = match action {
-            ConsentAction::UpdateProfile(p) => c.state.wallet_of(p.hh())?,
-            ConsentAction::CreateRecord(r) => c.state.wallet_of(r.creator)?,
+            ConsentAction::UpdateProfile(p) => tip.wallet_of(p.hh())?,
+            ConsentAction::CreateRecord(r) => tip.wallet_of(r.creator)?,
             ConsentAction::GrantAccess { patient, .. }
-            | ConsentAction::RevokeAccess { patient, .. } => c.state.wallet_of(*patient)?,
+            | ConsentAction::RevokeAccess { patient, .. } => tip.wallet_of(*patient)?,
         };
-        let nonce = c.state.nonces.get(&consenter).copied().unwrap_or(0);
+        let nonce = tip.nonces.get(&consenter).copied().unwrap_or(0);
         Ok(self.digest(action, nonce, deadline))
     }
 
@@ -750,5 +918,18 @@ impl LedgerPort for InMemoryLedger {
             .ok()
             .and_then(|n| c.blocks.get(n))
             .map(|b| b.r))
+    }
+}
+
+#[async_trait]
+impl super::ledger::ChainClock for InMemoryLedger {
+    async fn head_time(&self) -> Timestamp {
+        self.now()
+    }
+
+    async fn mine_at(&self, at: Timestamp) {
+        if let Err(e) = InMemoryLedger::mine_at(self, at) {
+            panic!("mine_at({at}) on the in-memory ledger: {e}");
+        }
     }
 }

@@ -5,7 +5,7 @@ use healthledger_core::testing::{self, InMemoryCache, InMemoryLedger, InMemoryVa
 #[tokio::test]
 async fn in_memory_ledger_conforms() {
     let ledger = InMemoryLedger::new(TestWallet::from_seed(1).address());
-    testing::ledger::all(&ledger).await;
+    testing::ledger::all(&ledger, &ledger).await;
 }
 
 #[tokio::test]

@@ -1,14 +1,11 @@
-//! Behaviour specific to the in-memory fakes: forks, time, tampering, and
-//! a mock standing in for a port.
-
-use std::sync::Arc;
+//! Behaviour specific to the in-memory fakes: forks, shared blocks, time,
+//! finality and tampering.
 
 use healthledger_core::{
-    Authorization, CachePort, ConsentAction, LedgerError, LedgerPort, ObjectStatus, Role,
-    VaultError, VaultPort,
+    Authorization, CachePort, LedgerError, LedgerPort, ObjectStatus, Role, VaultError, VaultPort,
     testing::{
-        self, InMemoryCache, InMemoryLedger, InMemoryVault, MockLedgerPort, TestWallet, fixtures,
-        ledger::{consent, register_trio},
+        self, InMemoryCache, InMemoryLedger, InMemoryVault, TestWallet, fixtures,
+        ledger::register_trio,
     },
 };
 
@@ -62,29 +59,6 @@ async fn reorg_reincludes_transactions_under_new_hashes() {
     );
     assert_ne!(old_events[0].at.block_hash, new_events[0].at.block_hash);
     assert_eq!(l.registered_count(Role::Patient).await.unwrap(), 1);
-}
-
-#[tokio::test]
-async fn grants_expire_with_chain_time() {
-    let l = ledger();
-    let [(p, pw), (d, _), _] = register_trio(&l, 520_000).await;
-    let expires = healthledger_core::Timestamp(l.now().0 + 100);
-    let action = ConsentAction::GrantAccess {
-        patient: p.hh(),
-        grantee: d.hh(),
-        expires_at: Some(expires),
-    };
-    let auth = consent(&l, &pw, &action).await;
-    l.grant_access(p.hh(), d.hh(), Some(expires), &auth)
-        .await
-        .unwrap();
-    assert!(l.has_access(p.hh(), d.hh()).await.unwrap());
-    l.advance_time(200);
-    l.mine_empty(1);
-    assert!(
-        !l.has_access(p.hh(), d.hh()).await.unwrap(),
-        "expired grant gives no access"
-    );
 }
 
 #[tokio::test]
@@ -142,10 +116,93 @@ async fn corrupted_objects_fail_integrity() {
 }
 
 #[tokio::test]
-async fn mocks_stand_in_for_ports() {
-    let mut mock = MockLedgerPort::new();
-    mock.expect_has_access().returning(|_, _| Ok(true));
-    let port: Arc<dyn LedgerPort> = Arc::new(mock);
-    let hh = |n| healthledger_core::HhNumber::new(n).unwrap();
-    assert!(port.has_access(hh(555_555), hh(112_233)).await.unwrap());
+async fn writes_share_a_block_when_automine_is_off() {
+    let l = ledger();
+    let before = l.head().await.unwrap();
+    l.set_automine(false);
+    let batch = fixtures::patients(540_000, 3, "Batch Patient");
+    let writes = futures::future::join_all(batch.iter().map(|p| l.register(p)));
+    let dup = fixtures::patient(540_000, TestWallet::from_seed(99).address(), "Squatter");
+    let (receipts, dup_result, mined) = futures::join!(writes, l.register(&dup), async {
+        // Let the three writes queue before sealing the block.
+        tokio::task::yield_now().await;
+        assert_eq!(
+            l.registered_count(Role::Patient).await.unwrap(),
+            0,
+            "pending writes are not visible to reads"
+        );
+        l.mine()
+    });
+    assert!(
+        matches!(dup_result, Err(LedgerError::AlreadyExists(_))),
+        "a write is checked against the pending state: {dup_result:?}"
+    );
+    let receipts: Vec<_> = receipts.into_iter().map(Result::unwrap).collect();
+    assert_eq!(mined.number, before.number + 1, "one block for all three");
+    assert!(receipts.iter().all(|r| r.block_hash == mined.hash));
+    let mut txs: Vec<_> = receipts.iter().map(|r| r.tx_hash).collect();
+    txs.dedup();
+    assert_eq!(txs.len(), 3, "three transactions");
+    let events = l.events(mined.number, mined.number).await.unwrap();
+    let indices: Vec<u64> = events.iter().map(|e| e.at.log_index).collect();
+    assert_eq!(indices, vec![0, 1, 2]);
+    assert_eq!(l.registered_count(Role::Patient).await.unwrap(), 3);
+    l.set_automine(true);
+    let r = l
+        .register(&fixtures::patient(
+            540_010,
+            TestWallet::from_seed(98).address(),
+            "Solo",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        r.block_number,
+        mined.number + 1,
+        "automine mines at once again"
+    );
+}
+
+#[tokio::test]
+async fn a_dropped_pending_block_fails_its_writers() {
+    let l = ledger();
+    let head = l.head().await.unwrap();
+    l.set_automine(false);
+    let p = fixtures::patient(541_000, TestWallet::from_seed(97).address(), "Dropped");
+    let (result, ()) = futures::join!(l.register(&p), async {
+        tokio::task::yield_now().await;
+        l.rewind(head.number);
+    });
+    assert!(
+        matches!(result, Err(LedgerError::Unavailable(_))),
+        "a dropped transaction: {result:?}"
+    );
+    assert_eq!(l.profile(p.hh(), Role::Patient).await.unwrap(), None);
+    assert_eq!(l.mine().number, head.number + 1, "an empty block");
+}
+
+#[tokio::test]
+async fn the_clock_and_finality_are_settable() {
+    let l = ledger();
+    let start = l.now();
+    l.set_time(healthledger_core::Timestamp(start.0 + 3_600));
+    l.mine_empty(1);
+    assert_eq!(
+        l.now().0,
+        start.0 + 3_600,
+        "the next block follows the clock"
+    );
+    let at = healthledger_core::Timestamp(start.0 + 7_200);
+    let b = l.mine_at(at).unwrap();
+    assert_eq!((l.head().await.unwrap(), l.now()), (b, at));
+    assert!(
+        matches!(l.mine_at(at), Err(LedgerError::Invalid(_))),
+        "time never goes back"
+    );
+    l.mine_empty(10);
+    l.set_finality_depth(4);
+    let head = l.head().await.unwrap();
+    assert_eq!(l.finalized().await.unwrap().number, head.number - 4);
+    l.set_finality_depth(0);
+    assert_eq!(l.finalized().await.unwrap(), head);
 }

@@ -707,7 +707,7 @@ impl SqlCache {
             creator: hh_of(t, get(row, t, "creator")?)?,
             cid: parse(t, get::<String>(row, t, "cid")?)?,
             meta,
-            created_at: ts_of(t, get(row, t, "created_at")?)?,
+            created_at: ts_of(get(row, t, "created_at")?),
         };
         Ok((record, source_of(row, t, "block_number", "tx_hash")?))
     }
@@ -771,7 +771,7 @@ impl SqlCache {
             p.push(date_col(r.meta.date)),
             self.json_param(&p.push(meta)),
             p.push(words_doc(&r.meta.search_words())),
-            p.push(ts_col("record creation time", r.created_at)?),
+            p.push(ts_col(r.created_at)),
             p.push(hash_col(source.tx_hash)),
             p.push(int("block number", source.block_number)?),
         ];
@@ -934,14 +934,12 @@ impl SqlCache {
     fn grant_of_row(row: &QueryResult) -> Result<(AccessGrant, ChainSource)> {
         let t = "grants";
         let opt_ts = |col: &str| -> Result<Option<Timestamp>> {
-            get::<Option<i64>>(row, t, col)?
-                .map(|v| ts_of(t, v))
-                .transpose()
+            Ok(get::<Option<i64>>(row, t, col)?.map(ts_of))
         };
         let grant = AccessGrant {
             patient: hh_of(t, get(row, t, "patient")?)?,
             grantee: hh_of(t, get(row, t, "grantee")?)?,
-            granted_at: ts_of(t, get(row, t, "granted_at")?)?,
+            granted_at: ts_of(get(row, t, "granted_at")?),
             expires_at: opt_ts("expires_at")?,
             revoked_at: opt_ts("revoked_at")?,
         };
@@ -971,7 +969,6 @@ impl SqlCache {
         g: &AccessGrant,
         source: ChainSource,
     ) -> Result<()> {
-        let opt = |t: Option<Timestamp>, what| t.map(|t| ts_col(what, t)).transpose();
         self.exec(
             c,
             "writing a grant",
@@ -984,9 +981,9 @@ impl SqlCache {
             vals![
                 hh_col(g.patient),
                 hh_col(g.grantee),
-                ts_col("grant time", g.granted_at)?,
-                opt(g.expires_at, "grant expiry")?,
-                opt(g.revoked_at, "revocation time")?,
+                ts_col(g.granted_at),
+                g.expires_at.map(ts_col),
+                g.revoked_at.map(ts_col),
                 int("block number", source.block_number)?,
                 hash_col(source.tx_hash)
             ],
@@ -1032,7 +1029,7 @@ impl SqlCache {
         let anchor = AuditAnchor {
             digest: hash_of(t, &get::<Vec<u8>>(&row, t, "digest")?)?,
             last_seq: uint(t, "seq", get(&row, t, "last_seq")?)?,
-            anchored_at: ts_of(t, get(&row, t, "anchored_at")?)?,
+            anchored_at: ts_of(get(&row, t, "anchored_at")?),
         };
         Ok(Some((
             anchor,
@@ -1057,7 +1054,7 @@ impl SqlCache {
             vals![
                 hash_col(a.digest),
                 int("access-log seq", a.last_seq)?,
-                ts_col("anchor time", a.anchored_at)?,
+                ts_col(a.anchored_at),
                 int("block number", source.block_number)?,
                 hash_col(source.tx_hash)
             ],
@@ -1388,7 +1385,7 @@ impl SqlCache {
         Ok(AccessLogEntry {
             seq: uint(t, "seq", get(row, t, "seq")?)?,
             entry: NewAccessLogEntry {
-                at: ts_of(t, get(row, t, "at")?)?,
+                at: ts_of(get(row, t, "at")?),
                 actor: hh_of(t, get(row, t, "actor")?)?,
                 patient: hh_of(t, get(row, t, "patient")?)?,
                 record: record.map(|r| parse(t, r)).transpose()?,
@@ -1441,7 +1438,7 @@ impl SqlCache {
             &format!("INSERT INTO access_log ({ACCESS_LOG_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"),
             vals![
                 int("access-log seq", seq)?,
-                ts_col("access time", entry.at)?,
+                ts_col(entry.at),
                 hh_col(entry.actor),
                 hh_col(entry.patient),
                 entry.record.map(|r| r.to_string()),
@@ -1657,7 +1654,7 @@ impl CachePort for SqlCache {
              WHERE grantee = $1 AND revoked_at IS NULL
                AND (expires_at IS NULL OR expires_at > $2)
              ORDER BY patient",
-            vals![hh_col(doctor), clamp(now.0)],
+            vals![hh_col(doctor), ts_col(now)],
         )
         .await?
         .iter()
@@ -1851,7 +1848,7 @@ impl CachePort for SqlCache {
                     n.title.as_str(),
                     n.message.as_str(),
                     n.related_record.map(|r| r.to_string()),
-                    ts_col("notification time", n.created_at)?
+                    ts_col(n.created_at)
                 ],
             )
             .await?
@@ -1895,7 +1892,7 @@ impl CachePort for SqlCache {
                         related_record: get::<Option<String>>(row, t, "related_record")?
                             .map(|r| parse(t, r))
                             .transpose()?,
-                        created_at: ts_of(t, get(row, t, "created_at")?)?,
+                        created_at: ts_of(get(row, t, "created_at")?),
                     },
                     read: get(row, t, "is_read")?,
                 })
@@ -1934,8 +1931,8 @@ impl CachePort for SqlCache {
                     hash_col(session.token_hash.0),
                     hh_col(session.hh),
                     session.wallet.to_string(),
-                    ts_col("session creation time", session.created_at)?,
-                    ts_col("session expiry", session.expires_at)?
+                    ts_col(session.created_at),
+                    ts_col(session.expires_at)
                 ],
             )
             .await?;
@@ -1961,8 +1958,8 @@ impl CachePort for SqlCache {
                 token_hash: SessionTokenHash(hash_of(t, &get::<Vec<u8>>(&row, t, "token_hash")?)?),
                 hh: hh_of(t, get(&row, t, "hh")?)?,
                 wallet: parse(t, get::<String>(&row, t, "wallet")?)?,
-                created_at: ts_of(t, get(&row, t, "created_at")?)?,
-                expires_at: ts_of(t, get(&row, t, "expires_at")?)?,
+                created_at: ts_of(get(&row, t, "created_at")?),
+                expires_at: ts_of(get(&row, t, "expires_at")?),
             })
         })
         .transpose()
@@ -1987,7 +1984,7 @@ impl CachePort for SqlCache {
                 &self.db,
                 "purging expired sessions",
                 "DELETE FROM sessions WHERE expires_at <= $1",
-                vals![clamp(now.0)],
+                vals![ts_col(now)],
             )
             .await?)
     }

@@ -26,14 +26,26 @@ pub(crate) fn uint(table: &'static str, what: &str, value: i64) -> Result<u64> {
     u64::try_from(value).map_err(|_| Error::corrupt(table, format!("negative {what} {value}")))
 }
 
+/// Any `u64` as an `i64` with the same order (the sign bit flipped): a
+/// bijection, so every value round-trips and SQL comparisons and `ORDER BY`
+/// on the column mean what they mean on the `u64`s.
+pub(crate) fn ordered(value: u64) -> i64 {
+    i64::from_be_bytes((value ^ SIGN).to_be_bytes())
+}
+
+/// The `u64` an [`ordered`] column value encodes.
+pub(crate) fn unordered(key: i64) -> u64 {
+    u64::from_be_bytes(key.to_be_bytes()) ^ SIGN
+}
+
 /// A record serial (any `u64`) as an `i64` with the same order.
 pub(crate) fn serial_key(serial: u64) -> i64 {
-    i64::from_be_bytes((serial ^ SIGN).to_be_bytes())
+    ordered(serial)
 }
 
 /// The serial a [`serial_key`] encodes.
 pub(crate) fn serial_of_key(key: i64) -> u64 {
-    u64::from_be_bytes(key.to_be_bytes()) ^ SIGN
+    unordered(key)
 }
 
 /// An HH number column value.
@@ -62,14 +74,18 @@ pub(crate) fn role_of(table: &'static str, value: i64) -> Result<Role> {
         .ok_or_else(|| Error::corrupt(table, format!("invalid role code {value}")))
 }
 
-/// A timestamp column value.
-pub(crate) fn ts_col(what: &'static str, t: Timestamp) -> Result<i64> {
-    int(what, t.0)
+/// A timestamp column value: [`ordered`], so that every `u64` the chain
+/// accepts (a grant may expire at `u64::MAX`) is stored losslessly and
+/// compares with `now` as the `u64`s do. Every timestamp column and every
+/// bound compared with one goes through here (migration 4 moved the rows
+/// written before).
+pub(crate) fn ts_col(t: Timestamp) -> i64 {
+    ordered(t.0)
 }
 
-/// A timestamp from a column.
-pub(crate) fn ts_of(table: &'static str, value: i64) -> Result<Timestamp> {
-    uint(table, "timestamp", value).map(Timestamp)
+/// A timestamp from a column written by [`ts_col`].
+pub(crate) fn ts_of(value: i64) -> Timestamp {
+    Timestamp(unordered(value))
 }
 
 /// A 32-byte hash column value.
@@ -160,6 +176,25 @@ mod tests {
         for s in serials {
             assert_eq!(serial_of_key(serial_key(s)), s);
         }
+    }
+
+    #[test]
+    fn timestamps_round_trip_in_order() {
+        let times = [
+            0,
+            1,
+            1_750_000_000,
+            i64::MAX as u64,
+            i64::MAX as u64 + 1,
+            u64::MAX,
+        ];
+        for w in times.windows(2) {
+            assert!(ts_col(Timestamp(w[0])) < ts_col(Timestamp(w[1])), "{w:?}");
+        }
+        for t in times {
+            assert_eq!(ts_of(ts_col(Timestamp(t))), Timestamp(t));
+        }
+        assert_eq!(ts_col(Timestamp(0)), i64::MIN, "migration 4 adds i64::MIN");
     }
 
     #[test]

@@ -53,6 +53,14 @@
 //! - `sync_state` (checkpoint and highest pruned block), `journal` (applied
 //!   blocks: number, hash, parent hash) and `undo_log` (see below).
 //!
+//! Every timestamp column (record creation, grant times, anchor time,
+//! notification and session times, access time) holds the `u64` with its
+//! sign bit flipped, like `serial_key`: any `u64` is stored losslessly (a
+//! grant may expire at `u64::MAX`) and compares with `now` in SQL as the
+//! `u64`s compare. A grant or session whose expiry equals `now` is expired
+//! (`expires_at > now` is active), as the contract's
+//! `block.timestamp < expiresAt`.
+//!
 //! Database-only data (never touched by sync, upserts or rollbacks):
 //! `extras`, `notifications`, `sessions` (the token's SHA-256 only, never the
 //! token) and `access_log`, hash-chained: each row stores `prev_hash` and
@@ -119,7 +127,9 @@
 //! exhausted pool, SQLite busy/locked and PostgreSQL serialization failures,
 //! deadlocks and shutdowns are `Unavailable` (retryable: transactions leave
 //! nothing half-applied); a row that no longer decodes is `Integrity`;
-//! numbers beyond the signed 64-bit range are `Invalid`; anything else is
+//! block numbers and access-log seqs beyond the signed 64-bit range are
+//! `Invalid` (timestamps and record serials take any `u64`); so is a record
+//! whose patient is not its id's; anything else is
 //! `Other`. URLs in errors and `Debug` output have their password redacted.
 
 mod cache;

@@ -10,6 +10,7 @@ use sea_orm_migration::{MigrationTrait, MigratorTrait, SchemaManager};
 mod m20261124_000001_chain_tables;
 mod m20261124_000002_db_only_tables;
 mod m20261124_000003_search_index;
+mod m20261124_000004_ordered_timestamps;
 
 /// The cache's migrations, oldest first.
 #[derive(Debug)]
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000001_chain_tables::Migration),
             Box::new(m20261124_000002_db_only_tables::Migration),
             Box::new(m20261124_000003_search_index::Migration),
+            Box::new(m20261124_000004_ordered_timestamps::Migration),
         ]
     }
 }

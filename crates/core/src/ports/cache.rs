@@ -77,6 +77,13 @@ pub struct CacheCounts {
 ///   blocks, including earlier versions of updated profiles and grants;
 /// - DB-only data (extras, notifications, sessions, access log) is never
 ///   touched by chain data, upserts or rollbacks;
+/// - every [`Timestamp`] takes any `u64` (the contract accepts any `uint64`
+///   grant expiry, `u64::MAX` included): it is stored losslessly and
+///   compared with `now` as a `u64`;
+/// - an expiry equal to `now` has passed: a grant or session is live at
+///   `now` only while `now < expires_at`, as the contract's `hasAccess`
+///   (`block.timestamp < expiresAt`) and [`AccessGrant::is_active`] /
+///   [`Session::is_valid`] decide;
 /// - searches give the same answers on every backend.
 #[cfg_attr(feature = "testing", mockall::automock)]
 #[async_trait]
@@ -89,7 +96,9 @@ pub trait CachePort: Send + Sync + Debug {
     /// cached with another role.
     async fn upsert_profile(&self, profile: &Profile, source: ChainSource) -> CacheResult<()>;
 
-    /// Inserts or replaces a record's index row.
+    /// Inserts or replaces a record's index row. A record whose `patient`
+    /// is not the patient its id embeds (`record-<HH>-<serial>`) is
+    /// `Invalid`; so is such a record in [`Self::apply_block`].
     async fn upsert_record(&self, record: &MedicalRecord, source: ChainSource) -> CacheResult<()>;
 
     /// Inserts or replaces the grant for its (patient, grantee) pair.
@@ -108,6 +117,13 @@ pub trait CachePort: Send + Sync + Debug {
     /// Undoes every block applied above `number`, restoring the values they
     /// replaced; the checkpoint becomes the highest remaining journaled
     /// block (or none). Idempotent.
+    ///
+    /// Targeted upserts are not journaled. A row that an undone block
+    /// changed gets back the value it had just before that block (so an
+    /// upsert made before the block is kept, one made after it is
+    /// overridden); a row no undone block changed keeps its current value,
+    /// even one upserted from the state of a block being undone. After a
+    /// reorg the caller re-syncs what it upserted from the dropped fork.
     async fn rollback_to(&self, number: u64) -> CacheResult<()>;
 
     /// The last applied block.
@@ -140,8 +156,10 @@ pub trait CachePort: Send + Sync + Debug {
     /// The grants a patient made (active or not), by grantee.
     async fn grants_of_patient(&self, patient: HhNumber) -> CacheResult<Vec<AccessGrant>>;
 
-    /// Patients who granted `doctor` access that is active at `now`,
-    /// ascending.
+    /// Patients who granted `doctor` access that is active at `now`
+    /// ([`AccessGrant::is_active`]: not revoked, and no expiry or
+    /// `now < expires_at`; a grant expiring exactly at `now` is not
+    /// listed), ascending.
     async fn patients_of_doctor(
         &self,
         doctor: HhNumber,
@@ -186,13 +204,17 @@ pub trait CachePort: Send + Sync + Debug {
     /// Stores a session; `AlreadyExists` for a token hash already stored.
     async fn put_session(&self, session: &Session) -> CacheResult<()>;
 
-    /// The session with this token hash, expired or not.
+    /// The session with this token hash, expired or not (it is expired at
+    /// `now` once `expires_at <= now`, see [`Session::is_valid`]) until
+    /// [`Self::purge_expired_sessions`] or [`Self::delete_session`]
+    /// removes it.
     async fn session(&self, token_hash: SessionTokenHash) -> CacheResult<Option<Session>>;
 
     /// Deletes a session; whether one was there.
     async fn delete_session(&self, token_hash: SessionTokenHash) -> CacheResult<bool>;
 
-    /// Deletes sessions expired at `now`; how many.
+    /// Deletes sessions expired at `now` (`expires_at <= now`, so a session
+    /// expiring exactly at `now` goes); how many.
     async fn purge_expired_sessions(&self, now: Timestamp) -> CacheResult<u64>;
 
     /// Appends to the hash-chained access log and returns the linked entry.

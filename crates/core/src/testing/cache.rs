@@ -28,12 +28,18 @@ where
     apply_block_is_idempotent_and_checks_linkage(&fresh().await).await;
     apply_block_is_atomic(&fresh().await).await;
     rollback_restores_earlier_versions(&fresh().await).await;
+    rollback_restores_replaced_records(&fresh().await).await;
+    rollback_leaves_db_only_data_untouched(&fresh().await).await;
+    rollback_overrides_upserts_only_where_blocks_wrote(&fresh().await).await;
     pruned_blocks_are_final(&fresh().await).await;
     reads_are_ordered(&fresh().await).await;
     searches_agree(&fresh().await).await;
     extras_are_db_only(&fresh().await).await;
     notifications_round_trip(&fresh().await).await;
     sessions_round_trip(&fresh().await).await;
+    expiry_at_now_is_expired(&fresh().await).await;
+    timestamps_take_any_u64(&fresh().await).await;
+    records_belong_to_the_patient_of_their_id(&fresh().await).await;
     access_log_is_hash_chained(&fresh().await).await;
     access_log_is_checked_against_the_anchor(&fresh().await).await;
 }
@@ -461,6 +467,243 @@ pub async fn rollback_restores_earlier_versions(c: &dyn CachePort) {
     assert_eq!(c.checkpoint().await.expect("checkpoint"), None);
 }
 
+/// A record row replaced by a later block (same id, new content) goes back
+/// to its earlier version on rollback, in reads and in searches; it is not
+/// deleted.
+pub async fn rollback_restores_replaced_records(c: &dyn CachePort) {
+    let v1 = record(
+        265_000,
+        7,
+        265_001,
+        "Complete blood count",
+        "lab-result",
+        date(2026, 3, 1),
+    );
+    let v2 = MedicalRecord {
+        creator: hh(265_002),
+        created_at: Timestamp(1_760_000_000),
+        ..record(265_000, 7, 265_002, "MRI knee", "mri", date(2026, 4, 1))
+    };
+    assert_eq!(v1.id, v2.id);
+    apply(c, 1, vec![LedgerEvent::RecordCreated(v1.clone())]).await;
+    apply(c, 2, vec![LedgerEvent::RecordCreated(v2.clone())]).await;
+    assert_eq!(c.record(v1.id).await.expect("read"), Some(v2.clone()));
+    assert_eq!(
+        c.counts().await.expect("counts").records,
+        1,
+        "replaced, not added"
+    );
+
+    c.rollback_to(1).await.expect("rollback to 1");
+    assert_eq!(
+        c.record(v1.id).await.expect("read"),
+        Some(v1.clone()),
+        "the earlier version is back"
+    );
+    assert_eq!(
+        c.records_of_patient(hh(265_000)).await.expect("read"),
+        vec![v1.clone()]
+    );
+    assert_eq!(
+        c.records_by_creator(hh(265_001)).await.expect("read"),
+        vec![v1.clone()]
+    );
+    assert!(
+        c.records_by_creator(hh(265_002))
+            .await
+            .expect("read")
+            .is_empty()
+    );
+    let text = |t: &str| RecordQuery {
+        text: Some(t.into()),
+        limit: 10,
+        ..Default::default()
+    };
+    assert_eq!(
+        c.search_records(&text("blood")).await.expect("search"),
+        vec![v1.clone()],
+        "the search index follows the restored version"
+    );
+    assert!(
+        c.search_records(&text("knee"))
+            .await
+            .expect("search")
+            .is_empty()
+    );
+    c.rollback_to(0).await.expect("rollback to 0");
+    assert_eq!(c.record(v1.id).await.expect("read"), None);
+}
+
+/// Rollback leaves every kind of DB-only data as it is: extras (even of a
+/// user whose registration is undone), notifications (read flags too),
+/// sessions and the access log, whether written before or after the undone
+/// blocks.
+pub async fn rollback_leaves_db_only_data_untouched(c: &dyn CachePort) {
+    let p = fixtures::patient(266_000, wallet(266_000), "Meera Iyer");
+    let user = p.hh();
+    apply(c, 1, vec![LedgerEvent::registration(p.clone())]).await;
+    let extras = ProfileExtras {
+        notes: Some(Note::new("prefers mornings").expect("note")),
+        ..Default::default()
+    };
+    c.set_extras(user, &extras).await.expect("extras");
+    let note = |t: u64| NewNotification {
+        user,
+        kind: NotificationKind::AccessGranted,
+        title: Name::new("Access granted").expect("title"),
+        message: Note::new("Dr. Sen may read your records.").expect("note"),
+        related_record: None,
+        created_at: Timestamp(t),
+    };
+    let session = |token: &[u8], expires: u64| Session {
+        token_hash: SessionTokenHash::of(token),
+        hh: user,
+        wallet: p.wallet(),
+        created_at: Timestamp(1_000),
+        expires_at: Timestamp(expires),
+    };
+    let log = |i: u64| NewAccessLogEntry {
+        at: Timestamp(1_750_000_000 + i),
+        actor: hh(266_001),
+        patient: user,
+        record: None,
+        action: AccessAction::ViewProfile,
+        allowed: true,
+    };
+    let first = c.add_notification(&note(100)).await.expect("add");
+    c.mark_notification_read(first.id).await.expect("mark");
+    c.put_session(&session(b"before", 5_000))
+        .await
+        .expect("put");
+    c.append_access_log(&log(1)).await.expect("append");
+
+    let Profile::Patient(mut v2) = p.clone() else {
+        unreachable!()
+    };
+    v2.name = Name::new("Meera Iyer-Shah").expect("name");
+    apply(
+        c,
+        2,
+        vec![
+            LedgerEvent::ProfileUpdated(Profile::Patient(v2)),
+            LedgerEvent::AccessGranted(grant(266_000, 266_001, None)),
+            LedgerEvent::AuditAnchored(AuditAnchor {
+                digest: c.access_log_digest(1).await.expect("digest"),
+                last_seq: 1,
+                anchored_at: Timestamp(1_750_000_100),
+            }),
+        ],
+    )
+    .await;
+    c.add_notification(&note(200)).await.expect("add");
+    c.put_session(&session(b"after", 6_000)).await.expect("put");
+    c.append_access_log(&log(2)).await.expect("append");
+
+    let notifications = c.notifications(user, false).await.expect("list");
+    let sessions = [
+        c.session(SessionTokenHash::of(b"before"))
+            .await
+            .expect("read"),
+        c.session(SessionTokenHash::of(b"after"))
+            .await
+            .expect("read"),
+    ];
+    let entries = c.access_log(None, 0, 100).await.expect("log");
+    assert_eq!((notifications.len(), entries.len()), (2, 2));
+    assert!(sessions.iter().all(Option::is_some));
+
+    for (to, why) in [(1, "an update undone"), (0, "the registration undone")] {
+        c.rollback_to(to).await.expect("rollback");
+        assert_eq!(
+            c.notifications(user, false).await.expect("list"),
+            notifications,
+            "notifications, {why}"
+        );
+        assert_eq!(
+            [
+                c.session(SessionTokenHash::of(b"before"))
+                    .await
+                    .expect("read"),
+                c.session(SessionTokenHash::of(b"after"))
+                    .await
+                    .expect("read"),
+            ],
+            sessions,
+            "sessions, {why}"
+        );
+        assert_eq!(
+            c.access_log(None, 0, 100).await.expect("log"),
+            entries,
+            "access log, {why}"
+        );
+        let v = c.verify_access_log().await.expect("verify");
+        assert_eq!((v.entries, v.first_broken), (2, None), "{why}");
+        assert_eq!(
+            c.extras(user).await.expect("read"),
+            Some(extras.clone()),
+            "extras, {why}"
+        );
+    }
+    assert_eq!(c.profile(user).await.expect("read"), None);
+    assert_eq!(c.latest_audit_anchor().await.expect("read"), None);
+}
+
+/// Targeted upserts are not journaled: rolling back puts every row an
+/// undone block changed back to its value just before that block (an
+/// earlier upsert included, a later one overridden) and leaves rows no
+/// undone block changed as they are, upserted ones included.
+pub async fn rollback_overrides_upserts_only_where_blocks_wrote(c: &dyn CachePort) {
+    let v = |name: &str| fixtures::patient(267_000, wallet(267_000), name);
+    apply(c, 1, vec![LedgerEvent::registration(v("Version One"))]).await;
+    c.upsert_profile(&v("Version Two"), src(1))
+        .await
+        .expect("upsert between blocks");
+    let r1 = record(267_000, 1, 267_001, "ECG", "ecg", date(2026, 1, 1));
+    let r2 = MedicalRecord {
+        created_at: Timestamp(1_760_000_000),
+        ..record(267_000, 1, 267_001, "ECG repeat", "ecg", date(2026, 2, 1))
+    };
+    c.upsert_record(&r1, src(1)).await.expect("upsert record");
+    apply(
+        c,
+        2,
+        vec![
+            LedgerEvent::ProfileUpdated(v("Version Three")),
+            LedgerEvent::RecordCreated(r2.clone()),
+        ],
+    )
+    .await;
+    c.upsert_profile(&v("Version Four"), src(2))
+        .await
+        .expect("upsert after block 2");
+    let untouched = grant(267_005, 267_006, Some(1_800_000_000));
+    c.upsert_grant(&untouched, src(2))
+        .await
+        .expect("upsert grant");
+    let later = record(267_005, 9, 267_001, "Later scan", "x-ray", date(2026, 5, 1));
+    c.upsert_record(&later, src(2))
+        .await
+        .expect("upsert record");
+
+    c.rollback_to(1).await.expect("rollback");
+    assert_eq!(
+        c.profile(hh(267_000)).await.expect("read"),
+        Some(v("Version Two")),
+        "the value before block 2 changed it, the earlier upsert"
+    );
+    assert_eq!(
+        c.record(r1.id).await.expect("read"),
+        Some(r1),
+        "a record upserted before the block that replaced it"
+    );
+    assert_eq!(
+        c.grants_of_patient(hh(267_005)).await.expect("read"),
+        vec![untouched],
+        "rows no undone block changed keep their upserts"
+    );
+    assert_eq!(c.record(later.id).await.expect("read"), Some(later));
+}
+
 /// Pruned blocks cannot be rolled back; later ones still can.
 pub async fn pruned_blocks_are_final(c: &dyn CachePort) {
     for n in 1..=4 {
@@ -831,6 +1074,251 @@ pub async fn sessions_round_trip(c: &dyn CachePort) {
             .expect("read"),
         None
     );
+}
+
+/// A grant or session whose expiry equals `now` is expired, as on chain
+/// (`block.timestamp < expiresAt` is active); one second later it is live.
+pub async fn expiry_at_now_is_expired(c: &dyn CachePort) {
+    let now = 1_760_000_000;
+    for g in [
+        grant(321_000, 321_009, Some(now - 1)),
+        grant(321_001, 321_009, Some(now)),
+        grant(321_002, 321_009, Some(now + 1)),
+        grant(321_003, 321_009, None),
+    ] {
+        c.upsert_grant(&g, src(1)).await.expect("upsert");
+    }
+    let doctor = hh(321_009);
+    assert_eq!(
+        c.patients_of_doctor(doctor, Timestamp(now))
+            .await
+            .expect("read"),
+        vec![hh(321_002), hh(321_003)],
+        "expires_at == now is expired"
+    );
+    assert_eq!(
+        c.patients_of_doctor(doctor, Timestamp(now - 1))
+            .await
+            .expect("read"),
+        vec![hh(321_001), hh(321_002), hh(321_003)],
+        "one second before, it is active"
+    );
+
+    let mk = |token: &[u8], expires: u64| Session {
+        token_hash: SessionTokenHash::of(token),
+        hh: hh(321_000),
+        wallet: wallet(321_000),
+        created_at: Timestamp(now - 100),
+        expires_at: Timestamp(expires),
+    };
+    let at_now = mk(b"expires-now", now);
+    let after = mk(b"expires-after", now + 1);
+    c.put_session(&at_now).await.expect("put");
+    c.put_session(&after).await.expect("put");
+    assert_eq!(
+        c.purge_expired_sessions(Timestamp(now - 1))
+            .await
+            .expect("purge"),
+        0,
+        "neither is expired a second before"
+    );
+    assert!(!at_now.is_valid(Timestamp(now)));
+    assert_eq!(
+        c.session(at_now.token_hash).await.expect("read"),
+        Some(at_now.clone()),
+        "session() returns an expired session until it is purged"
+    );
+    assert_eq!(
+        c.purge_expired_sessions(Timestamp(now))
+            .await
+            .expect("purge"),
+        1,
+        "expires_at == now is purged"
+    );
+    assert_eq!(c.session(at_now.token_hash).await.expect("read"), None);
+    assert_eq!(
+        c.session(after.token_hash).await.expect("read"),
+        Some(after)
+    );
+}
+
+/// Every timestamp takes any `u64`, above `i64::MAX` included (the
+/// contract accepts any `uint64` grant expiry): values round-trip, compare
+/// with `now` as `u64`s do, order notifications, and survive rollback.
+pub async fn timestamps_take_any_u64(c: &dyn CachePort) {
+    const BIG: u64 = i64::MAX as u64 + 1;
+    let forever = grant(322_000, 322_009, Some(u64::MAX));
+    let past_sign = grant(322_001, 322_009, Some(BIG));
+    c.upsert_grant(&forever, src(1))
+        .await
+        .expect("upsert u64::MAX expiry");
+    let b1 = block(1, 0);
+    c.apply_block(
+        &b1,
+        &in_block(&b1, vec![LedgerEvent::AccessGranted(past_sign.clone())]),
+    )
+    .await
+    .expect("apply an expiry above i64::MAX");
+    assert_eq!(
+        c.grants_of_patient(hh(322_000)).await.expect("read"),
+        vec![forever.clone()]
+    );
+    assert_eq!(
+        c.grants_of_patient(hh(322_001)).await.expect("read"),
+        vec![past_sign.clone()]
+    );
+    let doctor = hh(322_009);
+    let patients = |now: u64| async move {
+        c.patients_of_doctor(doctor, Timestamp(now))
+            .await
+            .expect("read")
+    };
+    assert_eq!(
+        patients(1_760_000_000).await,
+        vec![hh(322_000), hh(322_001)]
+    );
+    assert_eq!(
+        patients(BIG - 1).await,
+        vec![hh(322_000), hh(322_001)],
+        "i64::MAX is before both"
+    );
+    assert_eq!(patients(BIG).await, vec![hh(322_000)], "expiry == now");
+    assert_eq!(patients(u64::MAX - 1).await, vec![hh(322_000)]);
+    assert!(patients(u64::MAX).await.is_empty());
+
+    apply(
+        c,
+        2,
+        vec![LedgerEvent::AccessRevoked {
+            patient: forever.patient,
+            grantee: forever.grantee,
+            revoked_at: Timestamp(u64::MAX),
+        }],
+    )
+    .await;
+    assert_eq!(
+        c.grants_of_patient(hh(322_000)).await.expect("read")[0].revoked_at,
+        Some(Timestamp(u64::MAX))
+    );
+    c.rollback_to(1).await.expect("rollback");
+    assert_eq!(
+        c.grants_of_patient(hh(322_000)).await.expect("read"),
+        vec![forever]
+    );
+
+    let r = MedicalRecord {
+        created_at: Timestamp(u64::MAX),
+        ..record(322_000, BIG + 5, 322_009, "ECG", "ecg", date(2026, 1, 1))
+    };
+    c.upsert_record(&r, src(2)).await.expect("upsert record");
+    assert_eq!(c.record(r.id).await.expect("read"), Some(r));
+
+    let anchor = AuditAnchor {
+        digest: B256::repeat_byte(3),
+        last_seq: 1,
+        anchored_at: Timestamp(u64::MAX),
+    };
+    apply(c, 3, vec![LedgerEvent::AuditAnchored(anchor)]).await;
+    assert_eq!(c.latest_audit_anchor().await.expect("read"), Some(anchor));
+
+    let session = Session {
+        token_hash: SessionTokenHash::of(b"forever"),
+        hh: hh(322_000),
+        wallet: wallet(322_000),
+        created_at: Timestamp(BIG),
+        expires_at: Timestamp(u64::MAX),
+    };
+    c.put_session(&session).await.expect("put");
+    assert_eq!(
+        c.purge_expired_sessions(Timestamp(u64::MAX - 1))
+            .await
+            .expect("purge"),
+        0
+    );
+    assert_eq!(
+        c.session(session.token_hash).await.expect("read"),
+        Some(session.clone())
+    );
+    assert_eq!(
+        c.purge_expired_sessions(Timestamp(u64::MAX))
+            .await
+            .expect("purge"),
+        1
+    );
+
+    let user = hh(322_000);
+    let note = |t: u64| NewNotification {
+        user,
+        kind: NotificationKind::RecordCreated,
+        title: Name::new("New record").expect("title"),
+        message: Note::new("A new record is available.").expect("note"),
+        related_record: None,
+        created_at: Timestamp(t),
+    };
+    let big = c.add_notification(&note(u64::MAX)).await.expect("add");
+    let small = c.add_notification(&note(1_000)).await.expect("add");
+    let mid = c.add_notification(&note(BIG)).await.expect("add");
+    assert_eq!(
+        c.notifications(user, false).await.expect("list"),
+        vec![big, mid, small],
+        "newest first across i64::MAX"
+    );
+
+    let entry = NewAccessLogEntry {
+        at: Timestamp(u64::MAX),
+        actor: hh(322_009),
+        patient: user,
+        record: None,
+        action: AccessAction::ViewRecord,
+        allowed: true,
+    };
+    let linked = c.append_access_log(&entry).await.expect("append");
+    assert_eq!(
+        c.access_log(None, 0, 10).await.expect("log"),
+        vec![linked.clone()]
+    );
+    assert_eq!(c.access_log_digest(1).await.expect("digest"), linked.hash);
+}
+
+/// A record whose patient is not the one its id embeds
+/// (`record-<HH>-<serial>`) is `Invalid`, by upsert or in a block (which
+/// then leaves no trace).
+pub async fn records_belong_to_the_patient_of_their_id(c: &dyn CachePort) {
+    let good = record(323_000, 1, 323_009, "ECG", "ecg", date(2026, 1, 1));
+    let stray = MedicalRecord {
+        patient: hh(323_001),
+        ..good.clone()
+    };
+    let err = c
+        .upsert_record(&stray, src(1))
+        .await
+        .expect_err("patient differs from the id's");
+    assert!(matches!(err, CacheError::Invalid(_)), "{err}");
+    let b1 = block(1, 0);
+    let err = c
+        .apply_block(
+            &b1,
+            &in_block(
+                &b1,
+                vec![
+                    LedgerEvent::RecordCreated(good.clone()),
+                    LedgerEvent::RecordCreated(stray),
+                ],
+            ),
+        )
+        .await
+        .expect_err("patient differs from the id's");
+    assert!(matches!(err, CacheError::Invalid(_)), "{err}");
+    assert_eq!(c.record(good.id).await.expect("read"), None, "no trace");
+    assert!(
+        c.records_of_patient(hh(323_001))
+            .await
+            .expect("read")
+            .is_empty()
+    );
+    assert_eq!(c.checkpoint().await.expect("checkpoint"), None);
+    c.upsert_record(&good, src(1)).await.expect("upsert");
+    assert_eq!(c.record(good.id).await.expect("read"), Some(good));
 }
 
 /// Appends link by hash from seq 1; verification passes; digests are the

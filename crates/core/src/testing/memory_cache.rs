@@ -78,8 +78,21 @@ impl State {
         Ok(Undo::Profile(hh, self.profiles.insert(hh, profile.clone())))
     }
 
-    fn put_record(&mut self, record: &MedicalRecord) -> Undo {
-        Undo::Record(record.id, self.records.insert(record.id, record.clone()))
+    fn put_record(&mut self, record: &MedicalRecord) -> CacheResult<Undo> {
+        // The SQL cache keys records by the patient their id embeds, so a
+        // record naming another patient is refused there; so here.
+        if record.patient != record.id.patient() {
+            return Err(CacheError::Invalid(format!(
+                "record {} names patient {}, but its id belongs to patient {}",
+                record.id,
+                record.patient,
+                record.id.patient()
+            )));
+        }
+        Ok(Undo::Record(
+            record.id,
+            self.records.insert(record.id, record.clone()),
+        ))
     }
 
     fn put_grant(&mut self, grant: &AccessGrant) -> Undo {
@@ -102,7 +115,7 @@ impl State {
         }
         Ok(match &e.event {
             LedgerEvent::ProfileUpdated(p) => Some(self.put_profile(p)?),
-            LedgerEvent::RecordCreated(r) => Some(self.put_record(r)),
+            LedgerEvent::RecordCreated(r) => Some(self.put_record(r)?),
             LedgerEvent::AccessGranted(g) => Some(self.put_grant(g)),
             LedgerEvent::AccessRevoked {
                 patient,
@@ -199,8 +212,7 @@ impl CachePort for InMemoryCache {
     }
 
     async fn upsert_record(&self, record: &MedicalRecord, _source: ChainSource) -> CacheResult<()> {
-        self.lock().put_record(record);
-        Ok(())
+        self.lock().put_record(record).map(drop)
     }
 
     async fn upsert_grant(&self, grant: &AccessGrant, _source: ChainSource) -> CacheResult<()> {

@@ -9,6 +9,7 @@
 mod ci;
 mod cmd;
 mod contracts;
+mod mutants;
 mod setup;
 mod tidy;
 
@@ -48,6 +49,15 @@ enum Command {
     Quickstart,
     /// Compile the Solidity contracts with the pinned solc-js into their committed JSON artifacts.
     Contracts,
+    /// Mutation-test the in-memory fakes with the conformance suites (cargo-mutants); print the kill rate.
+    Mutants {
+        /// Only the fakes whose path contains one of these (e.g. `memory_ledger`).
+        #[arg(long = "file")]
+        files: Vec<String>,
+        /// Mutants built and tested at once.
+        #[arg(long, default_value_t = 1)]
+        jobs: u32,
+    },
 }
 
 fn main() -> ExitCode {
@@ -60,6 +70,7 @@ fn main() -> ExitCode {
         Command::Bench => ci::bench(&root),
         Command::Quickstart => ci::quickstart(&root),
         Command::Contracts => contracts::run(&root),
+        Command::Mutants { files, jobs } => mutants::run(&root, &files, jobs),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,9 +3,13 @@
 //! throughput over 10,000 `RecordCreated` events, printed beside the raw
 //! `eth_getLogs` rate of the same node measured in the same run. Anvil mines
 //! a block every second (interval mining), so writes are pipelined into
-//! shared blocks as on a real chain. Anvil mines
-//! a block every second (interval mining), so writes are pipelined into
 //! shared blocks as on a real chain.
+//!
+//! The end-to-end write rate includes waiting for blocks, so it says more
+//! about anvil's block time than about the adapter. The adapter's own send
+//! rate (simulate, sign, nonce, `eth_sendRawTransaction`) is measured apart
+//! on a second anvil that does not mine at all: the clock stops when the
+//! node's pool holds every transaction, before one block is mined.
 //!
 //! Run with `cargo bench -p healthledger-chain` (or `cargo xtask bench`).
 
@@ -46,14 +50,97 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i.min(sorted.len() - 1)]
 }
 
-#[tokio::main(flavor = "multi_thread")]
-async fn main() {
+fn anvil_path_of() -> PathBuf {
     let anvil_path = tools_dir().join("bin").join("anvil");
     assert!(
         anvil_path.is_file(),
         "anvil is not installed at {}: run `cargo xtask setup`",
         anvil_path.display()
     );
+    anvil_path
+}
+
+/// The adapter's own send rate: registrations sent from one key to an
+/// anvil that never mines on its own, timed until the node's pool holds all
+/// of them; then one `evm_mine` includes them and every write returns.
+async fn send_rate_without_mining(anvil_path: &std::path::Path) {
+    let anvil = Anvil::at(anvil_path)
+        .args(["--no-mining", "--gas-limit", "1000000000"])
+        .try_spawn()
+        .expect("anvil starts");
+    let admin = SignerKey::from_bytes(&B256::from_slice(&anvil.keys()[0].to_bytes())).unwrap();
+    // Deployment waits for its receipt, so mine it from the side.
+    let provider = ProviderBuilder::new().connect_http(anvil.endpoint_url());
+    let miner = {
+        let provider = provider.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let _: serde_json::Value =
+                    provider.raw_request("evm_mine".into(), ()).await.unwrap();
+            }
+        })
+    };
+    let contract = EvmLedger::deploy(&anvil.endpoint(), &admin).await.unwrap();
+    let ledger = Arc::new(
+        EvmLedger::connect(EvmLedgerConfig::new(anvil.endpoint(), contract, admin))
+            .await
+            .unwrap(),
+    );
+    miner.abort();
+    let _ = miner.await;
+
+    let started = Instant::now();
+    let writes = tokio::spawn({
+        let ledger = Arc::clone(&ledger);
+        async move {
+            stream::iter(0..REGISTRATIONS)
+                .map(|i| {
+                    let ledger = Arc::clone(&ledger);
+                    async move {
+                        let hh = 800_000 + i;
+                        let p = fixtures::patient(
+                            hh,
+                            TestWallet::from_seed(u64::from(hh)).address(),
+                            "Send Patient",
+                        );
+                        ledger.register(&p).await.unwrap();
+                    }
+                })
+                .buffer_unordered(IN_FLIGHT)
+                .collect::<Vec<()>>()
+                .await
+        }
+    });
+    let pooled = loop {
+        let status: serde_json::Value = provider
+            .raw_request("txpool_status".into(), ())
+            .await
+            .unwrap();
+        let pending = status["pending"]
+            .as_str()
+            .and_then(|h| u64::from_str_radix(h.trim_start_matches("0x"), 16).ok())
+            .or_else(|| status["pending"].as_u64())
+            .unwrap_or(0);
+        if pending >= u64::from(REGISTRATIONS) {
+            break started.elapsed();
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    let _: serde_json::Value = provider.raw_request("evm_mine".into(), ()).await.unwrap();
+    writes.await.unwrap();
+    let included = started.elapsed();
+    println!(
+        "chain/send (adapter only): {REGISTRATIONS} registrations sent in {:.2} s = {:.0} sends/s ({IN_FLIGHT} in flight, one key, node not mining); all included by one evm_mine after {:.2} s",
+        pooled.as_secs_f64(),
+        f64::from(REGISTRATIONS) / pooled.as_secs_f64(),
+        included.as_secs_f64(),
+    );
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let anvil_path = anvil_path_of();
     // Interval mining (one block a second, room for many transactions per
     // block), as on a real chain: with automine anvil mines a block inside
     // every eth_sendRawTransaction and its per-block cost dominates.
@@ -100,6 +187,8 @@ async fn main() {
         percentile(&latencies, 0.50).as_secs_f64() * 1e3,
         percentile(&latencies, 0.99).as_secs_f64() * 1e3,
     );
+
+    send_rate_without_mining(&anvil_path_of()).await;
 
     // 2. 10,000 RecordCreated events, written by a diagnostic center's key.
     let center_key = key_of(1);

@@ -117,21 +117,27 @@ async fn start_proxy(upstream: String, faults: Faults) -> Proxy {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let counts = Arc::new(Counts::default());
-    let rng = Arc::new(Mutex::new(StdRng::seed_from_u64(faults.seed)));
     let client = reqwest::Client::new();
     let c = Arc::clone(&counts);
     let shared = Arc::new(Mutex::new(faults));
     let f = Arc::clone(&shared);
     let task = tokio::spawn(async move {
         let turn = Arc::new(AtomicU64::new(0));
-        loop {
+        for connection in 0u64.. {
             let Ok((socket, _)) = listener.accept().await else {
                 return;
             };
-            let (f, c, rng, client, upstream, turn) = (
+            // Each connection draws its faults from its own generator,
+            // seeded from the test's seed and the connection's number, so
+            // a seed replays the same faults whatever the other
+            // connections did in between.
+            let seed = f.lock().unwrap().seed;
+            let rng = Mutex::new(StdRng::seed_from_u64(
+                seed ^ connection.wrapping_mul(0x9e37_79b9_7f4a_7c15),
+            ));
+            let (f, c, client, upstream, turn) = (
                 Arc::clone(&f),
                 Arc::clone(&c),
-                Arc::clone(&rng),
                 client.clone(),
                 upstream.clone(),
                 Arc::clone(&turn),
@@ -409,8 +415,9 @@ async fn spent_retries_give_a_clear_unavailable_error() {
         .unwrap();
     // Now the provider rate-limits every request.
     proxy.faults.lock().unwrap().rate_429 = 1.0;
-    // Nothing listens on the discard port: every connection is refused.
-    let mut config = proxied_config(&node, "http://127.0.0.1:9");
+    // Nothing listens on a port this test bound and released: every
+    // connection is refused.
+    let mut config = proxied_config(&node, &format!("http://127.0.0.1:{}", closed_port()));
     config.retry.max_attempts = 3;
     let err = EvmLedger::connect(config).await.unwrap_err();
     let err = LedgerError::from(err);
@@ -423,6 +430,13 @@ async fn spent_retries_give_a_clear_unavailable_error() {
         err.to_string().contains("after 30 attempts") && err.to_string().contains("429"),
         "{err}"
     );
+}
+
+/// A loopback port nothing listens on: bound by this test, then released
+/// (rather than assuming that some well-known port is closed).
+fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
 }
 
 /// The API key hosted providers put in the URL path.
@@ -445,20 +459,18 @@ fn assert_scrubbed(what: &str, err: &(impl std::fmt::Display + std::fmt::Debug),
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transport_errors_never_show_the_api_key_in_the_rpc_url() {
     let node = Node::start().await;
-    let unreachable = format!("http://127.0.0.1:1/v2/{SECRET}");
+    let port = closed_port();
+    let unreachable = format!("http://127.0.0.1:{port}/v2/{SECRET}");
+    let shown = format!("127.0.0.1:{port}/…");
     let mut config = proxied_config(&node, &unreachable);
     config.retry.max_attempts = 2;
     let err = EvmLedger::connect(config).await.unwrap_err();
-    assert_scrubbed("connect", &err, "127.0.0.1:1/…");
-    assert_scrubbed(
-        "connect (port error)",
-        &LedgerError::from(err),
-        "127.0.0.1:1/…",
-    );
+    assert_scrubbed("connect", &err, &shown);
+    assert_scrubbed("connect (port error)", &LedgerError::from(err), &shown);
 
     let key = Node::account_key(&node.anvil, 0);
     let err = EvmLedger::deploy(&unreachable, &key).await.unwrap_err();
-    assert_scrubbed("deploy", &err, "127.0.0.1:1/…");
+    assert_scrubbed("deploy", &err, &shown);
 
     // A provider reached through a keyed URL that then drops every
     // connection: reads and writes fail with the reqwest error of that URL.

@@ -16,8 +16,15 @@ proptest! {
 
     #[test]
     fn out_of_range_hh_numbers_are_rejected(n in prop_oneof![0u32..100_000, 1_000_000u32..]) {
-        prop_assert!(HhNumber::new(n).is_err());
-        prop_assert!(n.to_string().parse::<HhNumber>().is_err());
+        for err in [
+            HhNumber::new(n).expect_err("out of range"),
+            n.to_string().parse::<HhNumber>().expect_err("out of range"),
+        ] {
+            // The error names the kind, the value and the rule.
+            prop_assert_eq!(err.what, "HH number");
+            prop_assert_eq!(&err.value, &n.to_string());
+            prop_assert!(!err.rule.is_empty());
+        }
     }
 
     #[test]

@@ -76,7 +76,8 @@
 //! [`VaultPort::get`] recomputes the CID while it streams the ciphertext and
 //! checks every segment's tag; on any mismatch it returns `Integrity` and no
 //! plaintext. [`VaultPort::get_stream`] releases each batch of segments only
-//! after their tags verified and ends with `Integrity` on a mismatch
+//! after their tags verified; on a mismatch it first releases the segments
+//! that verified before the damaged one, then ends with `Integrity`
 //! (including the CID check at the end). [`VaultPort::verify`] recomputes
 //! the CID of the stored bytes and checks that the key record unwraps,
 //! without decrypting content.

@@ -452,6 +452,7 @@ impl Vault {
                 opener: Some(Opener::new(&key)),
                 hasher: Some(HashWorker::for_size(hasher, size)),
                 ciphertext,
+                failed: None,
             },
         ))
     }
@@ -463,13 +464,31 @@ struct Reader {
     opener: Option<Opener>,
     hasher: Option<HashWorker>,
     ciphertext: BoxStream<'static, Result<Bytes>>,
+    /// A failure found after some segments of the same batch verified: those
+    /// are released first, the failure on the next call.
+    failed: Option<Error>,
 }
 
 impl Reader {
     /// Appends the next verified plaintext (about [`BATCH`] bytes) to `out`;
-    /// `None` once the end was verified. Nothing unverified is ever left in
-    /// `out`.
+    /// `None` once the end was verified or a failure was reported. Nothing
+    /// unverified is ever left in `out`; the segments that verified before a
+    /// failure are released before it.
     async fn fill(&mut self, out: &mut Vec<u8>) -> Option<Result<()>> {
+        if let Some(e) = self.failed.take() {
+            return Some(Err(e));
+        }
+        let start = out.len();
+        match self.fill_batch(out).await {
+            Some(Err(e)) if out.len() > start => {
+                self.failed = Some(e);
+                Some(Ok(()))
+            }
+            filled => filled,
+        }
+    }
+
+    async fn fill_batch(&mut self, out: &mut Vec<u8>) -> Option<Result<()>> {
         let start = out.len();
         loop {
             let (Some(opener), Some(hasher)) = (self.opener.as_mut(), self.hasher.as_mut()) else {

@@ -25,3 +25,4 @@ pub use fixtures::TestWallet;
 pub use memory_cache::InMemoryCache;
 pub use memory_ledger::InMemoryLedger;
 pub use memory_vault::InMemoryVault;
+pub use vault::{StoredBytes, VaultBackdoor};

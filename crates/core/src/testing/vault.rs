@@ -1,19 +1,62 @@
 //! The [`VaultPort`] conformance suite: one `pub async fn` per behaviour over
 //! `&dyn VaultPort`; [`all`] runs them in turn on one vault.
+//!
+//! The behaviours that need to look under the port — nothing readable is
+//! stored, damage is caught — also take a [`VaultBackdoor`]: each backend's
+//! test hands the suite raw access to what that backend stored, so the
+//! suite can read it and flip its bits as bit rot or someone with access to
+//! the store would.
 
+use std::collections::HashSet;
+
+use async_trait::async_trait;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt, stream};
 
 use crate::{Cid, ObjectStatus, VaultError, VaultPort};
 
-/// Runs every vault conformance test in turn.
-pub async fn all(v: &dyn VaultPort) {
+/// What a vault stored for one object, byte for byte.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredBytes {
+    /// The sealed object (the ciphertext the CID addresses).
+    pub object: Vec<u8>,
+    /// The object's key record (its wrapped data key).
+    pub key_record: Vec<u8>,
+}
+
+/// Raw access to a vault's storage, under the port, for the suite's
+/// confidentiality and integrity checks.
+///
+/// Each backend's test implements it over that backend's store (for the real
+/// vault, `objects/<cid>` and `keys/<cid>` in the object store). Every method
+/// panics when `cid` has no stored object or `offset` is outside it: a check
+/// that damages nothing proves nothing.
+#[async_trait]
+pub trait VaultBackdoor: Send + Sync {
+    /// The stored object and key record of `cid`, as stored.
+    async fn stored_bytes(&self, cid: &Cid) -> StoredBytes;
+
+    /// Flips the lowest bit of byte `offset` of the stored object of `cid`;
+    /// flipping it again restores the object.
+    async fn flip_object_byte(&self, cid: &Cid, offset: usize);
+
+    /// Flips the lowest bit of byte `offset` of the key record of `cid`;
+    /// flipping it again restores the record.
+    async fn flip_key_byte(&self, cid: &Cid, offset: usize);
+}
+
+/// Runs every vault conformance test in turn; `backdoor` reaches under `v`.
+pub async fn all(v: &dyn VaultPort, backdoor: &dyn VaultBackdoor) {
     put_then_get_round_trips(v).await;
     empty_objects_round_trip(v).await;
     streams_round_trip(v).await;
     unknown_cids_are_not_found(v).await;
     shredded_objects_are_gone_for_good(v).await;
     health_reports_the_backend(v).await;
+    nothing_readable_is_stored(v, backdoor).await;
+    damaged_objects_release_nothing(v, backdoor).await;
+    damage_in_a_later_segment_ends_the_stream_after_the_earlier_chunks(v, backdoor).await;
+    damaged_key_records_release_nothing(v, backdoor).await;
 }
 
 /// Deterministic test content of `len` bytes.
@@ -121,4 +164,196 @@ pub async fn health_reports_the_backend(v: &dyn VaultPort) {
     let h = v.health().await.expect("health");
     assert!(!h.backend.is_empty());
     assert!(!h.key_id.is_empty());
+}
+
+/// `len` bytes of a distinctive phrase, so that any 32 bytes of it found in
+/// storage can only be leaked plaintext.
+pub fn phrase(len: usize) -> Bytes {
+    const PHRASE: &[u8] =
+        b"HH 112233 | HIV-1 RNA undetectable, CD4 812 cells/uL, seen by Dr. Okafor. ";
+    PHRASE
+        .iter()
+        .copied()
+        .cycle()
+        .take(len)
+        .collect::<Vec<u8>>()
+        .into()
+}
+
+/// The offset of the first 32-byte window of `plaintext` found in `stored`.
+fn leaked_at(plaintext: &[u8], stored: &[u8]) -> Option<usize> {
+    let windows: HashSet<&[u8]> = plaintext.windows(32).collect();
+    stored.windows(32).position(|w| windows.contains(w))
+}
+
+/// Reads `cid` through `get_stream` to its end or its first error: the
+/// bytes released before it and the error. An error from `get_stream`
+/// itself counts as an error before the first chunk. Asserts the stream
+/// ends after its error.
+pub async fn drain(v: &dyn VaultPort, cid: &Cid) -> (Vec<u8>, Option<VaultError>) {
+    let mut released = Vec::new();
+    let mut chunks = match v.get_stream(cid).await {
+        Ok(chunks) => chunks,
+        Err(e) => return (released, Some(e)),
+    };
+    while let Some(chunk) = chunks.next().await {
+        match chunk {
+            Ok(bytes) => released.extend_from_slice(&bytes),
+            Err(e) => {
+                assert!(
+                    chunks.next().await.is_none(),
+                    "get_stream of {cid} goes on after its error {e}"
+                );
+                return (released, Some(e));
+            }
+        }
+    }
+    (released, None)
+}
+
+/// Asserts that damaged `cid` (whose plaintext is `data`) releases nothing
+/// through `get`, only a correct strict prefix of `data` through
+/// `get_stream` before an `Integrity` error, and is `Corrupt` to `verify`;
+/// returns the prefix `get_stream` released.
+pub async fn assert_damage_is_caught(
+    v: &dyn VaultPort,
+    cid: &Cid,
+    data: &[u8],
+    what: &str,
+) -> Vec<u8> {
+    match v.get(cid).await {
+        Err(VaultError::Integrity(_)) => {}
+        Ok(got) => panic!(
+            "{what}: get released {} bytes of a damaged object",
+            got.len()
+        ),
+        Err(e) => panic!("{what}: get must fail with Integrity, got {e:?}"),
+    }
+    let (released, error) = drain(v, cid).await;
+    assert!(
+        matches!(error, Some(VaultError::Integrity(_))),
+        "{what}: get_stream must end with Integrity, got {error:?} after {} bytes",
+        released.len()
+    );
+    assert!(
+        released.len() < data.len() || data.is_empty(),
+        "{what}: get_stream released the whole object before its error"
+    );
+    assert!(
+        data.starts_with(&released),
+        "{what}: get_stream released {} bytes that are not the plaintext's prefix",
+        released.len()
+    );
+    match v.verify(cid).await.expect("verify") {
+        ObjectStatus::Corrupt(_) => {}
+        other => panic!("{what}: verify must say Corrupt, got {other:?}"),
+    }
+    released
+}
+
+/// Neither the stored object nor its key record holds any 32 bytes of the
+/// plaintext, sealed with `put` or `put_stream`; `stored_size` is the size
+/// of what is stored.
+pub async fn nothing_readable_is_stored(v: &dyn VaultPort, backdoor: &dyn VaultBackdoor) {
+    let data = phrase(4096);
+    let chunks: Vec<Result<Bytes, VaultError>> = data
+        .chunks(1000)
+        .map(|c| Ok(Bytes::copy_from_slice(c)))
+        .collect();
+    let sealed = [
+        v.put(data.clone()).await.expect("put"),
+        v.put_stream(stream::iter(chunks).boxed())
+            .await
+            .expect("put_stream"),
+    ];
+    for sealed in sealed {
+        let stored = backdoor.stored_bytes(&sealed.cid).await;
+        assert_eq!(stored.object.len() as u64, sealed.stored_size);
+        assert!(!stored.key_record.is_empty(), "no key record is stored");
+        for (what, bytes) in [
+            ("object", &stored.object),
+            ("key record", &stored.key_record),
+        ] {
+            if let Some(at) = leaked_at(&data, bytes) {
+                panic!(
+                    "the stored {what} of {} holds plaintext at byte {at}",
+                    sealed.cid
+                );
+            }
+        }
+        assert_eq!(v.get(&sealed.cid).await.expect("get"), data);
+    }
+}
+
+/// A flipped bit at the start, the middle or the end of a stored object is
+/// `Integrity` to `get` and `get_stream` and `Corrupt` to `verify`, with no
+/// plaintext released; flipped back, the object is intact again.
+pub async fn damaged_objects_release_nothing(v: &dyn VaultPort, backdoor: &dyn VaultBackdoor) {
+    let data = content(3_000, 9);
+    let sealed = v.put(data.clone()).await.expect("put");
+    let len = backdoor.stored_bytes(&sealed.cid).await.object.len();
+    for offset in [0, len / 2, len - 1] {
+        let what = format!("object byte {offset} of {len} flipped");
+        backdoor.flip_object_byte(&sealed.cid, offset).await;
+        let released = assert_damage_is_caught(v, &sealed.cid, &data, &what).await;
+        assert!(
+            released.is_empty(),
+            "{what}: a one-segment object released {} bytes",
+            released.len()
+        );
+        backdoor.flip_object_byte(&sealed.cid, offset).await;
+        assert_eq!(
+            v.verify(&sealed.cid).await.expect("verify"),
+            ObjectStatus::Intact,
+            "{what}, then restored"
+        );
+    }
+    assert_eq!(v.get(&sealed.cid).await.expect("get"), data);
+}
+
+/// Damage in a later segment of a multi-segment object (over five 64 KiB
+/// segments): `get_stream` first releases the chunks before it, correct,
+/// then ends with `Integrity`; `get` releases nothing; `verify` says
+/// `Corrupt`.
+pub async fn damage_in_a_later_segment_ends_the_stream_after_the_earlier_chunks(
+    v: &dyn VaultPort,
+    backdoor: &dyn VaultBackdoor,
+) {
+    let data = content(5 * 64 * 1024 + 1_000, 11);
+    let sealed = v.put(data.clone()).await.expect("put");
+    let len = backdoor.stored_bytes(&sealed.cid).await.object.len();
+    for offset in [len / 2, len - 1] {
+        let what = format!("object byte {offset} of {len} flipped");
+        backdoor.flip_object_byte(&sealed.cid, offset).await;
+        let released = assert_damage_is_caught(v, &sealed.cid, &data, &what).await;
+        assert!(
+            !released.is_empty(),
+            "{what}: get_stream released none of the segments before the damage"
+        );
+        backdoor.flip_object_byte(&sealed.cid, offset).await;
+    }
+    let (released, error) = drain(v, &sealed.cid).await;
+    assert!(error.is_none(), "restored: {error:?}");
+    assert_eq!(released, data.to_vec());
+}
+
+/// A flipped bit anywhere in the key record (start, middle, end) is
+/// `Integrity` to `get` and `get_stream` and `Corrupt` to `verify`, with no
+/// plaintext released.
+pub async fn damaged_key_records_release_nothing(v: &dyn VaultPort, backdoor: &dyn VaultBackdoor) {
+    let data = content(2_000, 5);
+    let sealed = v.put(data.clone()).await.expect("put");
+    let len = backdoor.stored_bytes(&sealed.cid).await.key_record.len();
+    for offset in [0, len / 2, len - 1] {
+        let what = format!("key record byte {offset} of {len} flipped");
+        backdoor.flip_key_byte(&sealed.cid, offset).await;
+        let released = assert_damage_is_caught(v, &sealed.cid, &data, &what).await;
+        assert!(
+            released.is_empty(),
+            "{what}: released {} bytes",
+            released.len()
+        );
+        backdoor.flip_key_byte(&sealed.cid, offset).await;
+    }
+    assert_eq!(v.get(&sealed.cid).await.expect("get"), data);
 }

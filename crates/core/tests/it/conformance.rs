@@ -15,5 +15,6 @@ async fn in_memory_cache_conforms() {
 
 #[tokio::test]
 async fn in_memory_vault_conforms() {
-    testing::vault::all(&InMemoryVault::new()).await;
+    let vault = InMemoryVault::new();
+    testing::vault::all(&vault, &vault).await;
 }

@@ -7,6 +7,7 @@ mod conformance;
 mod properties;
 #[cfg(feature = "s3")]
 mod s3;
+mod support;
 mod tampering;
 
 use std::sync::Arc;

@@ -1,23 +1,33 @@
 //! The vault on `s3://`, against moto's S3 server on loopback.
 //!
 //! Each test starts its own `moto_server` from the tools directory (installed
-//! by `cargo xtask setup`) on a free port, creates its bucket with a plain
-//! HTTP request (object_store cannot create buckets), and stops the server
-//! when it is dropped, so nothing is left running.
+//! by `cargo xtask setup`) on a loopback port the kernel picks as moto binds
+//! it (so no other process can take it first), creates its bucket with a
+//! plain HTTP request (object_store cannot create buckets), and stops the
+//! server when it is dropped, so nothing is left running.
 
-use std::io::{Read as _, Write as _};
-use std::net::{TcpListener, TcpStream};
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt, stream};
-use healthledger_core::VaultPort;
 use healthledger_core::testing::vault;
+use healthledger_core::{VaultError, VaultPort};
 use healthledger_vault::Vault;
 
 use crate::kek;
+use crate::support::StoreBackdoor;
+
+/// The port in werkzeug's ` * Running on http://127.0.0.1:<port>` line.
+fn listening_port(line: &str) -> Option<u16> {
+    let rest = line.split_once("Running on http://127.0.0.1:")?.1;
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok().filter(|&port| port != 0)
+}
 
 /// Credentials moto accepts; they must never show in health or Debug.
 const SECRET: &str = "moto-test-secret-key";
@@ -38,49 +48,71 @@ impl Moto {
             "the S3 test server is not installed ({} is missing): run `cargo xtask setup`",
             server.display()
         );
-        // The free port is found by binding and releasing it, so another
-        // process may take it first: then moto exits and a new port is tried.
-        let mut failures = Vec::new();
-        for _ in 0..3 {
-            match Self::try_start(&server) {
-                Ok(moto) => return moto,
-                Err(why) => failures.push(why),
-            }
-        }
-        panic!("{} did not start: {failures:?}", server.display());
-    }
-
-    fn try_start(server: &std::path::Path) -> Result<Self, String> {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| format!("no free loopback port: {e}"))?
-            .port();
-        let child = Command::new(server)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        // Port 0: the kernel picks a free port while moto binds it, so no
+        // other process can take it in between; moto (werkzeug) then logs
+        // ` * Running on http://127.0.0.1:<port>` on stderr.
+        let mut child = Command::new(&server)
+            .args(["-H", "127.0.0.1", "-p", "0"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| format!("spawning failed: {e}"))?;
+            .unwrap_or_else(|e| panic!("spawning {} failed: {e}", server.display()));
+        let stderr = child.stderr.take().unwrap();
+        let (port_tx, port_rx) = mpsc::channel();
+        // The thread keeps reading stderr for the server's whole life: moto
+        // logs every request there, and a full pipe would stall it.
+        std::thread::spawn(move || {
+            let mut port_tx = Some(port_tx);
+            let mut log = Vec::new();
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(tx) = &port_tx {
+                    match listening_port(&line) {
+                        Some(port) => {
+                            let _ = tx.send(Ok(port));
+                            port_tx = None;
+                        }
+                        None => log.push(line),
+                    }
+                }
+            }
+            if let Some(tx) = port_tx {
+                let _ = tx.send(Err(log.join("\n")));
+            }
+        });
+        let port = match port_rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(Ok(port)) => port,
+            Ok(Err(log)) => {
+                let status = child.wait().ok();
+                panic!(
+                    "{} exited ({status:?}) before listening:\n{log}",
+                    server.display()
+                )
+            }
+            Err(e) => {
+                let _ = child.kill();
+                panic!("{} reported no port within 60 s: {e}", server.display())
+            }
+        };
         let mut moto = Self { child, port };
+        // The socket listens before the line is logged; this only waits for
+        // the first request to be served.
         let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if moto
-                .request("GET", "/")
-                .is_some_and(|r| r.contains(" 200 "))
-            {
-                return Ok(moto);
-            }
+        while !moto
+            .request("GET", "/")
+            .is_some_and(|r| r.contains(" 200 "))
+        {
             if let Ok(Some(status)) = moto.child.try_wait() {
-                return Err(format!(
-                    "exited with {status} before answering on port {port}"
-                ));
+                panic!("moto exited with {status} before answering on port {port}");
             }
-            if Instant::now() > deadline {
-                return Err(format!("did not answer on port {port} within 60 s"));
-            }
-            std::thread::sleep(Duration::from_millis(100));
+            assert!(
+                Instant::now() < deadline,
+                "moto did not answer on port {port} within 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
         }
+        moto
     }
 
     fn endpoint(&self) -> String {
@@ -141,13 +173,14 @@ impl Drop for Moto {
 async fn s3_backend_passes_the_conformance_suite() {
     let moto = Moto::start();
     let v = moto.vault("conformance");
-    vault::all(&v).await;
+    vault::all(&v, &StoreBackdoor(&v)).await;
     let health = v.health().await.unwrap();
     assert_eq!(health.backend, "s3://conformance/healthledger");
     assert!(!format!("{v:?}").contains(SECRET));
     // A missing bucket is reported, without the credentials.
     let missing = moto.vault_without_bucket("no-such-bucket");
     let err = missing.health().await.unwrap_err();
+    assert!(matches!(err, VaultError::Unavailable(_)), "{err:?}");
     assert!(!err.to_string().contains(SECRET), "{err}");
     // The ciphertext is in the bucket under its CID.
     let sealed = v.put(Bytes::from_static(b"mri report")).await.unwrap();

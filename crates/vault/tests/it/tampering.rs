@@ -12,24 +12,10 @@ use healthledger_vault::seal::{HEADER_LEN, SEGMENT_SIZE, TAG_LEN};
 use healthledger_vault::{CidOptions, Vault};
 use object_store::memory::InMemory;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt};
 
+use crate::support::{flip_bit, read, write};
 use crate::{kek, memory_vault, other_kek};
-
-async fn read(store: &InMemory, path: &Path) -> Vec<u8> {
-    store
-        .get(path)
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap()
-        .to_vec()
-}
-
-async fn write(store: &InMemory, path: &Path, bytes: Vec<u8>) {
-    store.put(path, PutPayload::from(bytes)).await.unwrap();
-}
 
 fn assert_integrity(result: Result<Bytes, VaultError>, what: &str) {
     match result {
@@ -44,9 +30,7 @@ fn assert_integrity(result: Result<Bytes, VaultError>, what: &str) {
 async fn assert_every_bit_flip_is_caught(v: &Vault, store: &InMemory, cid: &Cid, path: &Path) {
     let original = read(store, path).await;
     for bit in 0..original.len() * 8 {
-        let mut flipped = original.clone();
-        flipped[bit / 8] ^= 1 << (bit % 8);
-        write(store, path, flipped).await;
+        write(store, path, flip_bit(&original, bit)).await;
         assert_integrity(v.get(cid).await, &format!("bit {bit}"));
         assert!(
             matches!(v.verify(cid).await.unwrap(), ObjectStatus::Corrupt(_)),
@@ -163,7 +147,6 @@ async fn after_shredding_nothing_reads_the_content_even_from_a_surviving_copy() 
         write(&store, &path, copy.clone()).await;
         let err = v.get(&sealed.cid).await.unwrap_err();
         assert!(matches!(err, VaultError::NotFound(_)), "{err}");
-        assert!(err.to_string().contains("shredded"), "{err}");
         assert!(matches!(
             v.get_stream(&sealed.cid).await.map(drop),
             Err(VaultError::NotFound(_))
@@ -273,10 +256,9 @@ mod random_flips {
                     .into();
                 let sealed = v.put(data.clone()).await.unwrap();
                 let path = v.object_location(&sealed.cid);
-                let mut bytes = read(&store, &path).await;
+                let bytes = read(&store, &path).await;
                 let at = position.index(bytes.len());
-                bytes[at] ^= 1 << bit;
-                write(&store, &path, bytes).await;
+                write(&store, &path, flip_bit(&bytes, at * 8 + usize::from(bit))).await;
                 assert_integrity(v.get(&sealed.cid).await, &format!("byte {at} bit {bit}"));
                 let mut released = Vec::new();
                 let mut stream = v.get_stream(&sealed.cid).await.unwrap();

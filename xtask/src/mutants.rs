@@ -148,9 +148,11 @@ fn ensure_installed(root: &Path) -> Result<PathBuf> {
     }
 }
 
-/// The version `cargo-mutants --version` prints (`cargo-mutants 27.1.0`).
+/// The version `cargo-mutants mutants --version` prints (`cargo-mutants
+/// 27.1.0`); run as a cargo subcommand, it takes `mutants` first.
 fn installed_version(binary: &Path) -> Option<String> {
-    let output = cmd::capture(std::process::Command::new(binary).arg("--version")).ok()?;
+    let output =
+        cmd::capture(std::process::Command::new(binary).args(["mutants", "--version"])).ok()?;
     if !output.status.success() {
         return None;
     }

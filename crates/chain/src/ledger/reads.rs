@@ -1,0 +1,113 @@
+//! Reads: `eth_call`s of the contract's getters and block lookups.
+
+use alloy::{
+    eips::BlockNumberOrTag,
+    network::TransactionBuilder as _,
+    primitives::{Address, U256},
+    providers::Provider,
+    rpc::types::TransactionRequest,
+    sol_types::SolCall,
+};
+use healthledger_core::{BlockRef, HhNumber};
+
+use crate::{
+    Error, Result,
+    bindings::{HealthLedger, HealthLedger::HealthLedgerErrors},
+    rpc::{RetryError, retry},
+};
+
+use super::EvmLedger;
+
+/// Largest page the adapter asks the contract for in one `eth_call`.
+pub(super) const PAGE: u64 = 1_000;
+
+impl EvmLedger {
+    pub(super) async fn call<C: SolCall>(&self, call: C) -> Result<C::Return> {
+        let tx = TransactionRequest::default()
+            .with_to(self.contract)
+            .with_input(call.abi_encode());
+        let out = retry(&self.config.retry, &self.redact, || {
+            self.provider.call(tx.clone())
+        })
+        .await
+        .map_err(|e| self.call_error(C::SIGNATURE, e))?;
+        C::abi_decode_returns(&out).map_err(|e| {
+            Error::Integrity(format!(
+                "the return data of {} does not decode: {e}",
+                C::SIGNATURE
+            ))
+        })
+    }
+
+    pub(super) fn call_error(&self, call: &'static str, e: RetryError) -> Error {
+        if let RetryError::Fatal(t) = &e
+            && let Some(decoded) = t
+                .as_error_resp()
+                .and_then(|p| p.as_decoded_interface_error::<HealthLedgerErrors>())
+        {
+            return Error::revert(call, &decoded);
+        }
+        e.into_error("eth_call", &self.redact)
+    }
+
+    pub(super) async fn wallet_of(&self, hh: HhNumber) -> Result<Address> {
+        let w = self.call(HealthLedger::walletOfCall(hh.get())).await?;
+        if w.is_zero() {
+            return Err(Error::revert(
+                "walletOf",
+                &HealthLedgerErrors::NotRegistered(HealthLedger::NotRegistered { hh: hh.get() }),
+            ));
+        }
+        Ok(w)
+    }
+
+    pub(super) async fn block_ref(&self, tag: BlockNumberOrTag) -> Result<Option<BlockRef>> {
+        self.block_ref_raw(tag)
+            .await
+            .map_err(|e| e.into_error("eth_getBlockByNumber", &self.redact))
+    }
+
+    pub(super) async fn block_ref_raw(
+        &self,
+        tag: BlockNumberOrTag,
+    ) -> std::result::Result<Option<BlockRef>, RetryError> {
+        let block = retry(&self.config.retry, &self.redact, || {
+            self.provider.get_block_by_number(tag).into_future()
+        })
+        .await?;
+        Ok(block.map(|b| BlockRef {
+            number: b.header.number,
+            hash: b.header.hash,
+            parent_hash: b.header.parent_hash,
+        }))
+    }
+
+    /// The block `tag` names, or `None` when the node does not support the
+    /// tag: it answers null, or refuses with JSON-RPC -32601 (method not
+    /// found) or -32602 (invalid params). Other failures are errors.
+    pub(super) async fn tagged_block(&self, tag: BlockNumberOrTag) -> Result<Option<BlockRef>> {
+        match self.block_ref_raw(tag).await {
+            Ok(block) => Ok(block),
+            Err(RetryError::Fatal(e))
+                if e.as_error_resp()
+                    .is_some_and(|p| p.code == -32601 || p.code == -32602) =>
+            {
+                tracing::debug!(%tag, code = ?e.as_error_resp().map(|p| p.code), "block tag unsupported by the node");
+                Ok(None)
+            }
+            Err(e) => Err(e.into_error("eth_getBlockByNumber", &self.redact)),
+        }
+    }
+
+    pub(super) async fn head_number(&self) -> Result<u64> {
+        retry(&self.config.retry, &self.redact, || {
+            self.provider.get_block_number()
+        })
+        .await
+        .map_err(|e| e.into_error("eth_blockNumber", &self.redact))
+    }
+}
+
+pub(super) fn to_u64(v: U256, what: &str) -> Result<u64> {
+    u64::try_from(v).map_err(|_| Error::Integrity(format!("{what} {v} does not fit in 64 bits")))
+}

@@ -1,0 +1,275 @@
+//! Writes: simulation, local signing with the adapter's nonce counter,
+//! sending (resent byte for byte on transport failures) and receipts.
+
+use std::time::Instant;
+
+use alloy::{
+    eips::eip2718::Encodable2718 as _,
+    network::{NetworkTransactionBuilder as _, TransactionBuilder as _},
+    primitives::B256,
+    providers::Provider,
+    rpc::types::TransactionRequest,
+    sol_types::SolCall,
+    transports::TransportError,
+};
+use healthledger_core::TxReceipt;
+
+use crate::{
+    Error, Result,
+    rpc::{RetryError, error_text, is_transient, is_transport_failure, retry},
+};
+
+use super::EvmLedger;
+
+/// How the node took a signed transaction.
+enum Submitted {
+    /// It has it (pending or mined).
+    Taken,
+    /// It refused the nonce as used and does not have our transaction.
+    StaleNonce(TransportError),
+    /// It refused the transaction for another reason.
+    Refused(TransportError),
+    /// It could not be told, and does not know it.
+    Unknown {
+        /// Sends tried.
+        attempts: u32,
+        /// The last failure, scrubbed.
+        last: String,
+    },
+}
+
+impl EvmLedger {
+    /// Simulates, signs with the next nonce, sends and awaits `call`.
+    pub(super) async fn send<C: SolCall>(&self, call: C) -> Result<TxReceipt> {
+        let name = C::SIGNATURE;
+        let mut tx = TransactionRequest::default()
+            .with_from(self.signer.address())
+            .with_to(self.contract)
+            .with_input(call.abi_encode());
+        let gas = retry(&self.config.retry, &self.redact, || {
+            self.provider.estimate_gas(tx.clone())
+        })
+        .await
+        .map_err(|e| self.call_error(name, e))?;
+        // Headroom: state can change between the estimate and inclusion.
+        tx.set_gas_limit(gas.saturating_add(gas / 4).saturating_add(20_000));
+        let fees = retry(&self.config.retry, &self.redact, || {
+            self.provider.estimate_eip1559_fees()
+        })
+        .await
+        .map_err(|e| e.into_error("eth_feeHistory", &self.redact))?;
+        tx.set_max_fee_per_gas(fees.max_fee_per_gas);
+        tx.set_max_priority_fee_per_gas(fees.max_priority_fee_per_gas);
+        tx.set_chain_id(self.chain_id);
+
+        // The nonce lock covers only signing and handing the transaction to
+        // the node, so many writes are in flight at once while their nonces
+        // stay gapless and in order. The transaction is signed here, so its
+        // hash is known before the node hears of it, and a resend after a
+        // lost answer is the same transaction, never a second one. The lock
+        // stays held while a send is retried: until the node has nonce n, a
+        // transaction with n + 1 would only wait in a gap.
+        let hash = {
+            let mut next = self.nonce.lock().await;
+            let mut resynced = false;
+            loop {
+                let nonce = match *next {
+                    Some(n) => n,
+                    None => retry(&self.config.retry, &self.redact, || {
+                        self.provider
+                            .get_transaction_count(self.signer.address())
+                            .pending()
+                            .into_future()
+                    })
+                    .await
+                    .map_err(|e| e.into_error("eth_getTransactionCount", &self.redact))?,
+                };
+                tx.set_nonce(nonce);
+                let envelope = tx.clone().build(&self.wallet).await.map_err(|e| {
+                    Error::Invalid(format!(
+                        "signing the transaction calling {name} failed: {e}"
+                    ))
+                })?;
+                let hash = *envelope.tx_hash();
+                match self.submit(&envelope.encoded_2718(), hash).await {
+                    Submitted::Taken => {
+                        *next = Some(nonce + 1);
+                        break hash;
+                    }
+                    // Another user of the same key made our nonce stale;
+                    // one re-read and resend fixes that.
+                    Submitted::StaleNonce(_) if !resynced => {
+                        *next = None;
+                        resynced = true;
+                    }
+                    Submitted::StaleNonce(e) | Submitted::Refused(e) => {
+                        *next = None;
+                        return Err(self.call_error(name, RetryError::Fatal(e)));
+                    }
+                    Submitted::Unknown { attempts, last } => {
+                        // The node does not know it: the nonce is free again.
+                        *next = None;
+                        return Err(Error::SendFailed {
+                            call: name,
+                            tx: hash,
+                            attempts,
+                            last,
+                        });
+                    }
+                }
+            }
+        };
+        self.await_receipt(name, hash, tx).await
+    }
+
+    /// Hands the signed transaction `raw` (hash `hash`) to the node,
+    /// resending the same bytes on rate limits, timeouts and dropped
+    /// connections. A node that already has it says so ("already known",
+    /// or "nonce too low" once it is mined); before giving up, the node is
+    /// asked whether it has the transaction after all.
+    async fn submit(&self, raw: &[u8], hash: B256) -> Submitted {
+        let policy = &self.config.retry;
+        let max = policy.max_attempts.max(1);
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let e = match self.provider.send_raw_transaction(raw).await {
+                Ok(_) => return Submitted::Taken,
+                Err(e) => e,
+            };
+            let text = error_text(&e).to_ascii_lowercase();
+            if ["already known", "already imported", "known transaction"]
+                .iter()
+                .any(|m| text.contains(m))
+            {
+                return Submitted::Taken;
+            }
+            if text.contains("nonce too low") {
+                return if self.node_has(hash).await {
+                    Submitted::Taken
+                } else {
+                    Submitted::StaleNonce(e)
+                };
+            }
+            if !is_transport_failure(&e) {
+                return Submitted::Refused(e);
+            }
+            if is_transient(&e) && attempt < max {
+                let wait = policy.backoff(attempt);
+                tracing::debug!(
+                    attempt,
+                    ?wait,
+                    %hash,
+                    error = %self.redact.display(&e),
+                    "sending a transaction failed in transport, resending it"
+                );
+                tokio::time::sleep(wait).await;
+                continue;
+            }
+            if self.node_has(hash).await {
+                return Submitted::Taken;
+            }
+            return Submitted::Unknown {
+                attempts: attempt,
+                last: self.redact.display(&e),
+            };
+        }
+    }
+
+    /// Whether the node knows the transaction `hash` (pending or mined);
+    /// `false` also when it cannot be asked.
+    async fn node_has(&self, hash: B256) -> bool {
+        matches!(
+            retry(&self.config.retry, &self.redact, || {
+                self.provider.get_transaction_by_hash(hash)
+            })
+            .await,
+            Ok(Some(_))
+        )
+    }
+
+    async fn await_receipt(
+        &self,
+        name: &'static str,
+        hash: B256,
+        tx: TransactionRequest,
+    ) -> Result<TxReceipt> {
+        let started = Instant::now();
+        let confirmations = self.config.confirmations;
+        // Polls back off (doubling up to 16 intervals) so that hundreds of
+        // writes in flight do not flood the node with receipt requests.
+        let mut wait = self.config.poll_interval;
+        let max_wait = self.config.poll_interval.saturating_mul(16);
+        loop {
+            let receipt = retry(&self.config.retry, &self.redact, || {
+                self.provider.get_transaction_receipt(hash)
+            })
+            .await
+            .map_err(|e| match e {
+                RetryError::Exhausted { attempts, last } => Error::Unconfirmed {
+                    call: name,
+                    tx: hash,
+                    reason: format!(
+                        "eth_getTransactionReceipt still failing after {attempts} attempts: {last}"
+                    ),
+                },
+                fatal => fatal.into_error("eth_getTransactionReceipt", &self.redact),
+            })?;
+            if let Some(r) = receipt {
+                let (Some(block_number), Some(block_hash)) = (r.block_number, r.block_hash) else {
+                    return Err(Error::Integrity(format!(
+                        "receipt of {hash} names no block"
+                    )));
+                };
+                let confirmed = confirmations <= 1
+                    || self.head_number().await? + 1 >= block_number + confirmations;
+                if confirmed {
+                    if !r.status() {
+                        return Err(self.explain_revert(name, hash, block_number, tx).await);
+                    }
+                    return Ok(TxReceipt {
+                        tx_hash: hash,
+                        block_number,
+                        block_hash,
+                    });
+                }
+            }
+            if started.elapsed() > self.config.receipt_timeout {
+                return Err(Error::ReceiptTimeout {
+                    tx: hash,
+                    confirmations,
+                    waited_secs: started.elapsed().as_secs(),
+                });
+            }
+            tokio::time::sleep(wait).await;
+            wait = wait.saturating_mul(2).min(max_wait);
+        }
+    }
+
+    /// A transaction reverted on chain: replays it at the latest block to
+    /// name the contract's reason, else reports the revert as such.
+    async fn explain_revert(
+        &self,
+        name: &'static str,
+        hash: B256,
+        block: u64,
+        mut tx: TransactionRequest,
+    ) -> Error {
+        tx.nonce = None;
+        match self.provider.call(tx).await {
+            Err(e) => match self.call_error(name, RetryError::Fatal(e)) {
+                revert @ Error::Revert { .. } => revert,
+                _ => Error::RevertedOnChain {
+                    call: name,
+                    tx: hash,
+                    block,
+                },
+            },
+            Ok(_) => Error::RevertedOnChain {
+                call: name,
+                tx: hash,
+                block,
+            },
+        }
+    }
+}

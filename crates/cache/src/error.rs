@@ -205,6 +205,6 @@ mod tests {
             DbErr::ConnectionAcquire(sea_orm::ConnAcquireErr::Timeout),
         )
         .into();
-        assert!(e.is_retryable(), "{e}");
+        assert!(matches!(e, CacheError::Unavailable(_)), "{e}");
     }
 }

@@ -18,7 +18,7 @@ use healthledger_cache::SqlCache;
 use healthledger_chain::{EvmLedger, EvmLedgerConfig, SignerKey};
 use healthledger_core::{
     AccessAction, Authorization, B256, CachePort, ChainSource, ConsentAction, HhNumber, LedgerPort,
-    NewAccessLogEntry, RelayedSignature, Role, Timestamp, VaultPort,
+    NewAccessLogEntry, ReadAt, RelayedSignature, Role, Timestamp, VaultPort,
     testing::{TestWallet, fixtures},
 };
 use healthledger_vault::{Kek, Vault};
@@ -100,7 +100,7 @@ async fn run(ledger: &dyn LedgerPort, cache: &dyn CachePort, vault: &dyn VaultPo
         Some(p) => p,
         None => {
             let p = ledger
-                .profile(hh, Role::Patient)
+                .profile(hh, Role::Patient, ReadAt::Latest)
                 .await?
                 .context("patient is not on chain")?;
             // A state read: tagged with the block it was read at, no tx.
@@ -190,7 +190,7 @@ async fn read_record(
     id: healthledger_core::RecordId,
     reader: HhNumber,
 ) -> Result<()> {
-    let allowed = ledger.can_read_record(id, reader).await?;
+    let allowed = ledger.can_read_record(id, reader, ReadAt::Latest).await?;
     cache
         .append_access_log(&NewAccessLogEntry {
             at: Timestamp::now(),
@@ -217,9 +217,12 @@ async fn read_record(
 
 /// Applies every block after the cache's checkpoint up to the head.
 async fn follow(ledger: &dyn LedgerPort, cache: &dyn CachePort) -> Result<()> {
-    let from = cache.checkpoint().await?.map_or(0, |b| b.number + 1);
+    let from = cache
+        .checkpoint()
+        .await?
+        .map_or(ledger.deployment_block(), |b| b.number + 1);
     let head = ledger.head().await?;
-    let events = ledger.events(from, head.number).await?;
+    let events = ledger.events(from, head.number).await?.events;
     for n in from..=head.number {
         let block = ledger.block(n).await?.context("block vanished")?;
         let in_block: Vec<_> = events

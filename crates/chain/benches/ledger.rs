@@ -256,7 +256,12 @@ async fn main() {
     let mut ours_count = 0usize;
     for _ in 0..3 {
         let t = Instant::now();
-        ours_count = ledger.events(first_block, last_block).await.unwrap().len();
+        ours_count = ledger
+            .events(first_block, last_block)
+            .await
+            .unwrap()
+            .events
+            .len();
         ours_best = ours_best.min(t.elapsed().as_secs_f64());
     }
     assert_eq!(raw_count, ours_count);

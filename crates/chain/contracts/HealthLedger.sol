@@ -10,7 +10,12 @@ pragma solidity 0.8.30;
 /// rebuild the state from logs alone. Consent-requiring writes take the consenting
 /// wallet either as `msg.sender` (empty `signature`) or as the signer of an
 /// EIP-712 message relayed by anyone; each relayed signature consumes the signer's
-/// nonce, so it works once.
+/// nonce, so it works once, and a wallet can use up its nonce to cancel the
+/// signatures it handed out. HH numbers are issued, never taken: registrars
+/// register everyone, and a patient may register from their own wallet only with
+/// a registrar's EIP-712 attestation of (HH number, wallet, deadline). Every
+/// value a profile or record carries is validated here as the Rust domain types
+/// validate it, so every event the contract emits decodes.
 contract HealthLedger {
     // ------------------------------------------------------------------ types
 
@@ -109,6 +114,9 @@ contract HealthLedger {
     event AuditAnchored(bytes32 indexed digest, uint64 lastSeq, uint64 anchoredAt);
     event RegistrarAdded(address indexed registrar);
     event RegistrarRemoved(address indexed registrar);
+    event AdminTransferStarted(address indexed admin, address indexed pendingAdmin);
+    event AdminChanged(address indexed previousAdmin, address indexed admin);
+    event NonceInvalidated(address indexed wallet, uint256 nonce);
 
     // ---------------------------------------------------------------- EIP-712
 
@@ -126,12 +134,25 @@ contract HealthLedger {
     );
     bytes32 public constant REVOKE_ACCESS_TYPEHASH =
         keccak256("RevokeAccess(uint32 patientHH,uint32 granteeHH,uint256 nonce,uint64 deadline)");
+    bytes32 public constant PATIENT_ATTESTATION_TYPEHASH =
+        keccak256("PatientAttestation(uint32 hh,address wallet,uint64 deadline)");
+
+    /// What `connect` checks to know the address holds this contract, at this
+    /// interface version.
+    string public constant INTERFACE = "HealthLedger/2";
     /// Half the secp256k1 order: signatures with a larger `s` are malleable copies.
     uint256 private constant HALF_ORDER = 0x7fffffffffffffffffffffffffffffff5d576e7357a4501ddfe92f46681b20a0;
 
     // ------------------------------------------------------------------ state
 
-    address public immutable admin;
+    address public admin;
+    /// The admin-to-be while a handover is under way (two steps: offer, accept).
+    address public pendingAdmin;
+    /// The block the contract was deployed in: scans for its events start here.
+    uint64 public immutable deploymentBlock;
+    /// The validation rules, a contract of their own (created with this one)
+    /// so that this contract's code stays under the 24 KiB limit.
+    HealthLedgerRules public immutable rules;
     mapping(address => bool) public isRegistrar;
 
     mapping(uint32 => uint8) public roleOf;
@@ -148,12 +169,19 @@ contract HealthLedger {
 
     mapping(uint32 => mapping(uint32 => Grant)) private grants;
     mapping(uint32 => uint32[]) private granteeList;
+    /// Every (patient, grantee) pair ever granted, in first-grant order, as
+    /// `patientHH << 32 | granteeHH`.
+    uint64[] private grantPairs;
 
     mapping(address => uint256) public nonces;
     uint64 public lastAnchoredSeq;
+    bytes32 public lastAnchorDigest;
+    uint64 public lastAnchoredAt;
 
     constructor() {
         admin = msg.sender;
+        deploymentBlock = uint64(block.number);
+        rules = new HealthLedgerRules();
         isRegistrar[msg.sender] = true;
         emit RegistrarAdded(msg.sender);
     }
@@ -175,31 +203,65 @@ contract HealthLedger {
         emit RegistrarRemoved(registrar);
     }
 
+    /// First step of an admin handover: the admin offers the role.
+    function transferAdmin(address newAdmin) external {
+        if (msg.sender != admin) revert NotAuthorized(msg.sender);
+        if (newAdmin == address(0)) revert InvalidInput("admin is the zero address");
+        pendingAdmin = newAdmin;
+        emit AdminTransferStarted(msg.sender, newAdmin);
+    }
+
+    /// Second step: the offered wallet accepts, proving it can sign.
+    function acceptAdmin() external {
+        if (msg.sender != pendingAdmin || msg.sender == address(0)) revert NotAuthorized(msg.sender);
+        address previous = admin;
+        admin = msg.sender;
+        pendingAdmin = address(0);
+        emit AdminChanged(previous, msg.sender);
+    }
+
     // ------------------------------------------------------------ registration
 
     function registerPatient(Patient calldata p) external {
-        _register(p.hh, p.wallet, ROLE_PATIENT, p.name);
-        patients[p.hh] = p;
-        emit PatientRegistered(p.hh, p.wallet, p);
+        if (!isRegistrar[msg.sender]) revert NotAuthorized(msg.sender);
+        _storePatient(p);
+    }
+
+    /// A patient registers from their own wallet with a registrar's
+    /// attestation that `p.hh` is issued to `p.wallet` until `deadline`.
+    function registerPatientAttested(Patient calldata p, uint64 deadline, bytes calldata attestation) external {
+        if (msg.sender != p.wallet) revert NotAuthorized(msg.sender);
+        if (block.timestamp > deadline) revert Expired(deadline, uint64(block.timestamp));
+        bytes32 structHash = keccak256(abi.encode(PATIENT_ATTESTATION_TYPEHASH, p.hh, p.wallet, deadline));
+        address registrar = _recover(structHash, attestation);
+        if (registrar == address(0) || !isRegistrar[registrar]) revert InvalidSignature(registrar);
+        _storePatient(p);
     }
 
     function registerDoctor(Doctor calldata d) external {
-        _register(d.hh, d.wallet, ROLE_DOCTOR, d.name);
+        if (!isRegistrar[msg.sender]) revert NotAuthorized(msg.sender);
+        rules.checkDoctor(d);
+        _register(d.hh, d.wallet, ROLE_DOCTOR);
         doctors[d.hh] = d;
         emit DoctorRegistered(d.hh, d.wallet, d);
     }
 
     function registerDiagnosticCenter(DiagnosticCenter calldata c) external {
-        _register(c.hh, c.wallet, ROLE_DIAGNOSTIC_CENTER, c.name);
+        if (!isRegistrar[msg.sender]) revert NotAuthorized(msg.sender);
+        rules.checkCenter(c);
+        _register(c.hh, c.wallet, ROLE_DIAGNOSTIC_CENTER);
         centers[c.hh] = c;
         emit DiagnosticCenterRegistered(c.hh, c.wallet, c);
     }
 
-    function _register(uint32 hh, address wallet, uint8 role, string calldata name) private {
-        if (!isRegistrar[msg.sender] && msg.sender != wallet) revert NotAuthorized(msg.sender);
-        if (hh < 100000 || hh > 999999) revert InvalidInput("HH number must be 100000 to 999999");
-        if (wallet == address(0)) revert InvalidInput("wallet is the zero address");
-        if (bytes(name).length == 0) revert InvalidInput("name is empty");
+    function _storePatient(Patient calldata p) private {
+        rules.checkPatient(p);
+        _register(p.hh, p.wallet, ROLE_PATIENT);
+        patients[p.hh] = p;
+        emit PatientRegistered(p.hh, p.wallet, p);
+    }
+
+    function _register(uint32 hh, address wallet, uint8 role) private {
         if (roleOf[hh] != ROLE_NONE || hhOf[wallet] != 0) revert AlreadyRegistered(hh, wallet);
         roleOf[hh] = role;
         walletOf[hh] = wallet;
@@ -210,7 +272,8 @@ contract HealthLedger {
     // ---------------------------------------------------------------- updates
 
     function updatePatient(Patient calldata p, uint64 deadline, bytes calldata signature) external {
-        _checkUpdate(p.hh, p.wallet, ROLE_PATIENT, p.name);
+        _checkUpdate(p.hh, p.wallet, ROLE_PATIENT);
+        rules.checkPatient(p);
         bytes memory encoded = abi.encode(p);
         _consentUpdate(p.hh, p.wallet, ROLE_PATIENT, encoded, deadline, signature);
         patients[p.hh] = p;
@@ -218,7 +281,8 @@ contract HealthLedger {
     }
 
     function updateDoctor(Doctor calldata d, uint64 deadline, bytes calldata signature) external {
-        _checkUpdate(d.hh, d.wallet, ROLE_DOCTOR, d.name);
+        _checkUpdate(d.hh, d.wallet, ROLE_DOCTOR);
+        rules.checkDoctor(d);
         bytes memory encoded = abi.encode(d);
         _consentUpdate(d.hh, d.wallet, ROLE_DOCTOR, encoded, deadline, signature);
         doctors[d.hh] = d;
@@ -228,19 +292,19 @@ contract HealthLedger {
     function updateDiagnosticCenter(DiagnosticCenter calldata c, uint64 deadline, bytes calldata signature)
         external
     {
-        _checkUpdate(c.hh, c.wallet, ROLE_DIAGNOSTIC_CENTER, c.name);
+        _checkUpdate(c.hh, c.wallet, ROLE_DIAGNOSTIC_CENTER);
+        rules.checkCenter(c);
         bytes memory encoded = abi.encode(c);
         _consentUpdate(c.hh, c.wallet, ROLE_DIAGNOSTIC_CENTER, encoded, deadline, signature);
         centers[c.hh] = c;
         emit ProfileUpdated(c.hh, ROLE_DIAGNOSTIC_CENTER, encoded);
     }
 
-    function _checkUpdate(uint32 hh, address wallet, uint8 role, string calldata name) private view {
+    function _checkUpdate(uint32 hh, address wallet, uint8 role) private view {
         uint8 current = roleOf[hh];
         if (current == ROLE_NONE) revert NotRegistered(hh);
         if (current != role) revert InvalidInput("the role of an HH number cannot change");
         if (walletOf[hh] != wallet) revert InvalidInput("the wallet of an HH number cannot change");
-        if (bytes(name).length == 0) revert InvalidInput("name is empty");
     }
 
     function _consentUpdate(
@@ -278,7 +342,7 @@ contract HealthLedger {
         if (roleOf[patientHH] != ROLE_PATIENT) revert NotRegistered(patientHH);
         uint256 key = recordKey(patientHH, recordId);
         if (records[key].creatorHH != 0) revert RecordExists(patientHH, recordId);
-        if (cid.length == 0) revert InvalidInput("CID is empty");
+        rules.checkRecord(cid, meta);
         address wallet = walletOf[creatorHH];
         bytes32 structHash;
         if (signature.length != 0) {
@@ -330,7 +394,10 @@ contract HealthLedger {
         }
         _consent(wallet, structHash, deadline, signature);
 
-        if (grants[patientHH][granteeHH].grantedAt == 0) granteeList[patientHH].push(granteeHH);
+        if (grants[patientHH][granteeHH].grantedAt == 0) {
+            granteeList[patientHH].push(granteeHH);
+            grantPairs.push((uint64(patientHH) << 32) | uint64(granteeHH));
+        }
         grants[patientHH][granteeHH] = Grant(now_, expiresAt, 0);
         emit AccessGranted(patientHH, granteeHH, now_, expiresAt);
     }
@@ -364,6 +431,8 @@ contract HealthLedger {
         if (!isRegistrar[msg.sender]) revert NotAuthorized(msg.sender);
         if (lastSeq <= lastAnchoredSeq) revert InvalidInput("audit seq must grow");
         lastAnchoredSeq = lastSeq;
+        lastAnchorDigest = digest;
+        lastAnchoredAt = uint64(block.timestamp);
         emit AuditAnchored(digest, lastSeq, uint64(block.timestamp));
     }
 
@@ -378,16 +447,30 @@ contract HealthLedger {
             return;
         }
         if (block.timestamp > deadline) revert Expired(deadline, uint64(block.timestamp));
-        if (signature.length != 65) revert InvalidSignature(wallet);
+        address signer = _recover(structHash, signature);
+        if (signer == address(0) || signer != wallet) revert InvalidSignature(wallet);
+        nonces[wallet] += 1;
+    }
+
+    /// The EIP-712 signer of `structHash`, or zero for a malformed or
+    /// malleable signature.
+    function _recover(bytes32 structHash, bytes calldata signature) private view returns (address) {
+        if (signature.length != 65) return address(0);
         bytes32 r = bytes32(signature[0:32]);
         bytes32 s = bytes32(signature[32:64]);
         uint8 v = uint8(signature[64]);
         if (v < 27) v += 27;
-        if (uint256(s) > HALF_ORDER || (v != 27 && v != 28)) revert InvalidSignature(wallet);
+        if (uint256(s) > HALF_ORDER || (v != 27 && v != 28)) return address(0);
         bytes32 digest = keccak256(abi.encodePacked("\x19\x01", domainSeparator(), structHash));
-        address signer = ecrecover(digest, v, r, s);
-        if (signer == address(0) || signer != wallet) revert InvalidSignature(wallet);
-        nonces[wallet] += 1;
+        return ecrecover(digest, v, r, s);
+    }
+
+    /// Uses up the sender's nonce: every consent signature it handed out and
+    /// that was not relayed yet stops working.
+    function invalidateNonce() external {
+        uint256 used = nonces[msg.sender];
+        nonces[msg.sender] = used + 1;
+        emit NonceInvalidated(msg.sender, used);
     }
 
     /// The EIP-712 domain separator (recomputed so it follows a chain fork).
@@ -515,5 +598,267 @@ contract HealthLedger {
         if (offset >= length) return offset;
         uint256 room = length - offset;
         return offset + (limit < room ? limit : room);
+    }
+
+    // ------------------------------------------------------------ bulk reads
+
+    /// Whole patient profiles in registration order, from `offset`, at most `limit`.
+    function patientsPage(uint256 offset, uint256 limit) external view returns (Patient[] memory page) {
+        uint32[] storage all = byRole[ROLE_PATIENT];
+        uint256 end = _pageEnd(all.length, offset, limit);
+        page = new Patient[](end > offset ? end - offset : 0);
+        for (uint256 i = offset; i < end; i++) {
+            page[i - offset] = patients[all[i]];
+        }
+    }
+
+    /// Whole doctor profiles in registration order, from `offset`, at most `limit`.
+    function doctorsPage(uint256 offset, uint256 limit) external view returns (Doctor[] memory page) {
+        uint32[] storage all = byRole[ROLE_DOCTOR];
+        uint256 end = _pageEnd(all.length, offset, limit);
+        page = new Doctor[](end > offset ? end - offset : 0);
+        for (uint256 i = offset; i < end; i++) {
+            page[i - offset] = doctors[all[i]];
+        }
+    }
+
+    /// Whole diagnostic-center profiles in registration order, from `offset`, at most `limit`.
+    function centersPage(uint256 offset, uint256 limit) external view returns (DiagnosticCenter[] memory page) {
+        uint32[] storage all = byRole[ROLE_DIAGNOSTIC_CENTER];
+        uint256 end = _pageEnd(all.length, offset, limit);
+        page = new DiagnosticCenter[](end > offset ? end - offset : 0);
+        for (uint256 i = offset; i < end; i++) {
+            page[i - offset] = centers[all[i]];
+        }
+    }
+
+    /// Whole records in creation order, from `offset`, at most `limit`.
+    function recordsPage(uint256 offset, uint256 limit) external view returns (Record[] memory page) {
+        uint256 end = _pageEnd(recordKeys.length, offset, limit);
+        page = new Record[](end > offset ? end - offset : 0);
+        for (uint256 i = offset; i < end; i++) {
+            page[i - offset] = records[recordKeys[i]];
+        }
+    }
+
+    struct GrantEntry {
+        uint32 patientHH;
+        uint32 granteeHH;
+        Grant grant;
+    }
+
+    function grantPairCount() external view returns (uint256) {
+        return grantPairs.length;
+    }
+
+    /// Every (patient, grantee) pair ever granted with its grant as it stands,
+    /// in first-grant order, from `offset`, at most `limit`.
+    function grantsPage(uint256 offset, uint256 limit) external view returns (GrantEntry[] memory page) {
+        uint256 end = _pageEnd(grantPairs.length, offset, limit);
+        page = new GrantEntry[](end > offset ? end - offset : 0);
+        for (uint256 i = offset; i < end; i++) {
+            uint64 pair = grantPairs[i];
+            uint32 patientHH = uint32(pair >> 32);
+            uint32 granteeHH = uint32(pair);
+            page[i - offset] = GrantEntry(patientHH, granteeHH, grants[patientHH][granteeHH]);
+        }
+    }
+
+    /// The grantees `patientHH` ever granted, in first-grant order, from `offset`, at most `limit`.
+    function granteesPage(uint32 patientHH, uint256 offset, uint256 limit)
+        external
+        view
+        returns (uint32[] memory page)
+    {
+        uint32[] storage all = granteeList[patientHH];
+        uint256 end = _pageEnd(all.length, offset, limit);
+        page = new uint32[](end > offset ? end - offset : 0);
+        for (uint256 i = offset; i < end; i++) {
+            page[i - offset] = all[i];
+        }
+    }
+}
+
+/// @title HealthLedgerRules
+/// @notice The validation rules of the Rust domain types (healthledger-core),
+/// checked before anything is stored, so that every value HealthLedger stores
+/// and every event it emits decodes there. HealthLedger creates this contract
+/// in its constructor and calls it; it is a contract of its own only to keep
+/// HealthLedger's code under the 24 KiB limit.
+/// @dev Text is counted in characters (UTF-8 code points) as Rust counts them;
+/// whitespace at the ends and control characters are checked for ASCII and the
+/// C1 range. Anything the Rust rules refuse beyond that (Unicode whitespace at
+/// the ends) is caught by the adapter, which quarantines such a log instead of
+/// failing the range.
+contract HealthLedgerRules {
+
+    function checkPatient(HealthLedger.Patient calldata p) external pure {
+        _validateHh(p.hh);
+        if (p.wallet == address(0)) revert HealthLedger.InvalidInput("wallet is the zero address");
+        _text(p.name, 128, "name must be 1-128 characters on one line");
+        _date(p.dateOfBirth, "date of birth must be YYYY-MM-DD");
+        _text(p.gender, 64, "gender must be 1-64 characters on one line");
+        _bloodGroup(p.bloodGroup);
+        _text(p.homeAddress, 256, "home address must be 1-256 characters on one line");
+        _email(p.email);
+    }
+
+    function checkDoctor(HealthLedger.Doctor calldata d) external pure {
+        _validateHh(d.hh);
+        if (d.wallet == address(0)) revert HealthLedger.InvalidInput("wallet is the zero address");
+        _text(d.name, 128, "name must be 1-128 characters on one line");
+        _text(d.specialization, 64, "specialization must be 1-64 characters on one line");
+        _text(d.hospital, 256, "hospital must be 1-256 characters on one line");
+        _email(d.email);
+    }
+
+    function checkCenter(HealthLedger.DiagnosticCenter calldata c) external pure {
+        _validateHh(c.hh);
+        if (c.wallet == address(0)) revert HealthLedger.InvalidInput("wallet is the zero address");
+        _text(c.name, 128, "name must be 1-128 characters on one line");
+        _text(c.location, 256, "location must be 1-256 characters on one line");
+        _email(c.email);
+    }
+
+    function checkRecord(bytes calldata cid, HealthLedger.RecordMeta calldata m) external pure {
+        _validateCid(cid);
+        _text(m.testName, 128, "test name must be 1-128 characters on one line");
+        _text(m.recordType, 64, "record type must be 1-64 characters on one line");
+        _date(m.date, "record date must be YYYY-MM-DD");
+        _contentType(m.contentType);
+    }
+
+    function _validateHh(uint32 hh) private pure {
+        if (hh < 100000 || hh > 999999) revert HealthLedger.InvalidInput("HH number must be 100000 to 999999");
+    }
+
+    function _isSpace(bytes1 c) private pure returns (bool) {
+        return c == 0x20 || (c >= 0x09 && c <= 0x0d);
+    }
+
+    function _text(string calldata value, uint256 maxChars, string memory rule) private pure {
+        bytes calldata b = bytes(value);
+        if (b.length == 0 || _isSpace(b[0]) || _isSpace(b[b.length - 1])) revert HealthLedger.InvalidInput(rule);
+        uint256 chars = 0;
+        for (uint256 i = 0; i < b.length; i++) {
+            bytes1 c = b[i];
+            if (c < 0x20 || c == 0x7f) revert HealthLedger.InvalidInput(rule);
+            // C1 controls U+0080-U+009F are 0xC2 0x80-0x9F in UTF-8.
+            if (c == 0xc2 && i + 1 < b.length && b[i + 1] >= 0x80 && b[i + 1] <= 0x9f) revert HealthLedger.InvalidInput(rule);
+            if ((uint8(c) & 0xc0) != 0x80) chars++;
+        }
+        if (chars > maxChars) revert HealthLedger.InvalidInput(rule);
+    }
+
+    function _digits(bytes calldata b, uint256 from, uint256 to) private pure returns (bool ok, uint256 n) {
+        for (uint256 i = from; i < to; i++) {
+            if (b[i] < "0" || b[i] > "9") return (false, 0);
+            n = n * 10 + (uint8(b[i]) - 48);
+        }
+        return (true, n);
+    }
+
+    function _date(string calldata value, string memory rule) private pure {
+        bytes calldata b = bytes(value);
+        if (b.length != 10 || b[4] != "-" || b[7] != "-") revert HealthLedger.InvalidInput(rule);
+        (bool okY, uint256 y) = _digits(b, 0, 4);
+        (bool okM, uint256 m) = _digits(b, 5, 7);
+        (bool okD, uint256 d) = _digits(b, 8, 10);
+        if (!okY || !okM || !okD || m < 1 || m > 12 || d < 1) revert HealthLedger.InvalidInput(rule);
+        uint256 days_ = 31;
+        if (m == 4 || m == 6 || m == 9 || m == 11) days_ = 30;
+        if (m == 2) days_ = (y % 4 == 0 && (y % 100 != 0 || y % 400 == 0)) ? 29 : 28;
+        if (d > days_) revert HealthLedger.InvalidInput(rule);
+    }
+
+    function _bloodGroup(string calldata value) private pure {
+        bytes32 h = keccak256(bytes(value));
+        if (
+            h != keccak256("A+") && h != keccak256("A-") && h != keccak256("B+") && h != keccak256("B-")
+                && h != keccak256("AB+") && h != keccak256("AB-") && h != keccak256("O+") && h != keccak256("O-")
+        ) revert HealthLedger.InvalidInput("blood group must be one of A+, A-, B+, B-, AB+, AB-, O+, O-");
+    }
+
+    function _isAlnum(bytes1 c) private pure returns (bool) {
+        return (c >= "0" && c <= "9") || (c >= "a" && c <= "z") || (c >= "A" && c <= "Z");
+    }
+
+    function _email(string calldata value) private pure {
+        string memory rule = "email must be local@domain with a dotted domain";
+        bytes calldata b = bytes(value);
+        if (b.length > 254) revert HealthLedger.InvalidInput(rule);
+        uint256 at = type(uint256).max;
+        for (uint256 i = 0; i < b.length; i++) {
+            if (b[i] == "@") at = i;
+        }
+        if (at == type(uint256).max || at == 0 || at > 64 || at + 1 >= b.length) revert HealthLedger.InvalidInput(rule);
+        // Local part: dot-atoms of letters, digits and !#$%&'*+-/=?^_`{|}~.
+        bytes memory specials = "!#$%&'*+-/=?^_`{|}~";
+        if (b[0] == "." || b[at - 1] == ".") revert HealthLedger.InvalidInput(rule);
+        for (uint256 i = 0; i < at; i++) {
+            bytes1 c = b[i];
+            if (c == ".") {
+                if (b[i + 1] == ".") revert HealthLedger.InvalidInput(rule);
+                continue;
+            }
+            if (_isAlnum(c)) continue;
+            bool special = false;
+            for (uint256 k = 0; k < specials.length; k++) {
+                if (specials[k] == c) special = true;
+            }
+            if (!special) revert HealthLedger.InvalidInput(rule);
+        }
+        // Domain: at least two labels of 1-63 letters, digits and inner hyphens.
+        uint256 labels = 0;
+        uint256 start = at + 1;
+        for (uint256 i = at + 1; i <= b.length; i++) {
+            if (i == b.length || b[i] == ".") {
+                uint256 len = i - start;
+                if (len == 0 || len > 63 || b[start] == "-" || b[i - 1] == "-") revert HealthLedger.InvalidInput(rule);
+                labels++;
+                start = i + 1;
+            } else if (!_isAlnum(b[i]) && b[i] != "-") {
+                revert HealthLedger.InvalidInput(rule);
+            }
+        }
+        if (labels < 2) revert HealthLedger.InvalidInput(rule);
+    }
+
+    function _contentType(string calldata value) private pure {
+        string memory rule = "content type must be lowercase type/subtype of letters, digits and !#$&^_.+-";
+        bytes calldata b = bytes(value);
+        if (b.length == 0 || b.length > 127) revert HealthLedger.InvalidInput(rule);
+        bytes memory specials = "!#$&^_.+-";
+        uint256 slashes = 0;
+        uint256 slash = 0;
+        for (uint256 i = 0; i < b.length; i++) {
+            bytes1 c = b[i];
+            if (c == "/") {
+                slashes++;
+                slash = i;
+                continue;
+            }
+            if ((c >= "0" && c <= "9") || (c >= "a" && c <= "z")) continue;
+            bool special = false;
+            for (uint256 k = 0; k < specials.length; k++) {
+                if (specials[k] == c) special = true;
+            }
+            if (!special) revert HealthLedger.InvalidInput(rule);
+        }
+        if (slashes != 1 || slash == 0 || slash == b.length - 1) revert HealthLedger.InvalidInput(rule);
+    }
+
+    /// A CID of a sha2-256 multihash, as the vault produces: CIDv0 (34 bytes,
+    /// 0x12 0x20 + digest) or CIDv1 with a one-byte codec (36 bytes, 0x01 codec
+    /// 0x12 0x20 + digest).
+    function _validateCid(bytes calldata cid) private pure {
+        string memory rule = "CID must be a CIDv0 or CIDv1 of a sha2-256 multihash";
+        if (cid.length == 34) {
+            if (cid[0] != 0x12 || cid[1] != 0x20) revert HealthLedger.InvalidInput(rule);
+        } else if (cid.length == 36) {
+            if (cid[0] != 0x01 || uint8(cid[1]) >= 0x80 || cid[2] != 0x12 || cid[3] != 0x20) revert HealthLedger.InvalidInput(rule);
+        } else {
+            revert HealthLedger.InvalidInput(rule);
+        }
     }
 }

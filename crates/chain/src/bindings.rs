@@ -45,6 +45,15 @@ alloy::sol! {
         uint64 deadline;
     }
 
+    /// A registrar's attestation that HH number `hh` is issued to `wallet`
+    /// until `deadline`, with which the patient registers themselves.
+    #[derive(Debug)]
+    struct PatientAttestation {
+        uint32 hh;
+        address wallet;
+        uint64 deadline;
+    }
+
     /// Consent to revoke access.
     #[derive(Debug)]
     struct RevokeAccess {

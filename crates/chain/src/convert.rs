@@ -12,8 +12,8 @@ use chrono::NaiveDate;
 use healthledger_core::{
     AccessGrant, AuditAnchor, BloodGroup, ChainEvent, Cid, ContentType, DateOfBirth,
     DiagnosticCenterProfile, DoctorProfile, Email, HhNumber, Label, LedgerEvent, Line, LogPosition,
-    MedicalRecord, Name, PatientProfile, Profile, RecordId, RecordMeta, Role, Timestamp,
-    ValidationError, WalletAddress,
+    MedicalRecord, Name, PatientProfile, Profile, QuarantinedLog, RecordId, RecordMeta, Role,
+    Timestamp, ValidationError, WalletAddress,
 };
 
 use crate::{
@@ -232,9 +232,9 @@ fn decode_profile(role: u8, data: &[u8]) -> Result<Profile> {
 }
 
 /// Decodes one contract event into its core form.
-pub(crate) fn event_from_abi(e: &HealthLedgerEvents) -> Result<LedgerEvent> {
+pub(crate) fn event_from_abi(e: &HealthLedgerEvents) -> Result<Option<LedgerEvent>> {
     use HealthLedgerEvents as E;
-    Ok(match e {
+    Ok(Some(match e {
         E::PatientRegistered(e) => LedgerEvent::PatientRegistered(patient_from_abi(&e.profile)?),
         E::DoctorRegistered(e) => LedgerEvent::DoctorRegistered(doctor_from_abi(&e.profile)?),
         E::DiagnosticCenterRegistered(e) => {
@@ -268,11 +268,30 @@ pub(crate) fn event_from_abi(e: &HealthLedgerEvents) -> Result<LedgerEvent> {
         }),
         E::RegistrarAdded(e) => LedgerEvent::RegistrarAdded(wallet(e.registrar)?),
         E::RegistrarRemoved(e) => LedgerEvent::RegistrarRemoved(wallet(e.registrar)?),
-    })
+        // Admin handovers and cancelled nonces change nothing the cache
+        // holds: they are the contract's own bookkeeping.
+        E::AdminTransferStarted(_) | E::AdminChanged(_) | E::NonceInvalidated(_) => {
+            return Ok(None);
+        }
+    }))
 }
 
-/// Decodes an RPC log into a positioned core event.
-pub(crate) fn chain_event(log: &Log) -> Result<ChainEvent> {
+/// What one log of the contract turned into.
+pub(crate) enum Decoded {
+    /// A domain event.
+    Event(ChainEvent),
+    /// An event of the contract's own bookkeeping, with nothing for the cache.
+    Bookkeeping,
+    /// A log that does not decode (unknown layout, or a value the domain
+    /// refuses), to be quarantined.
+    Quarantined(QuarantinedLog),
+}
+
+/// Decodes an RPC log into a positioned core event; a log that does not
+/// decode is quarantined, never an error (one bad log must not wedge every
+/// range that holds it). Only a log without a position (a pending log) is an
+/// error.
+pub(crate) fn chain_event(log: &Log) -> Result<Decoded> {
     let missing = |what: &str| {
         Error::Integrity(format!(
             "log without {what} (a pending log?): tx {:?}",
@@ -288,19 +307,24 @@ pub(crate) fn chain_event(log: &Log) -> Result<ChainEvent> {
             .ok_or_else(|| missing("transaction hash"))?,
     };
     let inner: &PrimitiveLog = &log.inner;
-    let decoded = <HealthLedgerEvents as alloy::sol_types::SolEventInterface>::decode_raw_log(
+    let quarantine = |reason: String| {
+        Decoded::Quarantined(QuarantinedLog {
+            at,
+            topic: inner.topics().first().copied().unwrap_or_default(),
+            reason,
+        })
+    };
+    let decoded = match <HealthLedgerEvents as alloy::sol_types::SolEventInterface>::decode_raw_log(
         inner.topics(),
         &inner.data.data,
-    )
-    .map_err(|e| {
-        Error::Integrity(format!(
-            "log {} of block {} is not a HealthLedger event: {e}",
-            at.log_index, at.block_number
-        ))
-    })?;
-    Ok(ChainEvent {
-        at,
-        event: event_from_abi(&decoded)?,
+    ) {
+        Ok(decoded) => decoded,
+        Err(e) => return Ok(quarantine(format!("not a HealthLedger event: {e}"))),
+    };
+    Ok(match event_from_abi(&decoded) {
+        Ok(Some(event)) => Decoded::Event(ChainEvent { at, event }),
+        Ok(None) => Decoded::Bookkeeping,
+        Err(e) => quarantine(e.to_string()),
     })
 }
 
@@ -319,6 +343,9 @@ pub(crate) fn all_event_signatures() -> Vec<alloy::primitives::B256> {
         HealthLedger::AuditAnchored::SIGNATURE_HASH,
         HealthLedger::RegistrarAdded::SIGNATURE_HASH,
         HealthLedger::RegistrarRemoved::SIGNATURE_HASH,
+        HealthLedger::AdminTransferStarted::SIGNATURE_HASH,
+        HealthLedger::AdminChanged::SIGNATURE_HASH,
+        HealthLedger::NonceInvalidated::SIGNATURE_HASH,
     ]
 }
 
@@ -331,7 +358,7 @@ mod tests {
         let mut s = all_event_signatures();
         s.sort();
         s.dedup();
-        assert_eq!(s.len(), 10);
+        assert_eq!(s.len(), 13);
     }
 
     #[test]

@@ -121,6 +121,17 @@ pub enum Error {
     /// The caller's input breaks a rule before anything is sent.
     #[error("invalid input: {0}")]
     Invalid(String),
+    /// A read pinned to a block that is no longer on the canonical chain (a
+    /// reorg replaced it).
+    #[error(
+        "block {number} ({hash}) is no longer on the canonical chain; read at a canonical block"
+    )]
+    NotCanonical {
+        /// The pinned block's number.
+        number: u64,
+        /// The pinned block's hash.
+        hash: alloy::primitives::B256,
+    },
 }
 
 /// How a contract revert maps onto the port's semantic variants.
@@ -227,7 +238,9 @@ impl From<Error> for LedgerError {
                 RevertKind::AccessDenied => LedgerError::AccessDenied(message),
                 RevertKind::Invalid => LedgerError::Invalid(message),
             },
-            Error::RevertedOnChain { .. } => LedgerError::Conflict(message),
+            Error::RevertedOnChain { .. } | Error::NotCanonical { .. } => {
+                LedgerError::Conflict(message)
+            }
             Error::RetriesExhausted { .. }
             | Error::ReceiptTimeout { .. }
             | Error::SendFailed { .. }

@@ -168,6 +168,30 @@ impl LedgerEvent {
     }
 }
 
+/// A log of the ledger's contract that could not be decoded into a
+/// [`LedgerEvent`] (a value the domain refuses, an unknown layout). It is
+/// kept, not dropped, so that one bad log never stops a range from being
+/// read: the sync engine records it and reports it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct QuarantinedLog {
+    /// Where the log sits.
+    pub at: LogPosition,
+    /// The log's first topic (the event signature hash), zero if it had none.
+    pub topic: B256,
+    /// Why it did not decode.
+    pub reason: String,
+}
+
+/// What [`crate::LedgerPort::events`] returns for a block range: the decoded
+/// events in chain order, and the logs that did not decode.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct EventBatch {
+    /// Decoded events, ordered by (block number, log index).
+    pub events: Vec<ChainEvent>,
+    /// Logs that did not decode, in chain order.
+    pub quarantined: Vec<QuarantinedLog>,
+}
+
 /// A decoded event with its position. Ordered by (block number, log index).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ChainEvent {

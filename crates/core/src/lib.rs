@@ -33,13 +33,18 @@ pub use access::{
     Notification, NotificationKind, Session, SessionTokenHash, first_broken_link,
 };
 pub use alloy_primitives::{B256, Signature};
-pub use chain::{AuditAnchor, BlockRef, ChainEvent, LedgerEvent, LogPosition, TxReceipt};
+pub use chain::{
+    AuditAnchor, BlockRef, ChainEvent, EventBatch, LedgerEvent, LogPosition, QuarantinedLog,
+    TxReceipt,
+};
 pub use error::{BoxError, CacheError, LedgerError, ValidationError, VaultError};
 pub use ids::{Cid, HhNumber, RecordId, Role, Timestamp, WalletAddress};
 pub use ports::cache::{
     BlockAdmission, CacheCounts, CachePort, CacheResult, ChainSource, RecordQuery, admit_block,
 };
-pub use ports::ledger::{Authorization, ConsentAction, LedgerPort, LedgerResult, RelayedSignature};
+pub use ports::ledger::{
+    Authorization, ConsentAction, LedgerPort, LedgerResult, ReadAt, RelayedSignature,
+};
 pub use ports::vault::{
     ByteStream, ObjectStatus, SealedObject, VaultHealth, VaultPort, VaultResult,
 };

@@ -5,7 +5,7 @@ use alloy::{
     primitives::{Address, B256, Bytes, keccak256},
     sol_types::{SolStruct as _, eip712_domain},
 };
-use healthledger_core::{Authorization, ConsentAction, Timestamp};
+use healthledger_core::{Authorization, ConsentAction, HhNumber, Timestamp, WalletAddress};
 
 use crate::{
     Result,
@@ -16,13 +16,34 @@ use crate::{
 use super::EvmLedger;
 
 impl EvmLedger {
-    pub(super) async fn digest(&self, action: &ConsentAction, deadline: Timestamp) -> Result<B256> {
-        let domain = eip712_domain! {
+    /// The EIP-712 domain the contract checks signatures against.
+    fn domain(&self) -> alloy::sol_types::Eip712Domain {
+        eip712_domain! {
             name: "HealthLedger",
             version: "1",
             chain_id: self.chain_id,
             verifying_contract: self.contract,
-        };
+        }
+    }
+
+    /// The digest a registrar signs to attest that `hh` is issued to
+    /// `wallet` until `deadline`.
+    pub(super) fn attestation(
+        &self,
+        hh: HhNumber,
+        wallet: WalletAddress,
+        deadline: Timestamp,
+    ) -> B256 {
+        bindings::PatientAttestation {
+            hh: hh.get(),
+            wallet: wallet.address(),
+            deadline: deadline.0,
+        }
+        .eip712_signing_hash(&self.domain())
+    }
+
+    pub(super) async fn digest(&self, action: &ConsentAction, deadline: Timestamp) -> Result<B256> {
+        let domain = self.domain();
         let nonce_of =
             |wallet: Address| async move { self.call(HealthLedger::noncesCall(wallet)).await };
         Ok(match action {

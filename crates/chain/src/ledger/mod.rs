@@ -68,7 +68,12 @@ pub struct EvmLedger {
     redact: Redactor,
     /// Signs transactions locally, so their hashes are known before sending.
     wallet: EthereumWallet,
+    /// The block the contract was deployed in, read from the contract.
+    deployment_block: u64,
 }
+
+/// The interface version this adapter speaks (the contract's `INTERFACE`).
+const INTERFACE: &str = "HealthLedger/2";
 
 impl fmt::Debug for EvmLedger {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -150,7 +155,7 @@ impl EvmLedger {
             });
         }
         let signer = WalletAddress::new(config.signer.address()).map_err(Error::integrity)?;
-        Ok(Self {
+        let mut ledger = Self {
             contract: config.contract,
             signer,
             chain_id,
@@ -161,7 +166,27 @@ impl EvmLedger {
             redact,
             wallet: EthereumWallet::from(config.signer.signer().clone()),
             config,
-        })
+            deployment_block: 0,
+        };
+        // Code at the address is not enough: it must be HealthLedger, at the
+        // interface version this adapter speaks.
+        let not_healthledger = |why: String| Error::Config {
+            field: "contract",
+            rule: format!(
+                "the contract at {} on chain {chain_id} is not HealthLedger ({INTERFACE}): {why}",
+                ledger.contract
+            ),
+        };
+        match ledger.call(HealthLedger::INTERFACECall {}).await {
+            Ok(version) if version == INTERFACE => {}
+            Ok(version) => return Err(not_healthledger(format!("it reports {version:?}"))),
+            Err(Error::Integrity(_) | Error::Rpc { .. }) => {
+                return Err(not_healthledger("it has no INTERFACE() getter".into()));
+            }
+            Err(e) => return Err(e),
+        }
+        ledger.deployment_block = ledger.call(HealthLedger::deploymentBlockCall {}).await?;
+        Ok(ledger)
     }
 
     /// The contract address.

@@ -7,12 +7,16 @@ use alloy::{
 };
 use async_trait::async_trait;
 use healthledger_core::{
-    AccessGrant, Authorization, BlockRef, ChainEvent, ConsentAction, HhNumber, LedgerError,
-    LedgerPort, LedgerResult, MedicalRecord, NewRecord, Profile, RecordId, Role, Timestamp,
-    TxReceipt, WalletAddress,
+    AccessGrant, AuditAnchor, Authorization, BlockRef, ConsentAction, EventBatch, HhNumber,
+    LedgerError, LedgerPort, LedgerResult, MedicalRecord, NewRecord, Profile, ReadAt, RecordId,
+    RelayedSignature, Role, Timestamp, TxReceipt, WalletAddress,
 };
 
-use crate::{Result, bindings::HealthLedger, convert};
+use crate::{
+    Result,
+    bindings::HealthLedger,
+    convert::{self, Decoded},
+};
 
 use super::{
     EvmLedger,
@@ -24,6 +28,10 @@ use super::{
 impl LedgerPort for EvmLedger {
     fn signer(&self) -> WalletAddress {
         self.signer
+    }
+
+    fn deployment_block(&self) -> u64 {
+        self.deployment_block
     }
 
     async fn register(&self, profile: &Profile) -> LedgerResult<TxReceipt> {
@@ -47,6 +55,55 @@ impl LedgerPort for EvmLedger {
                 .await?
             }
         })
+    }
+
+    async fn register_attested(
+        &self,
+        profile: &Profile,
+        attestation: &RelayedSignature,
+    ) -> LedgerResult<TxReceipt> {
+        let Profile::Patient(p) = profile else {
+            return Err(LedgerError::AccessDenied(format!(
+                "a {} is registered by a registrar, not with an attestation",
+                profile.role()
+            )));
+        };
+        Ok(self
+            .send(HealthLedger::registerPatientAttestedCall {
+                p: convert::patient_to_abi(p),
+                deadline: attestation.deadline.0,
+                attestation: Bytes::from(attestation.signature.as_bytes().to_vec()),
+            })
+            .await?)
+    }
+
+    async fn attestation_digest(
+        &self,
+        hh: HhNumber,
+        wallet: WalletAddress,
+        deadline: Timestamp,
+    ) -> LedgerResult<B256> {
+        Ok(self.attestation(hh, wallet, deadline))
+    }
+
+    async fn add_registrar(&self, wallet: WalletAddress) -> LedgerResult<TxReceipt> {
+        Ok(self
+            .send(HealthLedger::addRegistrarCall {
+                registrar: wallet.address(),
+            })
+            .await?)
+    }
+
+    async fn remove_registrar(&self, wallet: WalletAddress) -> LedgerResult<TxReceipt> {
+        Ok(self
+            .send(HealthLedger::removeRegistrarCall {
+                registrar: wallet.address(),
+            })
+            .await?)
+    }
+
+    async fn invalidate_nonce(&self) -> LedgerResult<TxReceipt> {
+        Ok(self.send(HealthLedger::invalidateNonceCall {}).await?)
     }
 
     async fn update_profile(
@@ -164,36 +221,45 @@ impl LedgerPort for EvmLedger {
         Ok(self.digest(action, deadline).await?)
     }
 
-    async fn profile(&self, hh: HhNumber, role: Role) -> LedgerResult<Option<Profile>> {
-        let code = self.call(HealthLedger::roleOfCall(hh.get())).await?;
+    async fn profile(&self, hh: HhNumber, role: Role, at: ReadAt) -> LedgerResult<Option<Profile>> {
+        // Two calls, both pinned to one block when `at` names one, so a
+        // load-balanced provider cannot answer them from different blocks.
+        let code = self.call_at(HealthLedger::roleOfCall(hh.get()), at).await?;
         if code != convert::role_code(role) {
             return Ok(None);
         }
         let profile = match role {
             Role::Patient => Profile::Patient(convert::patient_from_abi(
                 &self
-                    .call(HealthLedger::getPatientCall { hh: hh.get() })
+                    .call_at(HealthLedger::getPatientCall { hh: hh.get() }, at)
                     .await?,
             )?),
             Role::Doctor => Profile::Doctor(convert::doctor_from_abi(
                 &self
-                    .call(HealthLedger::getDoctorCall { hh: hh.get() })
+                    .call_at(HealthLedger::getDoctorCall { hh: hh.get() }, at)
                     .await?,
             )?),
             Role::DiagnosticCenter => Profile::DiagnosticCenter(convert::center_from_abi(
                 &self
-                    .call(HealthLedger::getDiagnosticCenterCall { hh: hh.get() })
+                    .call_at(HealthLedger::getDiagnosticCenterCall { hh: hh.get() }, at)
                     .await?,
             )?),
         };
         Ok(Some(profile))
     }
 
-    async fn account_of(&self, wallet: WalletAddress) -> LedgerResult<Option<(Role, HhNumber)>> {
+    async fn account_of(
+        &self,
+        wallet: WalletAddress,
+        at: ReadAt,
+    ) -> LedgerResult<Option<(Role, HhNumber)>> {
         let r = self
-            .call(HealthLedger::accountOfCall {
-                wallet: wallet.address(),
-            })
+            .call_at(
+                HealthLedger::accountOfCall {
+                    wallet: wallet.address(),
+                },
+                at,
+            )
             .await?;
         Ok(match convert::role_from_code(r.role)? {
             Some(role) => Some((role, convert::hh(r.hh)?)),
@@ -201,12 +267,15 @@ impl LedgerPort for EvmLedger {
         })
     }
 
-    async fn record(&self, id: RecordId) -> LedgerResult<Option<MedicalRecord>> {
+    async fn record(&self, id: RecordId, at: ReadAt) -> LedgerResult<Option<MedicalRecord>> {
         let r = self
-            .call(HealthLedger::getRecordCall {
-                patientHH: id.patient().get(),
-                recordId: id.serial(),
-            })
+            .call_at(
+                HealthLedger::getRecordCall {
+                    patientHH: id.patient().get(),
+                    recordId: id.serial(),
+                },
+                at,
+            )
             .await?;
         if r.creatorHH == 0 {
             return Ok(None);
@@ -218,113 +287,250 @@ impl LedgerPort for EvmLedger {
         &self,
         patient: HhNumber,
         grantee: HhNumber,
+        at: ReadAt,
     ) -> LedgerResult<Option<AccessGrant>> {
         let g = self
-            .call(HealthLedger::getGrantCall {
-                patientHH: patient.get(),
-                granteeHH: grantee.get(),
-            })
+            .call_at(
+                HealthLedger::getGrantCall {
+                    patientHH: patient.get(),
+                    granteeHH: grantee.get(),
+                },
+                at,
+            )
             .await?;
         Ok((g.grantedAt != 0).then(|| convert::grant_from_abi(patient, grantee, &g)))
     }
 
-    async fn has_access(&self, patient: HhNumber, grantee: HhNumber) -> LedgerResult<bool> {
+    async fn has_access(
+        &self,
+        patient: HhNumber,
+        grantee: HhNumber,
+        at: ReadAt,
+    ) -> LedgerResult<bool> {
         Ok(self
-            .call(HealthLedger::hasAccessCall {
-                patientHH: patient.get(),
-                granteeHH: grantee.get(),
-            })
+            .call_at(
+                HealthLedger::hasAccessCall {
+                    patientHH: patient.get(),
+                    granteeHH: grantee.get(),
+                },
+                at,
+            )
             .await?)
     }
 
-    async fn can_read_record(&self, id: RecordId, reader: HhNumber) -> LedgerResult<bool> {
+    async fn can_read_record(
+        &self,
+        id: RecordId,
+        reader: HhNumber,
+        at: ReadAt,
+    ) -> LedgerResult<bool> {
         Ok(self
-            .call(HealthLedger::canReadRecordCall {
-                patientHH: id.patient().get(),
-                recordId: id.serial(),
-                readerHH: reader.get(),
-            })
+            .call_at(
+                HealthLedger::canReadRecordCall {
+                    patientHH: id.patient().get(),
+                    recordId: id.serial(),
+                    readerHH: reader.get(),
+                },
+                at,
+            )
             .await?)
     }
 
-    async fn registered_count(&self, role: Role) -> LedgerResult<u64> {
+    async fn registered_count(&self, role: Role, at: ReadAt) -> LedgerResult<u64> {
         let n = self
-            .call(HealthLedger::registeredCountCall {
-                role: convert::role_code(role),
-            })
+            .call_at(
+                HealthLedger::registeredCountCall {
+                    role: convert::role_code(role),
+                },
+                at,
+            )
             .await?;
         Ok(to_u64(n, "registered count")?)
     }
 
-    async fn registered(&self, role: Role, offset: u64, limit: u64) -> LedgerResult<Vec<HhNumber>> {
-        let mut out = Vec::new();
-        let mut at = offset;
-        let mut left = limit;
-        while left > 0 {
-            let want = left.min(PAGE);
-            let page = self
-                .call(HealthLedger::registeredPageCall {
-                    role: convert::role_code(role),
-                    offset: U256::from(at),
+    async fn registered(
+        &self,
+        role: Role,
+        offset: u64,
+        limit: u64,
+        at: ReadAt,
+    ) -> LedgerResult<Vec<HhNumber>> {
+        let code = convert::role_code(role);
+        Ok(paged(offset, limit, PAGE, |offset, want| async move {
+            self.call_at(
+                HealthLedger::registeredPageCall {
+                    role: code,
+                    offset: U256::from(offset),
                     limit: U256::from(want),
-                })
-                .await?;
-            let got = page.len() as u64;
-            for hh in page {
-                out.push(convert::hh(hh)?);
-            }
-            if got < want {
-                break;
-            }
-            at += got;
-            left -= got;
-        }
-        Ok(out)
+                },
+                at,
+            )
+            .await?
+            .into_iter()
+            .map(convert::hh)
+            .collect()
+        })
+        .await?)
     }
 
-    async fn record_count(&self) -> LedgerResult<u64> {
-        let n = self.call(HealthLedger::recordCountCall {}).await?;
+    async fn profiles(
+        &self,
+        role: Role,
+        offset: u64,
+        limit: u64,
+        at: ReadAt,
+    ) -> LedgerResult<Vec<Profile>> {
+        Ok(
+            paged(offset, limit, PROFILE_PAGE, |offset, want| async move {
+                let (offset, limit) = (U256::from(offset), U256::from(want));
+                match role {
+                    Role::Patient => self
+                        .call_at(HealthLedger::patientsPageCall { offset, limit }, at)
+                        .await?
+                        .iter()
+                        .map(|p| convert::patient_from_abi(p).map(Profile::Patient))
+                        .collect(),
+                    Role::Doctor => self
+                        .call_at(HealthLedger::doctorsPageCall { offset, limit }, at)
+                        .await?
+                        .iter()
+                        .map(|d| convert::doctor_from_abi(d).map(Profile::Doctor))
+                        .collect(),
+                    Role::DiagnosticCenter => self
+                        .call_at(HealthLedger::centersPageCall { offset, limit }, at)
+                        .await?
+                        .iter()
+                        .map(|c| convert::center_from_abi(c).map(Profile::DiagnosticCenter))
+                        .collect(),
+                }
+            })
+            .await?,
+        )
+    }
+
+    async fn record_count(&self, at: ReadAt) -> LedgerResult<u64> {
+        let n = self.call_at(HealthLedger::recordCountCall {}, at).await?;
         Ok(to_u64(n, "record count")?)
     }
 
-    async fn record_ids(&self, offset: u64, limit: u64) -> LedgerResult<Vec<RecordId>> {
-        let mut out = Vec::new();
-        let mut at = offset;
-        let mut left = limit;
-        while left > 0 {
-            let want = left.min(PAGE);
+    async fn record_ids(&self, offset: u64, limit: u64, at: ReadAt) -> LedgerResult<Vec<RecordId>> {
+        Ok(paged(offset, limit, PAGE, |offset, want| async move {
             let page = self
-                .call(HealthLedger::recordPageCall {
-                    offset: U256::from(at),
-                    limit: U256::from(want),
-                })
+                .call_at(
+                    HealthLedger::recordPageCall {
+                        offset: U256::from(offset),
+                        limit: U256::from(want),
+                    },
+                    at,
+                )
                 .await?;
-            let got = page.patientHHs.len() as u64;
-            for (p, id) in page.patientHHs.iter().zip(&page.recordIds) {
-                out.push(RecordId::new(convert::hh(*p)?, *id));
-            }
-            if got < want {
-                break;
-            }
-            at += got;
-            left -= got;
-        }
-        Ok(out)
+            page.patientHHs
+                .iter()
+                .zip(&page.recordIds)
+                .map(|(p, id)| Ok(RecordId::new(convert::hh(*p)?, *id)))
+                .collect()
+        })
+        .await?)
     }
 
-    async fn grantees(&self, patient: HhNumber) -> LedgerResult<Vec<HhNumber>> {
-        let list = self
-            .call(HealthLedger::granteesCall {
-                patientHH: patient.get(),
+    async fn records(
+        &self,
+        offset: u64,
+        limit: u64,
+        at: ReadAt,
+    ) -> LedgerResult<Vec<MedicalRecord>> {
+        Ok(
+            paged(offset, limit, RECORD_PAGE, |offset, want| async move {
+                self.call_at(
+                    HealthLedger::recordsPageCall {
+                        offset: U256::from(offset),
+                        limit: U256::from(want),
+                    },
+                    at,
+                )
+                .await?
+                .iter()
+                .map(convert::record_from_abi)
+                .collect()
             })
+            .await?,
+        )
+    }
+
+    async fn grant_count(&self, at: ReadAt) -> LedgerResult<u64> {
+        let n = self
+            .call_at(HealthLedger::grantPairCountCall {}, at)
             .await?;
-        Ok(list
+        Ok(to_u64(n, "grant count")?)
+    }
+
+    async fn grants(&self, offset: u64, limit: u64, at: ReadAt) -> LedgerResult<Vec<AccessGrant>> {
+        Ok(paged(offset, limit, PAGE, |offset, want| async move {
+            self.call_at(
+                HealthLedger::grantsPageCall {
+                    offset: U256::from(offset),
+                    limit: U256::from(want),
+                },
+                at,
+            )
+            .await?
+            .iter()
+            .map(|e| {
+                Ok(convert::grant_from_abi(
+                    convert::hh(e.patientHH)?,
+                    convert::hh(e.granteeHH)?,
+                    &e.grant,
+                ))
+            })
+            .collect()
+        })
+        .await?)
+    }
+
+    async fn grantees(
+        &self,
+        patient: HhNumber,
+        offset: u64,
+        limit: u64,
+        at: ReadAt,
+    ) -> LedgerResult<Vec<HhNumber>> {
+        Ok(paged(offset, limit, PAGE, |offset, want| async move {
+            self.call_at(
+                HealthLedger::granteesPageCall {
+                    patientHH: patient.get(),
+                    offset: U256::from(offset),
+                    limit: U256::from(want),
+                },
+                at,
+            )
+            .await?
             .into_iter()
             .map(convert::hh)
-            .collect::<Result<Vec<_>>>()?)
+            .collect()
+        })
+        .await?)
     }
 
-    async fn events(&self, from: u64, to: u64) -> LedgerResult<Vec<ChainEvent>> {
+    async fn latest_audit_anchor(&self, at: ReadAt) -> LedgerResult<Option<AuditAnchor>> {
+        let last_seq = self
+            .call_at(HealthLedger::lastAnchoredSeqCall {}, at)
+            .await?;
+        if last_seq == 0 {
+            return Ok(None);
+        }
+        Ok(Some(AuditAnchor {
+            digest: self
+                .call_at(HealthLedger::lastAnchorDigestCall {}, at)
+                .await?,
+            last_seq,
+            anchored_at: Timestamp(
+                self.call_at(HealthLedger::lastAnchoredAtCall {}, at)
+                    .await?,
+            ),
+        }))
+    }
+
+    async fn events(&self, from: u64, to: u64) -> LedgerResult<EventBatch> {
         if from > to {
             return Err(LedgerError::Invalid(format!(
                 "block range {from}..={to} is empty: from is above to"
@@ -332,15 +538,33 @@ impl LedgerPort for EvmLedger {
         }
         let head = self.head_number().await?;
         if from > head {
-            return Ok(Vec::new());
+            return Ok(EventBatch::default());
         }
         let logs = self.logs(from, to.min(head)).await?;
-        let mut events = logs
-            .iter()
-            .map(convert::chain_event)
-            .collect::<Result<Vec<_>>>()?;
-        events.sort_by_key(|e| (e.at.block_number, e.at.log_index));
-        Ok(events)
+        let mut batch = EventBatch::default();
+        for log in &logs {
+            match convert::chain_event(log)? {
+                Decoded::Event(e) => batch.events.push(e),
+                Decoded::Bookkeeping => {}
+                Decoded::Quarantined(q) => {
+                    tracing::warn!(
+                        block = q.at.block_number,
+                        log_index = q.at.log_index,
+                        tx = %q.at.tx_hash,
+                        reason = %q.reason,
+                        "quarantined a HealthLedger log that does not decode"
+                    );
+                    batch.quarantined.push(q);
+                }
+            }
+        }
+        batch
+            .events
+            .sort_by_key(|e| (e.at.block_number, e.at.log_index));
+        batch
+            .quarantined
+            .sort_by_key(|q| (q.at.block_number, q.at.log_index));
+        Ok(batch)
     }
 
     async fn head(&self) -> LedgerResult<BlockRef> {
@@ -368,4 +592,36 @@ impl LedgerPort for EvmLedger {
     async fn block(&self, number: u64) -> LedgerResult<Option<BlockRef>> {
         Ok(self.block_ref(BlockNumberOrTag::Number(number)).await?)
     }
+}
+
+/// Profiles per bulk `eth_call`: a patient is about 1 KiB of ABI and some
+/// 16 storage reads, so 100 stay well within providers' call gas and
+/// response limits.
+const PROFILE_PAGE: u64 = 100;
+
+/// Records per bulk `eth_call`, for the same reason.
+const RECORD_PAGE: u64 = 100;
+
+/// Reads `limit` items from `offset` in requests of at most `page`, stopping
+/// early at the end of the list (a short page).
+async fn paged<T, F, Fut>(offset: u64, limit: u64, page: u64, mut fetch: F) -> Result<Vec<T>>
+where
+    F: FnMut(u64, u64) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<T>>>,
+{
+    let mut out = Vec::new();
+    let mut at = offset;
+    let mut left = limit;
+    while left > 0 {
+        let want = left.min(page);
+        let got = fetch(at, want).await?;
+        let n = got.len() as u64;
+        out.extend(got);
+        if n < want {
+            break;
+        }
+        at = at.saturating_add(n);
+        left -= n;
+    }
+    Ok(out)
 }

@@ -8,7 +8,7 @@ use alloy::{
     rpc::types::TransactionRequest,
     sol_types::SolCall,
 };
-use healthledger_core::{BlockRef, HhNumber};
+use healthledger_core::{BlockRef, HhNumber, ReadAt};
 
 use crate::{
     Error, Result,
@@ -22,15 +22,47 @@ use super::EvmLedger;
 pub(super) const PAGE: u64 = 1_000;
 
 impl EvmLedger {
+    /// `call` at the latest block.
     pub(super) async fn call<C: SolCall>(&self, call: C) -> Result<C::Return> {
+        self.call_at(call, ReadAt::Latest).await
+    }
+
+    /// `call` at the block `at` names: a pinned block by hash with
+    /// `requireCanonical` (EIP-1898), so every read of a snapshot sees the
+    /// same state whichever backend of a load-balanced provider answers.
+    pub(super) async fn call_at<C: SolCall>(&self, call: C, at: ReadAt) -> Result<C::Return> {
         let tx = TransactionRequest::default()
             .with_to(self.contract)
             .with_input(call.abi_encode());
-        let out = retry(&self.config.retry, &self.redact, || {
-            self.provider.call(tx.clone())
+        let out = retry(&self.config.retry, &self.redact, || match at {
+            ReadAt::Latest => self.provider.call(tx.clone()).into_future(),
+            ReadAt::Block(b) => self
+                .provider
+                .call(tx.clone())
+                .hash_canonical(b.hash)
+                .into_future(),
         })
-        .await
-        .map_err(|e| self.call_error(C::SIGNATURE, e))?;
+        .await;
+        let out = match (out, at) {
+            (Ok(out), _) => out,
+            (Err(e), ReadAt::Latest) => return Err(self.call_error(C::SIGNATURE, e)),
+            (Err(e), ReadAt::Block(b)) => {
+                let error = self.call_error(C::SIGNATURE, e);
+                // A refused pinned read is a reorg when the block is no
+                // longer the canonical one at its height; the check costs a
+                // request only on this error path.
+                if matches!(error, Error::Revert { .. }) {
+                    return Err(error);
+                }
+                return match self.block_ref(BlockNumberOrTag::Number(b.number)).await? {
+                    Some(canonical) if canonical.hash == b.hash => Err(error),
+                    _ => Err(Error::NotCanonical {
+                        number: b.number,
+                        hash: b.hash,
+                    }),
+                };
+            }
+        };
         C::abi_decode_returns(&out).map_err(|e| {
             Error::Integrity(format!(
                 "the return data of {} does not decode: {e}",

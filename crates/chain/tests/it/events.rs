@@ -9,7 +9,7 @@ use alloy::{
 };
 use healthledger_core::{
     AccessGrant, AuditAnchor, ConsentAction, LedgerEvent, LedgerPort, Line, MedicalRecord, Name,
-    Profile, Timestamp, TxReceipt, WalletAddress,
+    Profile, ReadAt, Timestamp, TxReceipt, WalletAddress,
     testing::{
         fixtures::{self, date},
         ledger::{consent, register_trio},
@@ -88,7 +88,10 @@ async fn every_event_decodes_to_the_exact_values_written() {
     let a = consent(l, &cw, &ConsentAction::CreateRecord(rec.clone())).await;
     let r = l.create_record(&rec, &a).await.unwrap();
     let created = MedicalRecord::from_new(rec.clone(), block_time(&node, r.block_number).await);
-    assert_eq!(l.record(rec.id).await.unwrap(), Some(created.clone()));
+    assert_eq!(
+        l.record(rec.id, ReadAt::Latest).await.unwrap(),
+        Some(created.clone())
+    );
     expected.push((Some(r), LedgerEvent::RecordCreated(created)));
 
     let expires = Timestamp(node.now().await + 86_400);
@@ -110,7 +113,9 @@ async fn every_event_decodes_to_the_exact_values_written() {
         revoked_at: None,
     };
     assert_eq!(
-        l.grant(patient.hh(), doctor.hh()).await.unwrap(),
+        l.grant(patient.hh(), doctor.hh(), ReadAt::Latest)
+            .await
+            .unwrap(),
         Some(grant.clone())
     );
     expected.push((Some(r), LedgerEvent::AccessGranted(grant.clone())));
@@ -126,7 +131,9 @@ async fn every_event_decodes_to_the_exact_values_written() {
         .unwrap();
     let revoked_at = block_time(&node, r.block_number).await;
     assert_eq!(
-        l.grant(patient.hh(), doctor.hh()).await.unwrap(),
+        l.grant(patient.hh(), doctor.hh(), ReadAt::Latest)
+            .await
+            .unwrap(),
         Some(AccessGrant {
             revoked_at: Some(revoked_at),
             ..grant
@@ -181,7 +188,7 @@ async fn every_event_decodes_to_the_exact_values_written() {
     expected.push((None, LedgerEvent::RegistrarRemoved(helper)));
 
     let head = l.head().await.unwrap().number;
-    let events = l.events(0, head).await.unwrap();
+    let events = l.events(0, head).await.unwrap().events;
     let got: Vec<&LedgerEvent> = events.iter().map(|e| &e.event).collect();
     let want: Vec<&LedgerEvent> = expected.iter().map(|(_, e)| e).collect();
     assert_eq!(got, want);

@@ -15,7 +15,7 @@ use std::{
 use futures::future::join_all;
 use healthledger_chain::{EvmLedger, EvmLedgerConfig, LogRangePolicy, RetryPolicy};
 use healthledger_core::{
-    ConsentAction, LedgerError, LedgerPort,
+    ConsentAction, LedgerError, LedgerPort, ReadAt,
     testing::{
         fixtures::{self, TestWallet, date},
         ledger::consent,
@@ -333,7 +333,7 @@ async fn events_through_a_faulty_provider_equal_events_without_it() {
     let node = Node::start().await;
     write_history(&node).await;
     let head = node.ledger.head().await.unwrap().number;
-    let direct = node.ledger.events(0, head).await.unwrap();
+    let direct = node.ledger.events(0, head).await.unwrap().events;
     assert!(direct.len() >= 50, "history has {} events", direct.len());
 
     let proxy = start_proxy(
@@ -351,9 +351,9 @@ async fn events_through_a_faulty_provider_equal_events_without_it() {
         .await
         .unwrap();
     for _ in 0..3 {
-        assert_eq!(proxied.events(0, head).await.unwrap(), direct);
+        assert_eq!(proxied.events(0, head).await.unwrap().events, direct);
     }
-    let sub = proxied.events(10, head - 5).await.unwrap();
+    let sub = proxied.events(10, head - 5).await.unwrap().events;
     let want: Vec<_> = direct
         .iter()
         .filter(|e| (10..=head - 5).contains(&e.at.block_number))
@@ -390,8 +390,8 @@ async fn log_spans_grow_back_after_successes() {
         grow_after: 1,
     };
     let ledger = EvmLedger::connect(config).await.unwrap();
-    let all = ledger.events(0, head).await.unwrap();
-    assert_eq!(all, node.ledger.events(0, head).await.unwrap());
+    let all = ledger.events(0, head).await.unwrap().events;
+    assert_eq!(all, node.ledger.events(0, head).await.unwrap().events);
     assert_eq!(ledger.log_span(), 16, "span grew from 1 to the maximum");
 }
 
@@ -545,7 +545,7 @@ async fn writes_through_a_flaky_provider_all_land_exactly_once() {
     assert_eq!(hashes.len(), 30);
     assert_eq!(
         node.ledger
-            .registered_count(healthledger_core::Role::Patient)
+            .registered_count(healthledger_core::Role::Patient, ReadAt::Latest)
             .await
             .unwrap(),
         30

@@ -3,7 +3,7 @@
 //! on chain time (anvil time travel), duplicates are refused.
 
 use healthledger_core::{
-    Authorization, ConsentAction, LedgerError, LedgerPort, Line, Profile, RelayedSignature,
+    Authorization, ConsentAction, LedgerError, LedgerPort, Line, Profile, ReadAt, RelayedSignature,
     Timestamp,
     testing::{
         fixtures::{self, TestWallet, date},
@@ -38,14 +38,17 @@ async fn a_stranger_cannot_grant_revoke_update_or_create() {
         .grant_access(p, d, None, &Authorization::Signer)
         .await
         .expect("patient grants as sender");
-    assert!(l.has_access(p, d).await.unwrap());
+    assert!(l.has_access(p, d, ReadAt::Latest).await.unwrap());
 
     let err = as_stranger
         .revoke_access(p, d, &Authorization::Signer)
         .await
         .unwrap_err();
     assert_denied(err, "stranger revokes");
-    assert!(l.has_access(p, d).await.unwrap(), "grant survives");
+    assert!(
+        l.has_access(p, d, ReadAt::Latest).await.unwrap(),
+        "grant survives"
+    );
 
     let Profile::Patient(mut changed) = patient.clone() else {
         unreachable!()
@@ -58,7 +61,7 @@ async fn a_stranger_cannot_grant_revoke_update_or_create() {
         .unwrap_err();
     assert_denied(err, "stranger updates");
     assert_eq!(
-        l.profile(p, patient.role()).await.unwrap(),
+        l.profile(p, patient.role(), ReadAt::Latest).await.unwrap(),
         Some(patient.clone())
     );
 
@@ -75,13 +78,13 @@ async fn a_stranger_cannot_grant_revoke_update_or_create() {
         .await
         .unwrap_err();
     assert_denied(err, "stranger creates");
-    assert_eq!(l.record(rec.id).await.unwrap(), None);
+    assert_eq!(l.record(rec.id, ReadAt::Latest).await.unwrap(), None);
 
     as_patient
         .revoke_access(p, d, &Authorization::Signer)
         .await
         .expect("patient revokes as sender");
-    assert!(!l.has_access(p, d).await.unwrap());
+    assert!(!l.has_access(p, d, ReadAt::Latest).await.unwrap());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -159,13 +162,16 @@ async fn grants_and_signatures_expire_on_chain_time() {
     };
     let a = consent(l, &pw, &action).await;
     l.grant_access(p, d, Some(expires), &a).await.unwrap();
-    assert!(l.has_access(p, d).await.unwrap());
-    assert!(l.can_read_record(rec.id, d).await.unwrap());
+    assert!(l.has_access(p, d, ReadAt::Latest).await.unwrap());
+    assert!(l.can_read_record(rec.id, d, ReadAt::Latest).await.unwrap());
 
     node.advance_time(1_200).await;
-    assert!(!l.has_access(p, d).await.unwrap(), "expired grant");
-    assert!(!l.can_read_record(rec.id, d).await.unwrap());
-    let grant = l.grant(p, d).await.unwrap().unwrap();
+    assert!(
+        !l.has_access(p, d, ReadAt::Latest).await.unwrap(),
+        "expired grant"
+    );
+    assert!(!l.can_read_record(rec.id, d, ReadAt::Latest).await.unwrap());
+    let grant = l.grant(p, d, ReadAt::Latest).await.unwrap().unwrap();
     assert_eq!(
         (grant.expires_at, grant.revoked_at),
         (Some(expires), None),

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use healthledger_chain::{EvmLedger, EvmLedgerConfig, SignerKey};
 use healthledger_core::{
     Timestamp,
-    testing::{fixtures::TestWallet, ledger::ChainClock},
+    testing::{fixtures::TestWallet, ledger::ChainControl},
 };
 
 /// The pinned tools directory: `$HEALTHLEDGER_TOOLS`, else `<repo>/.tools`.
@@ -129,10 +129,11 @@ impl Node {
     }
 }
 
-/// anvil's clock for the conformance suite: the head block's time, and
-/// `evm_mine` with an exact timestamp.
+/// anvil as the conformance suite's chain control: the head block's time,
+/// `evm_mine` with an exact timestamp, and adapters signing as other
+/// (funded) wallets.
 #[async_trait]
-impl ChainClock for Node {
+impl ChainControl for Node {
     async fn head_time(&self) -> Timestamp {
         Timestamp(self.now().await)
     }
@@ -144,5 +145,9 @@ impl ChainClock for Node {
             .await
             .unwrap();
         assert_eq!(self.now().await, at.0, "anvil mined at the requested time");
+    }
+
+    async fn as_wallet(&self, wallet: &TestWallet) -> Box<dyn healthledger_core::LedgerPort> {
+        Box::new(self.ledger_as(wallet).await)
     }
 }

@@ -8,7 +8,7 @@ use alloy::providers::{Provider, ProviderBuilder};
 use futures::future::join_all;
 use healthledger_chain::{EvmLedger, EvmLedgerConfig};
 use healthledger_core::{
-    LedgerPort, Role,
+    LedgerPort, ReadAt, Role,
     testing::fixtures::{self, TestWallet},
 };
 
@@ -23,8 +23,16 @@ async fn a_hundred_concurrent_writes_from_one_key_all_land() {
     for (p, r) in profiles.iter().zip(&results) {
         assert!(r.is_ok(), "{}: {r:?}", p.hh());
     }
-    assert_eq!(l.registered_count(Role::Patient).await.unwrap(), 100);
-    let mut registered = l.registered(Role::Patient, 0, 1_000).await.unwrap();
+    assert_eq!(
+        l.registered_count(Role::Patient, ReadAt::Latest)
+            .await
+            .unwrap(),
+        100
+    );
+    let mut registered = l
+        .registered(Role::Patient, 0, 1_000, ReadAt::Latest)
+        .await
+        .unwrap();
     registered.sort();
     let mut want: Vec<_> = profiles.iter().map(|p| p.hh()).collect();
     want.sort();
@@ -94,7 +102,10 @@ async fn a_second_user_of_the_same_key_does_not_wedge_the_nonce() {
     node.ledger.register(&patient(420_002)).await.unwrap();
     twin.register(&patient(420_003)).await.unwrap();
     assert_eq!(
-        node.ledger.registered_count(Role::Patient).await.unwrap(),
+        node.ledger
+            .registered_count(Role::Patient, ReadAt::Latest)
+            .await
+            .unwrap(),
         4
     );
 }

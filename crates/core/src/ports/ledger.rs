@@ -1,6 +1,7 @@
 //! [`LedgerPort`]: the source of truth. Writes land in blocks; reads see the
-//! latest block; events and block identities let the cache follow the chain
-//! through reorgs.
+//! latest block or a pinned one ([`ReadAt`]); bulk reads enumerate whole
+//! structs a page at a time; events and block identities let the cache
+//! follow the chain through reorgs.
 
 use std::fmt::Debug;
 
@@ -10,9 +11,22 @@ use auto_impl::auto_impl;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    AccessGrant, BlockRef, ChainEvent, HhNumber, LedgerError, MedicalRecord, NewRecord, Profile,
-    RecordId, Role, Timestamp, TxReceipt, WalletAddress,
+    AccessGrant, AuditAnchor, BlockRef, EventBatch, HhNumber, LedgerError, MedicalRecord,
+    NewRecord, Profile, RecordId, Role, Timestamp, TxReceipt, WalletAddress,
 };
+
+/// Which state a read sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum ReadAt {
+    /// The latest block (the node's `latest`).
+    #[default]
+    Latest,
+    /// Exactly this block, named by its hash (EIP-1898), so every read of a
+    /// snapshot sees the same state even behind a load-balanced provider. A
+    /// block that is no longer canonical is `Conflict`; a block the node no
+    /// longer keeps state for is `Unavailable`.
+    Block(BlockRef),
+}
 
 /// Shorthand for ledger results.
 pub type LedgerResult<T> = Result<T, LedgerError>;
@@ -76,7 +90,13 @@ pub enum Authorization {
 ///   replayed signature), `Invalid` (expired deadline, bad input);
 /// - writes are not idempotent (a second registration is `AlreadyExists`),
 ///   so a caller that lost a response reads before it retries;
-/// - reads are at the latest block.
+/// - reads are at the block [`ReadAt`] names: at an older block they see
+///   exactly that block's state;
+/// - bulk reads ([`Self::profiles`], [`Self::records`], [`Self::grants`])
+///   return whole values in enumeration order, so a snapshot of the whole
+///   state costs one call per page, not one per entity;
+/// - [`Self::events`] never fails a range because one log does not decode:
+///   such a log comes back quarantined beside the decoded events.
 #[cfg_attr(feature = "testing", mockall::automock)]
 #[async_trait]
 #[auto_impl(&, Arc, Box)]
@@ -84,9 +104,46 @@ pub trait LedgerPort: Send + Sync + Debug {
     /// The wallet this adapter signs with.
     fn signer(&self) -> WalletAddress;
 
-    /// Registers a profile. The signer must be a registrar or the profile's
-    /// own wallet. HH numbers and wallets are unique across all roles.
+    /// The first block that can hold the ledger's events (the contract's
+    /// deployment block): scans start here, not at block 0.
+    fn deployment_block(&self) -> u64;
+
+    /// Registers a profile. The signer must be a registrar (HH numbers are
+    /// issued, never taken); anyone else is `AccessDenied`. HH numbers and
+    /// wallets are unique across all roles.
     async fn register(&self, profile: &Profile) -> LedgerResult<TxReceipt>;
+
+    /// Registers a patient from their own wallet (the signer must be the
+    /// profile's wallet) with a registrar's attestation: a signature by a
+    /// registrar over [`Self::attestation_digest`] of the HH number, the
+    /// wallet and the deadline. Doctors and diagnostic centers cannot
+    /// register this way (`AccessDenied`); nor can a forged, expired
+    /// (`Invalid`) or other-patient attestation.
+    async fn register_attested(
+        &self,
+        profile: &Profile,
+        attestation: &RelayedSignature,
+    ) -> LedgerResult<TxReceipt>;
+
+    /// The digest a registrar signs to attest that `hh` is issued to
+    /// `wallet` until `deadline`.
+    async fn attestation_digest(
+        &self,
+        hh: HhNumber,
+        wallet: WalletAddress,
+        deadline: Timestamp,
+    ) -> LedgerResult<B256>;
+
+    /// Makes `wallet` a registrar. Admin only.
+    async fn add_registrar(&self, wallet: WalletAddress) -> LedgerResult<TxReceipt>;
+
+    /// Takes the registrar role from `wallet`. Admin only.
+    async fn remove_registrar(&self, wallet: WalletAddress) -> LedgerResult<TxReceipt>;
+
+    /// Uses up the signer's current consent nonce, so every signature it
+    /// handed out and that was not yet relayed stops working before its
+    /// deadline.
+    async fn invalidate_nonce(&self) -> LedgerResult<TxReceipt>;
 
     /// Replaces a registered profile (same HH number and role; the wallet
     /// cannot change), with the owner's consent.
@@ -139,50 +196,108 @@ pub trait LedgerPort: Send + Sync + Debug {
     ) -> LedgerResult<B256>;
 
     /// The profile registered under `hh` with `role`, if any.
-    async fn profile(&self, hh: HhNumber, role: Role) -> LedgerResult<Option<Profile>>;
+    async fn profile(&self, hh: HhNumber, role: Role, at: ReadAt) -> LedgerResult<Option<Profile>>;
 
     /// The role and HH number owned by `wallet`, if any.
-    async fn account_of(&self, wallet: WalletAddress) -> LedgerResult<Option<(Role, HhNumber)>>;
+    async fn account_of(
+        &self,
+        wallet: WalletAddress,
+        at: ReadAt,
+    ) -> LedgerResult<Option<(Role, HhNumber)>>;
 
     /// The record with `id`, if any.
-    async fn record(&self, id: RecordId) -> LedgerResult<Option<MedicalRecord>>;
+    async fn record(&self, id: RecordId, at: ReadAt) -> LedgerResult<Option<MedicalRecord>>;
 
     /// The grant from `patient` to `grantee`, if one was ever made.
     async fn grant(
         &self,
         patient: HhNumber,
         grantee: HhNumber,
+        at: ReadAt,
     ) -> LedgerResult<Option<AccessGrant>>;
 
-    /// Whether `grantee` has an active grant from `patient` at the latest
-    /// block (honouring expiry and revocation).
-    async fn has_access(&self, patient: HhNumber, grantee: HhNumber) -> LedgerResult<bool>;
+    /// Whether `grantee` has an active grant from `patient` (honouring
+    /// expiry, judged by the block's time, and revocation).
+    async fn has_access(
+        &self,
+        patient: HhNumber,
+        grantee: HhNumber,
+        at: ReadAt,
+    ) -> LedgerResult<bool>;
 
     /// Whether `reader` may read record `id`: its patient and its creator
     /// always may; anyone else needs an active grant from the patient.
     /// `NotFound` for an unknown record.
-    async fn can_read_record(&self, id: RecordId, reader: HhNumber) -> LedgerResult<bool>;
+    async fn can_read_record(
+        &self,
+        id: RecordId,
+        reader: HhNumber,
+        at: ReadAt,
+    ) -> LedgerResult<bool>;
 
     /// How many HH numbers are registered with `role`.
-    async fn registered_count(&self, role: Role) -> LedgerResult<u64>;
+    async fn registered_count(&self, role: Role, at: ReadAt) -> LedgerResult<u64>;
 
     /// Registered HH numbers with `role`, in registration order, from
     /// `offset`, at most `limit`.
-    async fn registered(&self, role: Role, offset: u64, limit: u64) -> LedgerResult<Vec<HhNumber>>;
+    async fn registered(
+        &self,
+        role: Role,
+        offset: u64,
+        limit: u64,
+        at: ReadAt,
+    ) -> LedgerResult<Vec<HhNumber>>;
+
+    /// Registered profiles with `role`, whole, in registration order, from
+    /// `offset`, at most `limit`.
+    async fn profiles(
+        &self,
+        role: Role,
+        offset: u64,
+        limit: u64,
+        at: ReadAt,
+    ) -> LedgerResult<Vec<Profile>>;
 
     /// How many records exist.
-    async fn record_count(&self) -> LedgerResult<u64>;
+    async fn record_count(&self, at: ReadAt) -> LedgerResult<u64>;
 
     /// Record ids in creation order, from `offset`, at most `limit`.
-    async fn record_ids(&self, offset: u64, limit: u64) -> LedgerResult<Vec<RecordId>>;
+    async fn record_ids(&self, offset: u64, limit: u64, at: ReadAt) -> LedgerResult<Vec<RecordId>>;
 
-    /// Every grantee `patient` ever granted, in first-grant order (the
-    /// grants themselves come from [`Self::grant`]).
-    async fn grantees(&self, patient: HhNumber) -> LedgerResult<Vec<HhNumber>>;
+    /// Records, whole, in creation order, from `offset`, at most `limit`.
+    async fn records(
+        &self,
+        offset: u64,
+        limit: u64,
+        at: ReadAt,
+    ) -> LedgerResult<Vec<MedicalRecord>>;
 
-    /// Events in blocks `from..=to`, in chain order. Blocks above the head
-    /// yield nothing; `from > to` is `Invalid`.
-    async fn events(&self, from: u64, to: u64) -> LedgerResult<Vec<ChainEvent>>;
+    /// How many (patient, grantee) pairs were ever granted.
+    async fn grant_count(&self, at: ReadAt) -> LedgerResult<u64>;
+
+    /// The grants of every (patient, grantee) pair ever granted, in their
+    /// current state (revoked or not), in first-grant order, from `offset`,
+    /// at most `limit`.
+    async fn grants(&self, offset: u64, limit: u64, at: ReadAt) -> LedgerResult<Vec<AccessGrant>>;
+
+    /// The grantees `patient` ever granted, in first-grant order, from
+    /// `offset`, at most `limit` (the grants themselves come from
+    /// [`Self::grant`]).
+    async fn grantees(
+        &self,
+        patient: HhNumber,
+        offset: u64,
+        limit: u64,
+        at: ReadAt,
+    ) -> LedgerResult<Vec<HhNumber>>;
+
+    /// The latest anchored access-log digest, if any.
+    async fn latest_audit_anchor(&self, at: ReadAt) -> LedgerResult<Option<AuditAnchor>>;
+
+    /// Events in blocks `from..=to`, in chain order, with the logs that did
+    /// not decode quarantined beside them. Blocks above the head yield
+    /// nothing; `from > to` is `Invalid`.
+    async fn events(&self, from: u64, to: u64) -> LedgerResult<EventBatch>;
 
     /// The latest block.
     async fn head(&self) -> LedgerResult<BlockRef>;

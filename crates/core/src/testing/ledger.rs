@@ -2,10 +2,11 @@
 //! signer is a registrar (the deployer) and uses its own range of HH numbers
 //! and wallets, so [`all`] can run them one after another on one chain.
 //!
-//! Behaviours that depend on block time (grant expiry) also take a
-//! [`ChainClock`]: the test hook a backend's test hands the suite to read the
-//! head block's time and mine a block at a chosen time (the in-memory
-//! ledger's [`crate::testing::InMemoryLedger::mine_at`], anvil's `evm_mine`).
+//! Behaviours that need more than the port also take a [`ChainControl`]: the
+//! test hook a backend's test hands the suite to read the head block's time,
+//! mine a block at a chosen time (the in-memory ledger's
+//! [`crate::testing::InMemoryLedger::mine_at`], anvil's `evm_mine`) and act
+//! as another wallet (a stranger, a patient signing for themselves).
 //!
 //! Panics (via `assert!`) on the first divergence, naming the behaviour.
 
@@ -15,22 +16,26 @@ use async_trait::async_trait;
 use super::fixtures::{self, TestWallet, date};
 use crate::{
     AuditAnchor, Authorization, ChainEvent, ConsentAction, HhNumber, LedgerError, LedgerEvent,
-    LedgerPort, Line, Name, Profile, RelayedSignature, Role, Timestamp,
+    LedgerPort, Line, Name, Profile, ReadAt, RelayedSignature, Role, Timestamp,
 };
 
-/// Control over a test chain's clock, which the port itself does not offer.
+/// Control over a test chain that the port itself does not offer.
 #[async_trait]
-pub trait ChainClock: Send + Sync {
+pub trait ChainControl: Send + Sync {
     /// The timestamp of the head block.
     async fn head_time(&self) -> Timestamp;
 
     /// Mines one block (empty, or with whatever is pending) whose timestamp
     /// is exactly `at`, which is after the head's.
     async fn mine_at(&self, at: Timestamp);
+
+    /// A handle on the same ledger that signs as `wallet` (funded for gas
+    /// where the chain needs it).
+    async fn as_wallet(&self, wallet: &TestWallet) -> Box<dyn LedgerPort>;
 }
 
 /// Runs every ledger conformance test in turn.
-pub async fn all(l: &dyn LedgerPort, clock: &dyn ChainClock) {
+pub async fn all(l: &dyn LedgerPort, clock: &dyn ChainControl) {
     register_and_read(l).await;
     duplicate_registration_is_rejected(l).await;
     unknown_things_read_as_absent(l).await;
@@ -43,6 +48,11 @@ pub async fn all(l: &dyn LedgerPort, clock: &dyn ChainClock) {
     events_carry_every_kind_exactly(l, clock).await;
     blocks_are_linked(l).await;
     audit_digests_are_anchored(l).await;
+    registration_is_issued_by_registrars(l, clock).await;
+    registrars_are_the_admins_to_name(l, clock).await;
+    a_wallet_can_cancel_its_signatures(l, clock).await;
+    pinned_reads_see_their_block(l).await;
+    bulk_reads_return_whole_values(l).await;
 }
 
 fn hh(n: u32) -> HhNumber {
@@ -95,7 +105,10 @@ pub async fn register_trio(l: &dyn LedgerPort, base: u32) -> [(Profile, TestWall
 /// Registered profiles read back exactly, by HH and role, by wallet, and in
 /// the enumeration; the receipt names a real block.
 pub async fn register_and_read(l: &dyn LedgerPort) {
-    let before = l.registered_count(Role::Patient).await.expect("count");
+    let before = l
+        .registered_count(Role::Patient, ReadAt::Latest)
+        .await
+        .expect("count");
     let w = TestWallet::from_seed(110_000);
     let p = fixtures::patient(110_000, w.address(), "Meera Iyer");
     let receipt = l.register(&p).await.expect("register patient");
@@ -108,24 +121,32 @@ pub async fn register_and_read(l: &dyn LedgerPort) {
     assert!(l.head().await.expect("head").number >= receipt.block_number);
 
     assert_eq!(
-        l.profile(p.hh(), Role::Patient).await.expect("read"),
+        l.profile(p.hh(), Role::Patient, ReadAt::Latest)
+            .await
+            .expect("read"),
         Some(p.clone())
     );
     assert_eq!(
-        l.profile(p.hh(), Role::Doctor).await.expect("read"),
+        l.profile(p.hh(), Role::Doctor, ReadAt::Latest)
+            .await
+            .expect("read"),
         None,
         "role must match"
     );
     assert_eq!(
-        l.account_of(w.address()).await.expect("account"),
+        l.account_of(w.address(), ReadAt::Latest)
+            .await
+            .expect("account"),
         Some((Role::Patient, p.hh()))
     );
     assert_eq!(
-        l.registered_count(Role::Patient).await.expect("count"),
+        l.registered_count(Role::Patient, ReadAt::Latest)
+            .await
+            .expect("count"),
         before + 1
     );
     let all = l
-        .registered(Role::Patient, 0, before + 10)
+        .registered(Role::Patient, 0, before + 10, ReadAt::Latest)
         .await
         .expect("enumerate");
     assert_eq!(
@@ -134,7 +155,9 @@ pub async fn register_and_read(l: &dyn LedgerPort) {
         "enumeration is in registration order"
     );
     assert_eq!(
-        l.registered(Role::Patient, before, 1).await.expect("page"),
+        l.registered(Role::Patient, before, 1, ReadAt::Latest)
+            .await
+            .expect("page"),
         vec![p.hh()]
     );
 
@@ -142,14 +165,16 @@ pub async fn register_and_read(l: &dyn LedgerPort) {
     let doc = fixtures::doctor(110_001, d.address(), "Dr. Kavya Nair");
     l.register(&doc).await.expect("register doctor");
     assert_eq!(
-        l.profile(doc.hh(), Role::Doctor).await.expect("read"),
+        l.profile(doc.hh(), Role::Doctor, ReadAt::Latest)
+            .await
+            .expect("read"),
         Some(doc)
     );
     let c = TestWallet::from_seed(110_002);
     let center = fixtures::diagnostic_center(110_002, c.address(), "Apollo Labs");
     l.register(&center).await.expect("register center");
     assert_eq!(
-        l.profile(center.hh(), Role::DiagnosticCenter)
+        l.profile(center.hh(), Role::DiagnosticCenter, ReadAt::Latest)
             .await
             .expect("read"),
         Some(center)
@@ -162,7 +187,10 @@ pub async fn duplicate_registration_is_rejected(l: &dyn LedgerPort) {
     let w = TestWallet::from_seed(120_000);
     let p = fixtures::patient(120_000, w.address(), "Ravi Kumar");
     l.register(&p).await.expect("first registration");
-    let count = l.registered_count(Role::Patient).await.expect("count");
+    let count = l
+        .registered_count(Role::Patient, ReadAt::Latest)
+        .await
+        .expect("count");
 
     let err = l.register(&p).await.expect_err("same profile twice");
     assert!(
@@ -186,11 +214,15 @@ pub async fn duplicate_registration_is_rejected(l: &dyn LedgerPort) {
     );
 
     assert_eq!(
-        l.registered_count(Role::Patient).await.expect("count"),
+        l.registered_count(Role::Patient, ReadAt::Latest)
+            .await
+            .expect("count"),
         count
     );
     assert_eq!(
-        l.profile(hh(120_001), Role::Patient).await.expect("read"),
+        l.profile(hh(120_001), Role::Patient, ReadAt::Latest)
+            .await
+            .expect("read"),
         None
     );
 }
@@ -199,18 +231,37 @@ pub async fn duplicate_registration_is_rejected(l: &dyn LedgerPort) {
 /// the question presumes existence.
 pub async fn unknown_things_read_as_absent(l: &dyn LedgerPort) {
     assert_eq!(
-        l.profile(hh(130_000), Role::Patient).await.expect("read"),
+        l.profile(hh(130_000), Role::Patient, ReadAt::Latest)
+            .await
+            .expect("read"),
         None
     );
     let stranger = TestWallet::from_seed(130_009).address();
-    assert_eq!(l.account_of(stranger).await.expect("read"), None);
+    assert_eq!(
+        l.account_of(stranger, ReadAt::Latest).await.expect("read"),
+        None
+    );
     let id = crate::RecordId::new(hh(130_000), 1);
-    assert_eq!(l.record(id).await.expect("read"), None);
-    assert_eq!(l.grant(hh(130_000), hh(130_001)).await.expect("read"), None);
-    assert!(!l.has_access(hh(130_000), hh(130_001)).await.expect("read"));
-    assert!(l.grantees(hh(130_000)).await.expect("read").is_empty());
+    assert_eq!(l.record(id, ReadAt::Latest).await.expect("read"), None);
+    assert_eq!(
+        l.grant(hh(130_000), hh(130_001), ReadAt::Latest)
+            .await
+            .expect("read"),
+        None
+    );
+    assert!(
+        !l.has_access(hh(130_000), hh(130_001), ReadAt::Latest)
+            .await
+            .expect("read")
+    );
+    assert!(
+        l.grantees(hh(130_000), 0, u64::MAX, ReadAt::Latest)
+            .await
+            .expect("read")
+            .is_empty()
+    );
     let err = l
-        .can_read_record(id, hh(130_001))
+        .can_read_record(id, hh(130_001), ReadAt::Latest)
         .await
         .expect_err("unknown record");
     assert!(matches!(err, LedgerError::NotFound(_)), "{err}");
@@ -266,7 +317,9 @@ pub async fn profile_update_needs_owner_consent(l: &dyn LedgerPort) {
         "expired deadline: {err}"
     );
     assert_eq!(
-        l.profile(patient.hh(), Role::Patient).await.expect("read"),
+        l.profile(patient.hh(), Role::Patient, ReadAt::Latest)
+            .await
+            .expect("read"),
         Some(patient.clone())
     );
 
@@ -275,7 +328,9 @@ pub async fn profile_update_needs_owner_consent(l: &dyn LedgerPort) {
         .await
         .expect("owner-signed update");
     assert_eq!(
-        l.profile(patient.hh(), Role::Patient).await.expect("read"),
+        l.profile(patient.hh(), Role::Patient, ReadAt::Latest)
+            .await
+            .expect("read"),
         Some(updated.clone())
     );
     let err = l.update_profile(&updated, &auth).await.expect_err("replay");
@@ -315,7 +370,7 @@ pub async fn profile_update_needs_owner_consent(l: &dyn LedgerPort) {
 /// always read them.
 pub async fn records_need_creator_consent_and_unique_ids(l: &dyn LedgerPort) {
     let [(patient, pw), (doctor, _), (center, cw)] = register_trio(l, 150_000).await;
-    let count = l.record_count().await.expect("count");
+    let count = l.record_count(ReadAt::Latest).await.expect("count");
     let new = fixtures::record(
         150_000,
         1_700_000_000_001,
@@ -346,7 +401,7 @@ pub async fn records_need_creator_consent_and_unique_ids(l: &dyn LedgerPort) {
     let auth = consent(l, &cw, &ConsentAction::CreateRecord(new.clone())).await;
     let receipt = l.create_record(&new, &auth).await.expect("center creates");
     let rec = l
-        .record(new.id)
+        .record(new.id, ReadAt::Latest)
         .await
         .expect("read")
         .expect("record exists");
@@ -356,8 +411,14 @@ pub async fn records_need_creator_consent_and_unique_ids(l: &dyn LedgerPort) {
     );
     assert!(rec.created_at.0 > 0);
     assert!(receipt.block_number > 0);
-    assert_eq!(l.record_count().await.expect("count"), count + 1);
-    assert_eq!(l.record_ids(count, 10).await.expect("ids"), vec![new.id]);
+    assert_eq!(
+        l.record_count(ReadAt::Latest).await.expect("count"),
+        count + 1
+    );
+    assert_eq!(
+        l.record_ids(count, 10, ReadAt::Latest).await.expect("ids"),
+        vec![new.id]
+    );
 
     let auth = consent(l, &cw, &ConsentAction::CreateRecord(new.clone())).await;
     let err = l
@@ -398,15 +459,25 @@ pub async fn records_need_creator_consent_and_unique_ids(l: &dyn LedgerPort) {
         "unknown patient: {err}"
     );
     assert_eq!(
-        l.record_count().await.expect("count"),
+        l.record_count(ReadAt::Latest).await.expect("count"),
         count + 1,
         "failed writes change nothing"
     );
 
-    assert!(l.can_read_record(new.id, patient.hh()).await.expect("read"));
-    assert!(l.can_read_record(new.id, center.hh()).await.expect("read"));
     assert!(
-        !l.can_read_record(new.id, doctor.hh()).await.expect("read"),
+        l.can_read_record(new.id, patient.hh(), ReadAt::Latest)
+            .await
+            .expect("read")
+    );
+    assert!(
+        l.can_read_record(new.id, center.hh(), ReadAt::Latest)
+            .await
+            .expect("read")
+    );
+    assert!(
+        !l.can_read_record(new.id, doctor.hh(), ReadAt::Latest)
+            .await
+            .expect("read"),
         "no grant yet"
     );
 }
@@ -439,14 +510,18 @@ pub async fn grants_follow_patient_consent(l: &dyn LedgerPort) {
         matches!(err, LedgerError::AccessDenied(_)),
         "stranger grant: {err}"
     );
-    assert!(!l.has_access(p, d).await.expect("read"));
+    assert!(!l.has_access(p, d, ReadAt::Latest).await.expect("read"));
 
     let auth = consent(l, &pw, &action).await;
     l.grant_access(p, d, None, &auth)
         .await
         .expect("patient grants");
-    assert!(l.has_access(p, d).await.expect("read"));
-    let grant = l.grant(p, d).await.expect("read").expect("grant exists");
+    assert!(l.has_access(p, d, ReadAt::Latest).await.expect("read"));
+    let grant = l
+        .grant(p, d, ReadAt::Latest)
+        .await
+        .expect("read")
+        .expect("grant exists");
     assert_eq!(
         (
             grant.patient,
@@ -457,7 +532,12 @@ pub async fn grants_follow_patient_consent(l: &dyn LedgerPort) {
         (p, d, None, None)
     );
     assert!(grant.granted_at.0 > 0);
-    assert_eq!(l.grantees(p).await.expect("read"), vec![d]);
+    assert_eq!(
+        l.grantees(p, 0, u64::MAX, ReadAt::Latest)
+            .await
+            .expect("read"),
+        vec![d]
+    );
     let err = l
         .grant_access(p, d, None, &auth)
         .await
@@ -468,7 +548,9 @@ pub async fn grants_follow_patient_consent(l: &dyn LedgerPort) {
     let a = consent(l, &cw, &ConsentAction::CreateRecord(rec.clone())).await;
     l.create_record(&rec, &a).await.expect("record");
     assert!(
-        l.can_read_record(rec.id, d).await.expect("read"),
+        l.can_read_record(rec.id, d, ReadAt::Latest)
+            .await
+            .expect("read"),
         "granted doctor reads"
     );
 
@@ -499,13 +581,15 @@ pub async fn grants_follow_patient_consent(l: &dyn LedgerPort) {
     );
     let a = consent(l, &pw, &revoke).await;
     l.revoke_access(p, d, &a).await.expect("patient revokes");
-    assert!(!l.has_access(p, d).await.expect("read"));
+    assert!(!l.has_access(p, d, ReadAt::Latest).await.expect("read"));
     assert!(
-        !l.can_read_record(rec.id, d).await.expect("read"),
+        !l.can_read_record(rec.id, d, ReadAt::Latest)
+            .await
+            .expect("read"),
         "revoked doctor cannot read"
     );
     assert!(
-        l.grant(p, d)
+        l.grant(p, d, ReadAt::Latest)
             .await
             .expect("read")
             .expect("kept")
@@ -531,9 +615,11 @@ pub async fn grants_follow_patient_consent(l: &dyn LedgerPort) {
     l.grant_access(p, d, Some(deadline()), &a)
         .await
         .expect("re-grant with expiry");
-    assert!(l.has_access(p, d).await.expect("read"));
+    assert!(l.has_access(p, d, ReadAt::Latest).await.expect("read"));
     assert_eq!(
-        l.grantees(p).await.expect("read"),
+        l.grantees(p, 0, u64::MAX, ReadAt::Latest)
+            .await
+            .expect("read"),
         vec![d],
         "grantees listed once"
     );
@@ -567,7 +653,13 @@ pub async fn events_replay_every_write_in_order(l: &dyn LedgerPort) {
         .expect("grant");
     let head = l.head().await.expect("head");
 
-    let events = l.events(start, head.number).await.expect("events");
+    let batch = l.events(start, head.number).await.expect("events");
+    assert!(
+        batch.quarantined.is_empty(),
+        "every log decodes: {:?}",
+        batch.quarantined
+    );
+    let events = batch.events;
     let kinds: Vec<&LedgerEvent> = events.iter().map(|e| &e.event).collect();
     assert_eq!(
         kinds.len(),
@@ -615,7 +707,11 @@ pub async fn events_replay_every_write_in_order(l: &dyn LedgerPort) {
         assert_ne!(e.at.tx_hash, B256::ZERO);
     }
     assert_eq!(
-        l.events(start, start + 1).await.expect("sub-range").len(),
+        l.events(start, start + 1)
+            .await
+            .expect("sub-range")
+            .events
+            .len(),
         events
             .iter()
             .filter(|e| e.at.block_number <= start + 1)
@@ -633,7 +729,7 @@ pub async fn events_replay_every_write_in_order(l: &dyn LedgerPort) {
         l.events(head.number + 1_000, head.number + 2_000)
             .await
             .expect("future")
-            .is_empty()
+            == crate::EventBatch::default()
     );
 }
 
@@ -656,16 +752,23 @@ pub async fn blocks_are_linked(l: &dyn LedgerPort) {
 /// The registrar anchors growing audit digests; each is an event.
 pub async fn audit_digests_are_anchored(l: &dyn LedgerPort) {
     let digest = B256::repeat_byte(0x42);
-    let seq = Timestamp::now().0;
+    let seq = next_seq(l).await;
     let r = l.anchor_audit(digest, seq).await.expect("anchor");
     let events = l
         .events(r.block_number, r.block_number)
         .await
-        .expect("events");
+        .expect("events")
+        .events;
     assert!(
         events.iter().any(|e| matches!(&e.event, LedgerEvent::AuditAnchored(a) if a.digest == digest && a.last_seq == seq)),
         "AuditAnchored event carries the digest: {events:?}"
     );
+    let latest = l
+        .latest_audit_anchor(ReadAt::Latest)
+        .await
+        .expect("latest anchor")
+        .expect("anchored");
+    assert_eq!((latest.digest, latest.last_seq), (digest, seq));
     let err = l
         .anchor_audit(digest, seq)
         .await
@@ -702,7 +805,9 @@ pub async fn consent_is_bound_to_content(l: &dyn LedgerPort) {
         l.update_profile(&sent_body, &auth).await,
     );
     assert_eq!(
-        l.profile(p, Role::Patient).await.expect("read"),
+        l.profile(p, Role::Patient, ReadAt::Latest)
+            .await
+            .expect("read"),
         Some(patient.clone()),
         "a refused update changes nothing"
     );
@@ -750,12 +855,15 @@ pub async fn consent_is_bound_to_content(l: &dyn LedgerPort) {
         "record with a changed id",
         l.create_record(&other_id, &auth).await,
     );
-    assert_eq!(l.record(other_id.id).await.expect("read"), None);
+    assert_eq!(
+        l.record(other_id.id, ReadAt::Latest).await.expect("read"),
+        None
+    );
     l.create_record(&signed, &auth)
         .await
         .expect("the signature still works for what it signed");
     assert_eq!(
-        l.record(signed.id)
+        l.record(signed.id, ReadAt::Latest)
             .await
             .expect("read")
             .map(|r| (r.cid, r.meta)),
@@ -778,7 +886,7 @@ pub async fn consent_is_bound_to_content(l: &dyn LedgerPort) {
         "grant to another grantee",
         l.grant_access(p, c, None, &auth).await,
     );
-    assert!(!l.has_access(p, c).await.expect("read"));
+    assert!(!l.has_access(p, c, ReadAt::Latest).await.expect("read"));
     let bounded = ConsentAction::GrantAccess {
         patient: p,
         grantee: c,
@@ -813,13 +921,13 @@ pub async fn consent_is_bound_to_content(l: &dyn LedgerPort) {
         l.revoke_access(p, c, &auth).await,
     );
     assert!(
-        l.has_access(p, c).await.expect("read"),
+        l.has_access(p, c, ReadAt::Latest).await.expect("read"),
         "the other grant stands"
     );
     l.revoke_access(p, d, &auth)
         .await
         .expect("revoke as signed");
-    assert!(!l.has_access(p, d).await.expect("read"));
+    assert!(!l.has_access(p, d, ReadAt::Latest).await.expect("read"));
 }
 
 /// Expiry is judged by block time: a grant expiring at `t` gives access in
@@ -829,7 +937,7 @@ pub async fn consent_is_bound_to_content(l: &dyn LedgerPort) {
 /// block time, zero included, is `Invalid` (never "no expiry").
 pub async fn grants_lapse_at_their_expiry_by_block_time(
     l: &dyn LedgerPort,
-    clock: &dyn ChainClock,
+    clock: &dyn ChainControl,
 ) {
     let [(patient, pw), (doctor, _), (center, cw)] = register_trio(l, 176_000).await;
     let (p, d, c) = (patient.hh(), doctor.hh(), center.hh());
@@ -859,12 +967,12 @@ pub async fn grants_lapse_at_their_expiry_by_block_time(
             other => panic!("{what}: expected Invalid, got {other:?}"),
         }
         assert_eq!(
-            l.grant(p, d).await.expect("read"),
+            l.grant(p, d, ReadAt::Latest).await.expect("read"),
             None,
             "{what} stores nothing"
         );
         assert!(
-            !l.has_access(p, d).await.expect("read"),
+            !l.has_access(p, d, ReadAt::Latest).await.expect("read"),
             "{what} gives no access"
         );
     }
@@ -880,7 +988,7 @@ pub async fn grants_lapse_at_their_expiry_by_block_time(
         .await
         .expect("grant with expiry");
     assert_eq!(
-        l.grant(p, d)
+        l.grant(p, d, ReadAt::Latest)
             .await
             .expect("read")
             .and_then(|g| g.expires_at),
@@ -890,33 +998,41 @@ pub async fn grants_lapse_at_their_expiry_by_block_time(
 
     clock.mine_at(Timestamp(expiry.0 - 1)).await;
     assert!(
-        l.has_access(p, d).await.expect("read"),
+        l.has_access(p, d, ReadAt::Latest).await.expect("read"),
         "active one second before expiry"
     );
     assert!(
-        l.can_read_record(rec.id, d).await.expect("read"),
+        l.can_read_record(rec.id, d, ReadAt::Latest)
+            .await
+            .expect("read"),
         "reads one second before expiry"
     );
 
     clock.mine_at(expiry).await;
     assert!(
-        !l.has_access(p, d).await.expect("read"),
+        !l.has_access(p, d, ReadAt::Latest).await.expect("read"),
         "lapsed at the expiry time itself"
     );
     assert!(
-        !l.can_read_record(rec.id, d).await.expect("read"),
+        !l.can_read_record(rec.id, d, ReadAt::Latest)
+            .await
+            .expect("read"),
         "cannot read at the expiry time"
     );
     assert!(
-        l.can_read_record(rec.id, p).await.expect("read"),
+        l.can_read_record(rec.id, p, ReadAt::Latest)
+            .await
+            .expect("read"),
         "the patient always reads"
     );
     assert!(
-        l.can_read_record(rec.id, c).await.expect("read"),
+        l.can_read_record(rec.id, c, ReadAt::Latest)
+            .await
+            .expect("read"),
         "the creator always reads"
     );
     assert!(
-        l.grant(p, d)
+        l.grant(p, d, ReadAt::Latest)
             .await
             .expect("read")
             .is_some_and(|g| g.revoked_at.is_none()),
@@ -930,11 +1046,12 @@ pub async fn grants_lapse_at_their_expiry_by_block_time(
 /// written, and returns the same events however the range is cut: one call
 /// over everything, one call per block, or any split into two calls (so an
 /// adapter's internal range chunking never loses or repeats an event).
-pub async fn events_carry_every_kind_exactly(l: &dyn LedgerPort, clock: &dyn ChainClock) {
+pub async fn events_carry_every_kind_exactly(l: &dyn LedgerPort, clock: &dyn ChainControl) {
     let deployer_added = l
         .events(0, l.head().await.expect("head").number)
         .await
         .expect("events from genesis")
+        .events
         .into_iter()
         .any(|e| e.event == LedgerEvent::RegistrarAdded(l.signer()));
     assert!(deployer_added, "the deployer's RegistrarAdded is an event");
@@ -963,7 +1080,11 @@ pub async fn events_carry_every_kind_exactly(l: &dyn LedgerPort, clock: &dyn Cha
     let rec = fixtures::record(177_000, 3, 177_002, "HbA1c", "lab-result", date(2026, 8, 8));
     let a = consent(l, &cw, &ConsentAction::CreateRecord(rec.clone())).await;
     l.create_record(&rec, &a).await.expect("record");
-    let created = l.record(rec.id).await.expect("read").expect("created");
+    let created = l
+        .record(rec.id, ReadAt::Latest)
+        .await
+        .expect("read")
+        .expect("created");
     assert_eq!(
         created.created_at,
         clock.head_time().await,
@@ -982,7 +1103,11 @@ pub async fn events_carry_every_kind_exactly(l: &dyn LedgerPort, clock: &dyn Cha
     };
     let a = consent(l, &pw, &action).await;
     l.grant_access(p, d, Some(expiry), &a).await.expect("grant");
-    let granted = l.grant(p, d).await.expect("read").expect("granted");
+    let granted = l
+        .grant(p, d, ReadAt::Latest)
+        .await
+        .expect("read")
+        .expect("granted");
     assert_eq!(
         granted.granted_at,
         clock.head_time().await,
@@ -998,7 +1123,7 @@ pub async fn events_carry_every_kind_exactly(l: &dyn LedgerPort, clock: &dyn Cha
     l.revoke_access(p, d, &a).await.expect("revoke");
     let revoked_at = clock.head_time().await;
     assert_eq!(
-        l.grant(p, d)
+        l.grant(p, d, ReadAt::Latest)
             .await
             .expect("read")
             .and_then(|g| g.revoked_at),
@@ -1011,9 +1136,7 @@ pub async fn events_carry_every_kind_exactly(l: &dyn LedgerPort, clock: &dyn Cha
     });
 
     let digest = B256::repeat_byte(0x5a);
-    // Below the seq `audit_digests_are_anchored` anchors later (the wall
-    // clock), so both run on one chain.
-    let last_seq = Timestamp::now().0 - 10_000;
+    let last_seq = next_seq(l).await;
     l.anchor_audit(digest, last_seq).await.expect("anchor");
     expected.push(LedgerEvent::AuditAnchored(AuditAnchor {
         digest,
@@ -1025,7 +1148,13 @@ pub async fn events_carry_every_kind_exactly(l: &dyn LedgerPort, clock: &dyn Cha
         .await;
     let end = l.head().await.expect("head").number;
 
-    let whole = l.events(start, end).await.expect("events");
+    let batch = l.events(start, end).await.expect("events");
+    assert!(
+        batch.quarantined.is_empty(),
+        "every log decodes: {:?}",
+        batch.quarantined
+    );
+    let whole = batch.events;
     let kinds: Vec<LedgerEvent> = whole.iter().map(|e| e.event.clone()).collect();
     assert_eq!(kinds, expected, "every event, exactly as written, in order");
     for pair in whole.windows(2) {
@@ -1034,12 +1163,474 @@ pub async fn events_carry_every_kind_exactly(l: &dyn LedgerPort, clock: &dyn Cha
 
     let mut per_block: Vec<ChainEvent> = Vec::new();
     for n in start..=end {
-        per_block.extend(l.events(n, n).await.expect("one block"));
+        per_block.extend(l.events(n, n).await.expect("one block").events);
     }
     assert_eq!(per_block, whole, "one call per block gives the same events");
     for cut in start..end {
-        let mut split = l.events(start, cut).await.expect("left part");
-        split.extend(l.events(cut + 1, end).await.expect("right part"));
+        let mut split = l.events(start, cut).await.expect("left part").events;
+        split.extend(l.events(cut + 1, end).await.expect("right part").events);
         assert_eq!(split, whole, "cut after block {cut} gives the same events");
     }
+}
+
+/// An access-log seq above the latest anchored one, so anchoring it works
+/// whatever the suite anchored before.
+async fn next_seq(l: &dyn LedgerPort) -> u64 {
+    l.latest_audit_anchor(ReadAt::Latest)
+        .await
+        .expect("latest anchor")
+        .map_or(0, |a| a.last_seq)
+        + 1
+}
+
+/// A registrar's attestation that `hh` is issued to `wallet`.
+pub async fn attestation(
+    l: &dyn LedgerPort,
+    registrar: &TestWallet,
+    hh: HhNumber,
+    wallet: crate::WalletAddress,
+    deadline: Timestamp,
+) -> RelayedSignature {
+    let digest = l
+        .attestation_digest(hh, wallet, deadline)
+        .await
+        .expect("attestation digest");
+    RelayedSignature {
+        signature: registrar.sign(digest),
+        deadline,
+    }
+}
+
+/// HH numbers are issued, never taken: only a registrar registers doctors
+/// and diagnostic centers; a patient registers through a registrar or with
+/// their own wallet carrying a registrar's attestation of (HH number,
+/// wallet, deadline). A stranger's self-registration as a doctor, a
+/// squatted HH number, a forged, expired or borrowed attestation are each
+/// refused and change nothing.
+pub async fn registration_is_issued_by_registrars(l: &dyn LedgerPort, chain: &dyn ChainControl) {
+    let stranger = TestWallet::from_seed(178_900);
+    let as_stranger = chain.as_wallet(&stranger).await;
+    let doctor = fixtures::doctor(178_001, stranger.address(), "Dr. Self Made");
+    assert_denied(
+        "a stranger registering as a doctor",
+        as_stranger.register(&doctor).await,
+    );
+    let center = fixtures::diagnostic_center(178_002, stranger.address(), "Self Labs");
+    assert_denied(
+        "a stranger registering as a center",
+        as_stranger.register(&center).await,
+    );
+    let squat = fixtures::patient(178_003, stranger.address(), "Squatter");
+    assert_denied(
+        "a patient taking an HH number",
+        as_stranger.register(&squat).await,
+    );
+
+    // The admin names a registrar whose key the suite holds, to attest.
+    let registrar_key = TestWallet::from_seed(178_999);
+    l.add_registrar(registrar_key.address())
+        .await
+        .expect("admin adds an attestor");
+    let patient_wallet = TestWallet::from_seed(178_910);
+    let as_patient = chain.as_wallet(&patient_wallet).await;
+    let patient = fixtures::patient(178_010, patient_wallet.address(), "Attested Patient");
+    let good = attestation(
+        l,
+        &registrar_key,
+        patient.hh(),
+        patient_wallet.address(),
+        deadline(),
+    )
+    .await;
+
+    // Borrowed: the stranger presents the patient's attestation for itself.
+    let borrowed = fixtures::patient(178_010, stranger.address(), "Borrower");
+    assert_denied(
+        "an attestation for another wallet",
+        as_stranger.register_attested(&borrowed, &good).await,
+    );
+    // Forged: signed by someone who is not a registrar.
+    let forged = attestation(
+        l,
+        &stranger,
+        patient.hh(),
+        patient_wallet.address(),
+        deadline(),
+    )
+    .await;
+    assert_denied(
+        "an attestation by a non-registrar",
+        as_patient.register_attested(&patient, &forged).await,
+    );
+    // Expired.
+    let old = attestation(
+        l,
+        &registrar_key,
+        patient.hh(),
+        patient_wallet.address(),
+        Timestamp(1),
+    )
+    .await;
+    match as_patient.register_attested(&patient, &old).await {
+        Err(LedgerError::Invalid(_)) => {}
+        other => panic!("an expired attestation: expected Invalid, got {other:?}"),
+    }
+    // Attested for another HH number than the one registered.
+    let other_hh = fixtures::patient(178_011, patient_wallet.address(), "Wrong Number");
+    assert_denied(
+        "an attestation for another HH number",
+        as_patient.register_attested(&other_hh, &good).await,
+    );
+    // Providers never register by attestation.
+    let doc_wallet = TestWallet::from_seed(178_920);
+    let as_doc = chain.as_wallet(&doc_wallet).await;
+    let doc = fixtures::doctor(178_020, doc_wallet.address(), "Dr. Attested");
+    let for_doc = attestation(
+        l,
+        &registrar_key,
+        doc.hh(),
+        doc_wallet.address(),
+        deadline(),
+    )
+    .await;
+    assert_denied(
+        "a doctor registering by attestation",
+        as_doc.register_attested(&doc, &for_doc).await,
+    );
+    for hh in [178_001, 178_002, 178_003, 178_010, 178_011, 178_020] {
+        for role in [Role::Patient, Role::Doctor, Role::DiagnosticCenter] {
+            assert_eq!(
+                l.profile(self::hh(hh), role, ReadAt::Latest)
+                    .await
+                    .expect("read"),
+                None,
+                "refused registrations leave nothing ({hh})"
+            );
+        }
+    }
+
+    as_patient
+        .register_attested(&patient, &good)
+        .await
+        .expect("a patient registers with a registrar's attestation");
+    assert_eq!(
+        l.profile(patient.hh(), Role::Patient, ReadAt::Latest)
+            .await
+            .expect("read"),
+        Some(patient.clone())
+    );
+    let err = as_patient
+        .register_attested(&patient, &good)
+        .await
+        .expect_err("the same attestation twice");
+    assert!(
+        matches!(err, LedgerError::AlreadyExists(_)),
+        "replayed attestation: {err}"
+    );
+}
+
+/// Only the admin names and removes registrars; each change is an event
+/// with the exact wallet; a removed registrar registers no one.
+pub async fn registrars_are_the_admins_to_name(l: &dyn LedgerPort, chain: &dyn ChainControl) {
+    let helper = TestWallet::from_seed(179_900);
+    let as_helper = chain.as_wallet(&helper).await;
+    assert_denied(
+        "a stranger naming itself registrar",
+        as_helper.add_registrar(helper.address()).await,
+    );
+    let added = l
+        .add_registrar(helper.address())
+        .await
+        .expect("admin adds a registrar");
+    let doc = fixtures::doctor(
+        179_001,
+        TestWallet::from_seed(179_901).address(),
+        "Dr. Helped",
+    );
+    as_helper
+        .register(&doc)
+        .await
+        .expect("a new registrar registers a doctor");
+    assert_denied(
+        "a registrar removing registrars",
+        as_helper.remove_registrar(l.signer()).await,
+    );
+    let removed = l
+        .remove_registrar(helper.address())
+        .await
+        .expect("admin removes it");
+    let doc2 = fixtures::doctor(
+        179_002,
+        TestWallet::from_seed(179_902).address(),
+        "Dr. Late",
+    );
+    assert_denied("a removed registrar", as_helper.register(&doc2).await);
+    match l.remove_registrar(helper.address()).await {
+        Err(LedgerError::Invalid(_)) => {}
+        other => panic!("removing a non-registrar: expected Invalid, got {other:?}"),
+    }
+
+    let events: Vec<LedgerEvent> = l
+        .events(added.block_number, removed.block_number)
+        .await
+        .expect("events")
+        .events
+        .into_iter()
+        .map(|e| e.event)
+        .collect();
+    assert_eq!(
+        events,
+        vec![
+            LedgerEvent::RegistrarAdded(helper.address()),
+            LedgerEvent::registration(doc),
+            LedgerEvent::RegistrarRemoved(helper.address()),
+        ]
+    );
+}
+
+/// A wallet cancels every signature it handed out and that was not yet
+/// relayed by using up its nonce; a fresh signature works again.
+pub async fn a_wallet_can_cancel_its_signatures(l: &dyn LedgerPort, chain: &dyn ChainControl) {
+    let [(patient, pw), (doctor, _), _] = register_trio(l, 179_100).await;
+    let (p, d) = (patient.hh(), doctor.hh());
+    let action = ConsentAction::GrantAccess {
+        patient: p,
+        grantee: d,
+        expires_at: None,
+    };
+    let handed_out = consent(l, &pw, &action).await;
+    chain
+        .as_wallet(&pw)
+        .await
+        .invalidate_nonce()
+        .await
+        .expect("the patient cancels");
+    assert_denied(
+        "a cancelled signature",
+        l.grant_access(p, d, None, &handed_out).await,
+    );
+    assert!(!l.has_access(p, d, ReadAt::Latest).await.expect("read"));
+    let fresh = consent(l, &pw, &action).await;
+    l.grant_access(p, d, None, &fresh)
+        .await
+        .expect("a fresh signature works");
+}
+
+/// A read at an older block sees exactly that block's state, whatever
+/// happened since; every read takes the pin.
+pub async fn pinned_reads_see_their_block(l: &dyn LedgerPort) {
+    let [(patient, pw), (doctor, _), (_, cw)] = register_trio(l, 179_200).await;
+    let (p, d) = (patient.hh(), doctor.hh());
+    let before = l.head().await.expect("head");
+    let pin = ReadAt::Block(before);
+    let counts = (
+        l.registered_count(Role::Patient, pin).await.expect("count"),
+        l.record_count(pin).await.expect("count"),
+        l.grant_count(pin).await.expect("count"),
+    );
+
+    let Profile::Patient(mut changed) = patient.clone() else {
+        unreachable!("register_trio puts the patient first")
+    };
+    changed.home_address = Line::new("99 New Street, Goa").expect("line");
+    let changed = Profile::Patient(changed);
+    let a = consent(l, &pw, &ConsentAction::UpdateProfile(changed.clone())).await;
+    l.update_profile(&changed, &a).await.expect("update");
+    let rec = fixtures::record(
+        179_200,
+        4,
+        179_202,
+        "Vitamin D",
+        "lab-result",
+        date(2026, 9, 9),
+    );
+    let a = consent(l, &cw, &ConsentAction::CreateRecord(rec.clone())).await;
+    l.create_record(&rec, &a).await.expect("record");
+    let action = ConsentAction::GrantAccess {
+        patient: p,
+        grantee: d,
+        expires_at: None,
+    };
+    let a = consent(l, &pw, &action).await;
+    l.grant_access(p, d, None, &a).await.expect("grant");
+    l.anchor_audit(B256::repeat_byte(0x77), next_seq(l).await)
+        .await
+        .expect("anchor");
+    let newer = fixtures::patient(179_209, TestWallet::from_seed(179_209).address(), "Later");
+    l.register(&newer).await.expect("later registration");
+
+    assert_eq!(
+        l.profile(p, Role::Patient, pin).await.expect("read"),
+        Some(patient.clone()),
+        "the old profile at the old block"
+    );
+    assert_eq!(
+        l.profile(p, Role::Patient, ReadAt::Latest)
+            .await
+            .expect("read"),
+        Some(changed)
+    );
+    assert_eq!(l.record(rec.id, pin).await.expect("read"), None);
+    assert_eq!(l.grant(p, d, pin).await.expect("read"), None);
+    assert!(!l.has_access(p, d, pin).await.expect("read"));
+    assert!(l.has_access(p, d, ReadAt::Latest).await.expect("read"));
+    assert!(l.grantees(p, 0, 10, pin).await.expect("read").is_empty());
+    assert_eq!(
+        l.profile(newer.hh(), Role::Patient, pin)
+            .await
+            .expect("read"),
+        None
+    );
+    assert_eq!(l.account_of(newer.wallet(), pin).await.expect("read"), None);
+    assert_eq!(
+        (
+            l.registered_count(Role::Patient, pin).await.expect("count"),
+            l.record_count(pin).await.expect("count"),
+            l.grant_count(pin).await.expect("count"),
+        ),
+        counts,
+        "counts at the old block"
+    );
+    let total = l.registered_count(Role::Patient, pin).await.expect("count");
+    let listed = l
+        .registered(Role::Patient, 0, total + 10, pin)
+        .await
+        .expect("page");
+    assert_eq!(listed.len() as u64, total, "enumeration at the old block");
+    assert!(!listed.contains(&newer.hh()));
+    assert_ne!(
+        l.latest_audit_anchor(pin)
+            .await
+            .expect("anchor")
+            .map(|a| a.digest),
+        Some(B256::repeat_byte(0x77)),
+        "the anchor came later"
+    );
+    let err = l
+        .can_read_record(rec.id, d, pin)
+        .await
+        .expect_err("the record does not exist yet");
+    assert!(matches!(err, LedgerError::NotFound(_)), "{err}");
+}
+
+/// The bulk reads return whole values, equal to the one-by-one reads, in
+/// enumeration order, however the pages are cut.
+pub async fn bulk_reads_return_whole_values(l: &dyn LedgerPort) {
+    let base = 179_300;
+    let center_wallet = TestWallet::from_seed(u64::from(base) + 90);
+    let center = fixtures::diagnostic_center(base + 90, center_wallet.address(), "Bulk Labs");
+    l.register(&center).await.expect("center");
+    let patients = fixtures::patients(base, 7, "Bulk Patient");
+    for p in &patients {
+        l.register(p).await.expect("patient");
+    }
+    for (i, p) in patients.iter().enumerate() {
+        let rec = fixtures::record(
+            p.hh().get(),
+            100 + i as u64,
+            base + 90,
+            "Bulk panel",
+            "lab-result",
+            date(2026, 10, 1),
+        );
+        let a = consent(l, &center_wallet, &ConsentAction::CreateRecord(rec.clone())).await;
+        l.create_record(&rec, &a).await.expect("record");
+        if i % 2 == 0 {
+            let w = TestWallet::from_seed(u64::from(p.hh().get()));
+            let action = ConsentAction::GrantAccess {
+                patient: p.hh(),
+                grantee: center.hh(),
+                expires_at: None,
+            };
+            let a = consent(l, &w, &action).await;
+            l.grant_access(p.hh(), center.hh(), None, &a)
+                .await
+                .expect("grant");
+        }
+    }
+    if let Some(p) = patients.first() {
+        let w = TestWallet::from_seed(u64::from(p.hh().get()));
+        let revoke = ConsentAction::RevokeAccess {
+            patient: p.hh(),
+            grantee: center.hh(),
+        };
+        let a = consent(l, &w, &revoke).await;
+        l.revoke_access(p.hh(), center.hh(), &a)
+            .await
+            .expect("revoke");
+    }
+    let at = ReadAt::Block(l.head().await.expect("head"));
+
+    for role in [Role::Patient, Role::Doctor, Role::DiagnosticCenter] {
+        let n = l.registered_count(role, at).await.expect("count");
+        let hhs = l.registered(role, 0, n, at).await.expect("ids");
+        let mut one_by_one = Vec::new();
+        for hh in &hhs {
+            one_by_one.push(
+                l.profile(*hh, role, at)
+                    .await
+                    .expect("read")
+                    .expect("registered"),
+            );
+        }
+        assert_eq!(
+            l.profiles(role, 0, n + 5, at).await.expect("page"),
+            one_by_one,
+            "{role} in one page"
+        );
+        let mut paged = Vec::new();
+        for offset in (0..n).step_by(3) {
+            paged.extend(l.profiles(role, offset, 3, at).await.expect("page"));
+        }
+        assert_eq!(paged, one_by_one, "{role} in pages of 3");
+        assert!(
+            l.profiles(role, n, 10, at)
+                .await
+                .expect("past the end")
+                .is_empty()
+        );
+    }
+
+    let n = l.record_count(at).await.expect("count");
+    let ids = l.record_ids(0, n, at).await.expect("ids");
+    let mut one_by_one = Vec::new();
+    for id in &ids {
+        one_by_one.push(l.record(*id, at).await.expect("read").expect("exists"));
+    }
+    let mut paged = Vec::new();
+    for offset in (0..n).step_by(4) {
+        paged.extend(l.records(offset, 4, at).await.expect("page"));
+    }
+    assert_eq!(paged, one_by_one, "records in pages of 4");
+
+    let n = l.grant_count(at).await.expect("count");
+    let grants = l.grants(0, n + 1, at).await.expect("grants");
+    assert_eq!(grants.len() as u64, n);
+    for g in &grants {
+        assert_eq!(
+            l.grant(g.patient, g.grantee, at)
+                .await
+                .expect("read")
+                .as_ref(),
+            Some(g),
+            "bulk grant equals the one-by-one read"
+        );
+        assert!(
+            l.grantees(g.patient, 0, u64::MAX, at)
+                .await
+                .expect("grantees")
+                .contains(&g.grantee)
+        );
+    }
+    let ours: Vec<_> = grants.iter().filter(|g| g.grantee == center.hh()).collect();
+    assert_eq!(ours.len(), 4, "the four grants to the bulk center");
+    assert!(
+        ours[0].revoked_at.is_some(),
+        "the revoked grant comes back revoked"
+    );
+    let mut paged = Vec::new();
+    for offset in (0..n).step_by(2) {
+        paged.extend(l.grants(offset, 2, at).await.expect("page"));
+    }
+    assert_eq!(paged, grants, "grants in pages of 2");
 }

@@ -23,9 +23,10 @@ use async_trait::async_trait;
 use futures::channel::oneshot;
 
 use crate::{
-    AccessGrant, AuditAnchor, Authorization, BlockRef, ChainEvent, ConsentAction, HhNumber,
-    LedgerError, LedgerEvent, LedgerPort, LedgerResult, LogPosition, MedicalRecord, NewRecord,
-    Profile, RecordId, Role, Timestamp, TxReceipt, WalletAddress,
+    AccessGrant, AuditAnchor, Authorization, BlockRef, ChainEvent, ConsentAction, EventBatch,
+    HhNumber, LedgerError, LedgerEvent, LedgerPort, LedgerResult, LogPosition, MedicalRecord,
+    NewRecord, Profile, QuarantinedLog, ReadAt, RecordId, RelayedSignature, Role, Timestamp,
+    TxReceipt, WalletAddress,
 };
 
 /// One state change a transaction makes; a block's list of them replays the
@@ -34,6 +35,11 @@ use crate::{
 enum Mutation {
     Event(LedgerEvent),
     NonceUsed(WalletAddress),
+    /// A log the decoder refuses (see [`InMemoryLedger::emit_undecodable`]).
+    Undecodable {
+        topic: B256,
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -53,9 +59,11 @@ struct LedgerState {
     record_order: Vec<RecordId>,
     grants: HashMap<(HhNumber, HhNumber), AccessGrant>,
     grantees: HashMap<HhNumber, Vec<HhNumber>>,
+    /// Every (patient, grantee) pair ever granted, in first-grant order.
+    grant_order: Vec<(HhNumber, HhNumber)>,
     registrars: BTreeSet<WalletAddress>,
     nonces: HashMap<WalletAddress, u64>,
-    last_anchor_seq: u64,
+    last_anchor: Option<AuditAnchor>,
 }
 
 impl LedgerState {
@@ -63,6 +71,7 @@ impl LedgerState {
         match m {
             Mutation::NonceUsed(w) => *self.nonces.entry(*w).or_default() += 1,
             Mutation::Event(e) => self.apply_event(e),
+            Mutation::Undecodable { .. } => {}
         }
     }
 
@@ -85,6 +94,7 @@ impl LedgerState {
                 let list = self.grantees.entry(g.patient).or_default();
                 if !list.contains(&g.grantee) {
                     list.push(g.grantee);
+                    self.grant_order.push((g.patient, g.grantee));
                 }
                 self.grants.insert((g.patient, g.grantee), g.clone());
             }
@@ -97,7 +107,7 @@ impl LedgerState {
                     g.revoked_at = Some(*revoked_at);
                 }
             }
-            LedgerEvent::AuditAnchored(a) => self.last_anchor_seq = a.last_seq,
+            LedgerEvent::AuditAnchored(a) => self.last_anchor = Some(*a),
             LedgerEvent::RegistrarAdded(w) => {
                 self.registrars.insert(*w);
             }
@@ -135,6 +145,10 @@ struct Chain {
     automine: bool,
     /// Writes waiting for the next block (only when automine is off).
     pending: Option<Pending>,
+    /// The wallet that may add and remove registrars.
+    admin: WalletAddress,
+    /// The state at one older block, kept for repeated pinned reads.
+    snapshot: Option<(B256, Arc<LedgerState>)>,
 }
 
 /// The block being filled while automine is off.
@@ -279,26 +293,58 @@ impl Chain {
         self.state = state;
     }
 
-    fn events_of(block: &Block) -> Vec<ChainEvent> {
-        let mut out = Vec::new();
+    /// The block's logs: decoded events and quarantined logs, numbered
+    /// together in order.
+    fn logs_of(block: &Block) -> (Vec<ChainEvent>, Vec<QuarantinedLog>) {
+        let mut events = Vec::new();
+        let mut quarantined = Vec::new();
         let mut log_index = 0;
         for (tx, muts) in &block.txs {
             for m in muts {
-                if let Mutation::Event(e) = m {
-                    out.push(ChainEvent {
-                        at: LogPosition {
-                            block_number: block.r.number,
-                            log_index,
-                            block_hash: block.r.hash,
-                            tx_hash: *tx,
-                        },
+                let at = LogPosition {
+                    block_number: block.r.number,
+                    log_index,
+                    block_hash: block.r.hash,
+                    tx_hash: *tx,
+                };
+                match m {
+                    Mutation::Event(e) => events.push(ChainEvent {
+                        at,
                         event: e.clone(),
-                    });
-                    log_index += 1;
+                    }),
+                    Mutation::Undecodable { topic, reason } => quarantined.push(QuarantinedLog {
+                        at,
+                        topic: *topic,
+                        reason: reason.clone(),
+                    }),
+                    Mutation::NonceUsed(_) => continue,
+                }
+                log_index += 1;
+            }
+        }
+        (events, quarantined)
+    }
+
+    /// The state as of block `n` (which exists): rebuilt from the blocks up
+    /// to it, and kept for the next read of the same block.
+    fn state_at(&mut self, n: usize) -> Arc<LedgerState> {
+        let hash = self.blocks[n].r.hash;
+        if let Some((h, state)) = &self.snapshot
+            && *h == hash
+        {
+            return Arc::clone(state);
+        }
+        let mut state = LedgerState::default();
+        for b in &self.blocks[..=n] {
+            for (_, muts) in &b.txs {
+                for m in muts {
+                    state.apply(m);
                 }
             }
         }
-        out
+        let state = Arc::new(state);
+        self.snapshot = Some((hash, Arc::clone(&state)));
+        state
     }
 }
 
@@ -336,6 +382,8 @@ impl InMemoryLedger {
             finality_depth: 2,
             automine: true,
             pending: None,
+            admin,
+            snapshot: None,
         };
         chain.rebuild_state();
         Self {
@@ -459,6 +507,46 @@ impl InMemoryLedger {
         self.lock().head().timestamp
     }
 
+    /// Test hook: a transaction whose log the decoder refuses, as a
+    /// contract deployed by others might emit. `events` returns it
+    /// quarantined; it changes no state.
+    pub fn emit_undecodable(&self, reason: &str) -> TxReceipt {
+        let mut c = self.lock();
+        let receipts = c.mine(vec![vec![Mutation::Undecodable {
+            topic: keccak256(b"Undecodable(bytes)"),
+            reason: reason.to_owned(),
+        }]]);
+        receipts[0]
+    }
+
+    /// Runs `f` on the state `at` names, with that block's time.
+    fn read<T>(&self, at: ReadAt, f: impl FnOnce(&LedgerState, Timestamp) -> T) -> LedgerResult<T> {
+        let mut c = self.lock();
+        match at {
+            ReadAt::Latest => {
+                let now = c.head().timestamp;
+                Ok(f(&c.state, now))
+            }
+            ReadAt::Block(b) => {
+                let n = usize::try_from(b.number)
+                    .ok()
+                    .filter(|n| c.blocks.get(*n).is_some_and(|blk| blk.r == b))
+                    .ok_or_else(|| {
+                        LedgerError::Conflict(format!(
+                            "block {} ({}) is not on the canonical chain",
+                            b.number, b.hash
+                        ))
+                    })?;
+                let now = c.blocks[n].timestamp;
+                if n + 1 == c.blocks.len() {
+                    return Ok(f(&c.state, now));
+                }
+                let state = c.state_at(n);
+                Ok(f(&state, now))
+            }
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Chain> {
         // A panic while holding the lock leaves a consistent chain (state is
         // only replaced whole), so a poisoned lock is safe to reuse.
@@ -560,38 +648,155 @@ fn page<T: Clone>(items: &[T], offset: u64, limit: u64) -> Vec<T> {
     items[start..].iter().take(limit).cloned().collect()
 }
 
+impl InMemoryLedger {
+    fn check_registration(tip: &LedgerState, profile: &Profile) -> LedgerResult<()> {
+        if tip.profiles.contains_key(&profile.hh()) {
+            return Err(LedgerError::AlreadyExists(format!(
+                "HH number {} is already registered",
+                profile.hh()
+            )));
+        }
+        if let Some(owner) = tip.by_wallet.get(&profile.wallet()) {
+            return Err(LedgerError::AlreadyExists(format!(
+                "wallet {} already owns HH number {owner}",
+                profile.wallet()
+            )));
+        }
+        Ok(())
+    }
+
+    fn check_admin(&self, c: &Chain) -> LedgerResult<()> {
+        if self.signer == c.admin {
+            Ok(())
+        } else {
+            Err(LedgerError::AccessDenied(format!(
+                "signer {} is not the admin",
+                self.signer
+            )))
+        }
+    }
+
+    fn attestation(&self, hh: HhNumber, wallet: WalletAddress, deadline: Timestamp) -> B256 {
+        let mut pre = b"HealthLedger in-memory patient attestation v1".to_vec();
+        pre.extend_from_slice(&self.chain_id.to_be_bytes());
+        pre.extend_from_slice(&hh.get().to_be_bytes());
+        pre.extend_from_slice(wallet.address().as_slice());
+        pre.extend_from_slice(&deadline.0.to_be_bytes());
+        keccak256(&pre)
+    }
+}
+
 #[async_trait]
 impl LedgerPort for InMemoryLedger {
     fn signer(&self) -> WalletAddress {
         self.signer
     }
 
+    fn deployment_block(&self) -> u64 {
+        // The ledger exists from genesis on.
+        0
+    }
+
     async fn register(&self, profile: &Profile) -> LedgerResult<TxReceipt> {
         self.transact(|c| {
             let tip = c.tip();
-            if !tip.registrars.contains(&self.signer) && self.signer != profile.wallet() {
+            if !tip.registrars.contains(&self.signer) {
                 return Err(LedgerError::AccessDenied(format!(
-                    "signer {} is neither a registrar nor the profile's wallet",
+                    "signer {} is not a registrar: HH numbers are issued by registrars",
                     self.signer
                 )));
             }
-            if tip.profiles.contains_key(&profile.hh()) {
-                return Err(LedgerError::AlreadyExists(format!(
-                    "HH number {} is already registered",
-                    profile.hh()
-                )));
-            }
-            if let Some(owner) = tip.by_wallet.get(&profile.wallet()) {
-                return Err(LedgerError::AlreadyExists(format!(
-                    "wallet {} already owns HH number {owner}",
-                    profile.wallet()
-                )));
-            }
+            Self::check_registration(tip, profile)?;
             Ok(vec![Mutation::Event(LedgerEvent::registration(
                 profile.clone(),
             ))])
         })
         .await
+    }
+
+    async fn register_attested(
+        &self,
+        profile: &Profile,
+        attestation: &RelayedSignature,
+    ) -> LedgerResult<TxReceipt> {
+        self.transact(|c| {
+            let tip = c.tip();
+            if profile.role() != Role::Patient {
+                return Err(LedgerError::AccessDenied(format!(
+                    "a {} is registered by a registrar, not with an attestation",
+                    profile.role()
+                )));
+            }
+            if self.signer != profile.wallet() {
+                return Err(LedgerError::AccessDenied(format!(
+                    "signer {} is not the wallet {} the attestation is for",
+                    self.signer,
+                    profile.wallet()
+                )));
+            }
+            if attestation.deadline < c.next_timestamp() {
+                return Err(LedgerError::Invalid(format!(
+                    "attestation deadline {} has passed",
+                    attestation.deadline
+                )));
+            }
+            let digest = self.attestation(profile.hh(), profile.wallet(), attestation.deadline);
+            let registrar = attestation
+                .signature
+                .recover_address_from_prehash(&digest)
+                .ok()
+                .and_then(|a| WalletAddress::new(a).ok());
+            if !registrar.is_some_and(|r| tip.registrars.contains(&r)) {
+                return Err(LedgerError::AccessDenied(format!(
+                    "the attestation of HH number {} for {} is not signed by a registrar",
+                    profile.hh(),
+                    profile.wallet()
+                )));
+            }
+            Self::check_registration(tip, profile)?;
+            Ok(vec![Mutation::Event(LedgerEvent::registration(
+                profile.clone(),
+            ))])
+        })
+        .await
+    }
+
+    async fn attestation_digest(
+        &self,
+        hh: HhNumber,
+        wallet: WalletAddress,
+        deadline: Timestamp,
+    ) -> LedgerResult<B256> {
+        Ok(self.attestation(hh, wallet, deadline))
+    }
+
+    async fn add_registrar(&self, wallet: WalletAddress) -> LedgerResult<TxReceipt> {
+        self.transact(|c| {
+            self.check_admin(c)?;
+            if c.tip().registrars.contains(&wallet) {
+                return Err(LedgerError::Invalid(format!(
+                    "{wallet} is already a registrar"
+                )));
+            }
+            Ok(vec![Mutation::Event(LedgerEvent::RegistrarAdded(wallet))])
+        })
+        .await
+    }
+
+    async fn remove_registrar(&self, wallet: WalletAddress) -> LedgerResult<TxReceipt> {
+        self.transact(|c| {
+            self.check_admin(c)?;
+            if !c.tip().registrars.contains(&wallet) {
+                return Err(LedgerError::Invalid(format!("{wallet} is not a registrar")));
+            }
+            Ok(vec![Mutation::Event(LedgerEvent::RegistrarRemoved(wallet))])
+        })
+        .await
+    }
+
+    async fn invalidate_nonce(&self) -> LedgerResult<TxReceipt> {
+        self.transact(|_| Ok(vec![Mutation::NonceUsed(self.signer)]))
+            .await
     }
 
     async fn update_profile(
@@ -760,10 +965,10 @@ impl LedgerPort for InMemoryLedger {
                     self.signer
                 )));
             }
-            if last_seq <= tip.last_anchor_seq {
+            let anchored = tip.last_anchor.as_ref().map_or(0, |a| a.last_seq);
+            if last_seq <= anchored {
                 return Err(LedgerError::Invalid(format!(
-                    "audit seq {last_seq} does not advance past the anchored {}",
-                    tip.last_anchor_seq
+                    "audit seq {last_seq} does not advance past the anchored {anchored}"
                 )));
             }
             Ok(vec![Mutation::Event(LedgerEvent::AuditAnchored(
@@ -794,98 +999,164 @@ impl LedgerPort for InMemoryLedger {
         Ok(self.digest(action, nonce, deadline))
     }
 
-    async fn profile(&self, hh: HhNumber, role: Role) -> LedgerResult<Option<Profile>> {
-        Ok(self
-            .lock()
-            .state
-            .profiles
-            .get(&hh)
-            .filter(|p| p.role() == role)
-            .cloned())
+    async fn profile(&self, hh: HhNumber, role: Role, at: ReadAt) -> LedgerResult<Option<Profile>> {
+        self.read(at, |st, _| {
+            st.profiles.get(&hh).filter(|p| p.role() == role).cloned()
+        })
     }
 
-    async fn account_of(&self, wallet: WalletAddress) -> LedgerResult<Option<(Role, HhNumber)>> {
-        let c = self.lock();
-        Ok(c.state
-            .by_wallet
-            .get(&wallet)
-            .and_then(|hh| c.state.role_of(*hh).map(|r| (r, *hh))))
+    async fn account_of(
+        &self,
+        wallet: WalletAddress,
+        at: ReadAt,
+    ) -> LedgerResult<Option<(Role, HhNumber)>> {
+        self.read(at, |st, _| {
+            st.by_wallet
+                .get(&wallet)
+                .and_then(|hh| st.role_of(*hh).map(|r| (r, *hh)))
+        })
     }
 
-    async fn record(&self, id: RecordId) -> LedgerResult<Option<MedicalRecord>> {
-        Ok(self.lock().state.records.get(&id).cloned())
+    async fn record(&self, id: RecordId, at: ReadAt) -> LedgerResult<Option<MedicalRecord>> {
+        self.read(at, |st, _| st.records.get(&id).cloned())
     }
 
     async fn grant(
         &self,
         patient: HhNumber,
         grantee: HhNumber,
+        at: ReadAt,
     ) -> LedgerResult<Option<AccessGrant>> {
-        Ok(self.lock().state.grants.get(&(patient, grantee)).cloned())
+        self.read(at, |st, _| st.grants.get(&(patient, grantee)).cloned())
     }
 
-    async fn has_access(&self, patient: HhNumber, grantee: HhNumber) -> LedgerResult<bool> {
-        let c = self.lock();
-        let now = c.head().timestamp;
-        Ok(c.state
-            .grants
-            .get(&(patient, grantee))
-            .is_some_and(|g| g.is_active(now)))
+    async fn has_access(
+        &self,
+        patient: HhNumber,
+        grantee: HhNumber,
+        at: ReadAt,
+    ) -> LedgerResult<bool> {
+        self.read(at, |st, now| {
+            st.grants
+                .get(&(patient, grantee))
+                .is_some_and(|g| g.is_active(now))
+        })
     }
 
-    async fn can_read_record(&self, id: RecordId, reader: HhNumber) -> LedgerResult<bool> {
-        let c = self.lock();
-        let r = c
-            .state
-            .records
-            .get(&id)
-            .ok_or_else(|| LedgerError::NotFound(format!("record {id} does not exist")))?;
-        let now = c.head().timestamp;
-        Ok(reader == r.patient
-            || reader == r.creator
-            || c.state
-                .grants
-                .get(&(r.patient, reader))
-                .is_some_and(|g| g.is_active(now)))
+    async fn can_read_record(
+        &self,
+        id: RecordId,
+        reader: HhNumber,
+        at: ReadAt,
+    ) -> LedgerResult<bool> {
+        self.read(at, |st, now| {
+            let r = st
+                .records
+                .get(&id)
+                .ok_or_else(|| LedgerError::NotFound(format!("record {id} does not exist")))?;
+            Ok(reader == r.patient
+                || reader == r.creator
+                || st
+                    .grants
+                    .get(&(r.patient, reader))
+                    .is_some_and(|g| g.is_active(now)))
+        })?
     }
 
-    async fn registered_count(&self, role: Role) -> LedgerResult<u64> {
-        Ok(self
-            .lock()
-            .state
-            .by_role
-            .get(&role)
-            .map_or(0, |v| v.len() as u64))
+    async fn registered_count(&self, role: Role, at: ReadAt) -> LedgerResult<u64> {
+        self.read(at, |st, _| {
+            st.by_role.get(&role).map_or(0, |v| v.len() as u64)
+        })
     }
 
-    async fn registered(&self, role: Role, offset: u64, limit: u64) -> LedgerResult<Vec<HhNumber>> {
-        let c = self.lock();
-        Ok(c.state
-            .by_role
-            .get(&role)
-            .map(|v| page(v, offset, limit))
-            .unwrap_or_default())
+    async fn registered(
+        &self,
+        role: Role,
+        offset: u64,
+        limit: u64,
+        at: ReadAt,
+    ) -> LedgerResult<Vec<HhNumber>> {
+        self.read(at, |st, _| {
+            st.by_role
+                .get(&role)
+                .map(|v| page(v, offset, limit))
+                .unwrap_or_default()
+        })
     }
 
-    async fn record_count(&self) -> LedgerResult<u64> {
-        Ok(self.lock().state.record_order.len() as u64)
+    async fn profiles(
+        &self,
+        role: Role,
+        offset: u64,
+        limit: u64,
+        at: ReadAt,
+    ) -> LedgerResult<Vec<Profile>> {
+        self.read(at, |st, _| {
+            st.by_role
+                .get(&role)
+                .map(|v| page(v, offset, limit))
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|hh| st.profiles.get(hh).cloned())
+                .collect()
+        })
     }
 
-    async fn record_ids(&self, offset: u64, limit: u64) -> LedgerResult<Vec<RecordId>> {
-        Ok(page(&self.lock().state.record_order, offset, limit))
+    async fn record_count(&self, at: ReadAt) -> LedgerResult<u64> {
+        self.read(at, |st, _| st.record_order.len() as u64)
     }
 
-    async fn grantees(&self, patient: HhNumber) -> LedgerResult<Vec<HhNumber>> {
-        Ok(self
-            .lock()
-            .state
-            .grantees
-            .get(&patient)
-            .cloned()
-            .unwrap_or_default())
+    async fn record_ids(&self, offset: u64, limit: u64, at: ReadAt) -> LedgerResult<Vec<RecordId>> {
+        self.read(at, |st, _| page(&st.record_order, offset, limit))
     }
 
-    async fn events(&self, from: u64, to: u64) -> LedgerResult<Vec<ChainEvent>> {
+    async fn records(
+        &self,
+        offset: u64,
+        limit: u64,
+        at: ReadAt,
+    ) -> LedgerResult<Vec<MedicalRecord>> {
+        self.read(at, |st, _| {
+            page(&st.record_order, offset, limit)
+                .iter()
+                .filter_map(|id| st.records.get(id).cloned())
+                .collect()
+        })
+    }
+
+    async fn grant_count(&self, at: ReadAt) -> LedgerResult<u64> {
+        self.read(at, |st, _| st.grant_order.len() as u64)
+    }
+
+    async fn grants(&self, offset: u64, limit: u64, at: ReadAt) -> LedgerResult<Vec<AccessGrant>> {
+        self.read(at, |st, _| {
+            page(&st.grant_order, offset, limit)
+                .iter()
+                .filter_map(|pair| st.grants.get(pair).cloned())
+                .collect()
+        })
+    }
+
+    async fn grantees(
+        &self,
+        patient: HhNumber,
+        offset: u64,
+        limit: u64,
+        at: ReadAt,
+    ) -> LedgerResult<Vec<HhNumber>> {
+        self.read(at, |st, _| {
+            st.grantees
+                .get(&patient)
+                .map(|v| page(v, offset, limit))
+                .unwrap_or_default()
+        })
+    }
+
+    async fn latest_audit_anchor(&self, at: ReadAt) -> LedgerResult<Option<AuditAnchor>> {
+        self.read(at, |st, _| st.last_anchor)
+    }
+
+    async fn events(&self, from: u64, to: u64) -> LedgerResult<EventBatch> {
         if from > to {
             return Err(LedgerError::Invalid(format!(
                 "block range {from}..={to} is empty: from is above to"
@@ -894,12 +1165,18 @@ impl LedgerPort for InMemoryLedger {
         let c = self.lock();
         let start = usize::try_from(from).unwrap_or(usize::MAX);
         let end = usize::try_from(to).unwrap_or(usize::MAX);
-        Ok(c.blocks
+        let mut batch = EventBatch::default();
+        for b in c
+            .blocks
             .iter()
             .skip(start)
             .take(end.saturating_sub(start).saturating_add(1))
-            .flat_map(Chain::events_of)
-            .collect())
+        {
+            let (events, quarantined) = Chain::logs_of(b);
+            batch.events.extend(events);
+            batch.quarantined.extend(quarantined);
+        }
+        Ok(batch)
     }
 
     async fn head(&self) -> LedgerResult<BlockRef> {
@@ -922,7 +1199,7 @@ impl LedgerPort for InMemoryLedger {
 }
 
 #[async_trait]
-impl super::ledger::ChainClock for InMemoryLedger {
+impl super::ledger::ChainControl for InMemoryLedger {
     async fn head_time(&self) -> Timestamp {
         self.now()
     }
@@ -931,5 +1208,9 @@ impl super::ledger::ChainClock for InMemoryLedger {
         if let Err(e) = InMemoryLedger::mine_at(self, at) {
             panic!("mine_at({at}) on the in-memory ledger: {e}");
         }
+    }
+
+    async fn as_wallet(&self, wallet: &super::TestWallet) -> Box<dyn LedgerPort> {
+        Box::new(self.with_signer(wallet.address()))
     }
 }

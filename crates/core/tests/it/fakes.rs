@@ -2,7 +2,8 @@
 //! finality and tampering.
 
 use healthledger_core::{
-    Authorization, CachePort, LedgerError, LedgerPort, ObjectStatus, Role, VaultError, VaultPort,
+    Authorization, CachePort, LedgerError, LedgerPort, ObjectStatus, ReadAt, Role, VaultError,
+    VaultPort,
     testing::{
         self, InMemoryCache, InMemoryLedger, InMemoryVault, TestWallet, fixtures,
         ledger::register_trio,
@@ -24,9 +25,14 @@ async fn rewind_drops_blocks_and_their_state() {
         .unwrap();
     l.rewind(before.number);
     assert_eq!(l.head().await.unwrap(), before);
-    assert_eq!(l.profile(p.hh(), Role::Patient).await.unwrap(), Some(p));
     assert_eq!(
-        l.account_of(w.address()).await.unwrap(),
+        l.profile(p.hh(), Role::Patient, ReadAt::Latest)
+            .await
+            .unwrap(),
+        Some(p)
+    );
+    assert_eq!(
+        l.account_of(w.address(), ReadAt::Latest).await.unwrap(),
         None,
         "rewound write is gone"
     );
@@ -42,7 +48,7 @@ async fn reorg_reincludes_transactions_under_new_hashes() {
     let l = ledger();
     register_trio(&l, 510_000).await;
     let head = l.head().await.unwrap();
-    let old_events = l.events(head.number - 1, head.number).await.unwrap();
+    let old_events = l.events(head.number - 1, head.number).await.unwrap().events;
     l.reorg(2);
     let new_head = l.head().await.unwrap();
     assert_eq!(new_head.number, head.number);
@@ -52,13 +58,18 @@ async fn reorg_reincludes_transactions_under_new_hashes() {
         l.block(head.number - 1).await.unwrap().unwrap().parent_hash,
         fork_point.hash
     );
-    let new_events = l.events(head.number - 1, head.number).await.unwrap();
+    let new_events = l.events(head.number - 1, head.number).await.unwrap().events;
     assert_eq!(
         old_events.iter().map(|e| &e.event).collect::<Vec<_>>(),
         new_events.iter().map(|e| &e.event).collect::<Vec<_>>()
     );
     assert_ne!(old_events[0].at.block_hash, new_events[0].at.block_hash);
-    assert_eq!(l.registered_count(Role::Patient).await.unwrap(), 1);
+    assert_eq!(
+        l.registered_count(Role::Patient, ReadAt::Latest)
+            .await
+            .unwrap(),
+        1
+    );
 }
 
 #[tokio::test]
@@ -70,7 +81,7 @@ async fn a_patient_signing_directly_needs_no_signature() {
         .grant_access(p.hh(), d.hh(), None, &Authorization::Signer)
         .await
         .unwrap();
-    assert!(l.has_access(p.hh(), d.hh()).await.unwrap());
+    assert!(l.has_access(p.hh(), d.hh(), ReadAt::Latest).await.unwrap());
     let stranger = l.with_signer(TestWallet::from_seed(77).address());
     let err = stranger
         .register(&fixtures::patient(
@@ -127,7 +138,9 @@ async fn writes_share_a_block_when_automine_is_off() {
         // Let the three writes queue before sealing the block.
         tokio::task::yield_now().await;
         assert_eq!(
-            l.registered_count(Role::Patient).await.unwrap(),
+            l.registered_count(Role::Patient, ReadAt::Latest)
+                .await
+                .unwrap(),
             0,
             "pending writes are not visible to reads"
         );
@@ -143,10 +156,15 @@ async fn writes_share_a_block_when_automine_is_off() {
     let mut txs: Vec<_> = receipts.iter().map(|r| r.tx_hash).collect();
     txs.dedup();
     assert_eq!(txs.len(), 3, "three transactions");
-    let events = l.events(mined.number, mined.number).await.unwrap();
+    let events = l.events(mined.number, mined.number).await.unwrap().events;
     let indices: Vec<u64> = events.iter().map(|e| e.at.log_index).collect();
     assert_eq!(indices, vec![0, 1, 2]);
-    assert_eq!(l.registered_count(Role::Patient).await.unwrap(), 3);
+    assert_eq!(
+        l.registered_count(Role::Patient, ReadAt::Latest)
+            .await
+            .unwrap(),
+        3
+    );
     l.set_automine(true);
     let r = l
         .register(&fixtures::patient(
@@ -177,7 +195,12 @@ async fn a_dropped_pending_block_fails_its_writers() {
         matches!(result, Err(LedgerError::Unavailable(_))),
         "a dropped transaction: {result:?}"
     );
-    assert_eq!(l.profile(p.hh(), Role::Patient).await.unwrap(), None);
+    assert_eq!(
+        l.profile(p.hh(), Role::Patient, ReadAt::Latest)
+            .await
+            .unwrap(),
+        None
+    );
     assert_eq!(l.mine().number, head.number + 1, "an empty block");
 }
 
@@ -205,4 +228,29 @@ async fn the_clock_and_finality_are_settable() {
     assert_eq!(l.finalized().await.unwrap().number, head.number - 4);
     l.set_finality_depth(0);
     assert_eq!(l.finalized().await.unwrap(), head);
+}
+
+#[tokio::test]
+async fn an_undecodable_log_is_quarantined_beside_the_events() {
+    let l = ledger();
+    let start = l.head().await.unwrap().number + 1;
+    register_trio(&l, 542_000).await;
+    let bad = l.emit_undecodable("blood group \"Z+\" is not one of the eight");
+    register_trio(&l, 542_010).await;
+    let batch = l
+        .events(start, l.head().await.unwrap().number)
+        .await
+        .unwrap();
+    assert_eq!(
+        batch.events.len(),
+        6,
+        "the good events around it all decode"
+    );
+    assert_eq!(batch.quarantined.len(), 1);
+    let q = &batch.quarantined[0];
+    assert_eq!(
+        (q.at.block_number, q.at.tx_hash),
+        (bad.block_number, bad.tx_hash)
+    );
+    assert!(q.reason.contains("Z+"), "{}", q.reason);
 }

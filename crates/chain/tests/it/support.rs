@@ -150,4 +150,12 @@ impl ChainControl for Node {
     async fn as_wallet(&self, wallet: &TestWallet) -> Box<dyn healthledger_core::LedgerPort> {
         Box::new(self.ledger_as(wallet).await)
     }
+
+    async fn set_next_block_time(&self, at: Timestamp) {
+        let provider = ProviderBuilder::new().connect_http(self.anvil.endpoint_url());
+        let _: serde_json::Value = provider
+            .raw_request("evm_setNextBlockTimestamp".into(), (at.0,))
+            .await
+            .unwrap();
+    }
 }

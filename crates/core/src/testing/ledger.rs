@@ -32,6 +32,10 @@ pub trait ChainControl: Send + Sync {
     /// A handle on the same ledger that signs as `wallet` (funded for gas
     /// where the chain needs it).
     async fn as_wallet(&self, wallet: &TestWallet) -> Box<dyn LedgerPort>;
+
+    /// Makes the next mined block carry timestamp `at` (after the head's),
+    /// like anvil's `evm_setNextBlockTimestamp`.
+    async fn set_next_block_time(&self, at: Timestamp);
 }
 
 /// Runs every ledger conformance test in turn.
@@ -51,6 +55,8 @@ pub async fn all(l: &dyn LedgerPort, clock: &dyn ChainControl) {
     registration_is_issued_by_registrars(l, clock).await;
     registrars_are_the_admins_to_name(l, clock).await;
     a_wallet_can_cancel_its_signatures(l, clock).await;
+    owners_act_for_themselves(l, clock).await;
+    deadlines_hold_up_to_their_block_time(l, clock).await;
     pinned_reads_see_their_block(l).await;
     bulk_reads_return_whole_values(l).await;
 }
@@ -1633,4 +1639,110 @@ pub async fn bulk_reads_return_whole_values(l: &dyn LedgerPort) {
         paged.extend(l.grants(offset, 2, at).await.expect("page"));
     }
     assert_eq!(paged, grants, "grants in pages of 2");
+}
+
+/// The consenting wallet may act itself, without a signature
+/// (`Authorization::Signer` from its own handle): the patient grants and
+/// revokes, the owner updates a profile, the center creates a record.
+pub async fn owners_act_for_themselves(l: &dyn LedgerPort, chain: &dyn ChainControl) {
+    let [(patient, pw), (doctor, _), (center, cw)] = register_trio(l, 179_400).await;
+    let (p, d) = (patient.hh(), doctor.hh());
+    let as_patient = chain.as_wallet(&pw).await;
+    as_patient
+        .grant_access(p, d, None, &Authorization::Signer)
+        .await
+        .expect("the patient grants as the sender");
+    assert!(l.has_access(p, d, ReadAt::Latest).await.expect("read"));
+    as_patient
+        .revoke_access(p, d, &Authorization::Signer)
+        .await
+        .expect("the patient revokes as the sender");
+    assert!(!l.has_access(p, d, ReadAt::Latest).await.expect("read"));
+    let Profile::Patient(mut changed) = patient.clone() else {
+        unreachable!("register_trio puts the patient first")
+    };
+    changed.home_address = Line::new("3 Own Road, Kochi").expect("line");
+    let changed = Profile::Patient(changed);
+    as_patient
+        .update_profile(&changed, &Authorization::Signer)
+        .await
+        .expect("the owner updates as the sender");
+    assert_eq!(
+        l.profile(p, Role::Patient, ReadAt::Latest)
+            .await
+            .expect("read"),
+        Some(changed)
+    );
+    let rec = fixtures::record(
+        179_400,
+        8,
+        179_402,
+        "Biopsy",
+        "pathology",
+        date(2026, 11, 1),
+    );
+    chain
+        .as_wallet(&cw)
+        .await
+        .create_record(&rec, &Authorization::Signer)
+        .await
+        .expect("the center creates as the sender");
+    assert_eq!(
+        l.record(rec.id, ReadAt::Latest)
+            .await
+            .expect("read")
+            .map(|r| r.creator),
+        Some(center.hh())
+    );
+    assert_denied(
+        "the doctor creating a record as the center",
+        chain
+            .as_wallet(&TestWallet::from_seed(179_401))
+            .await
+            .create_record(
+                &fixtures::record(179_400, 9, 179_402, "X", "x-ray", date(2026, 11, 2)),
+                &Authorization::Signer,
+            )
+            .await,
+    );
+}
+
+/// A relayed signature works in a block whose time equals its deadline and
+/// is `Invalid` one second later.
+pub async fn deadlines_hold_up_to_their_block_time(l: &dyn LedgerPort, chain: &dyn ChainControl) {
+    let [(patient, pw), (doctor, _), (center, _)] = register_trio(l, 179_500).await;
+    let (p, d, c) = (patient.hh(), doctor.hh(), center.hh());
+    let sign_until = |grantee: HhNumber, deadline: Timestamp| {
+        let pw = &pw;
+        async move {
+            let action = ConsentAction::GrantAccess {
+                patient: p,
+                grantee,
+                expires_at: None,
+            };
+            let digest = l.signing_digest(&action, deadline).await.expect("digest");
+            Authorization::Relayed(RelayedSignature {
+                signature: pw.sign(digest),
+                deadline,
+            })
+        }
+    };
+    let deadline = Timestamp(chain.head_time().await.0 + 100);
+    let auth = sign_until(d, deadline).await;
+    chain.set_next_block_time(deadline).await;
+    l.grant_access(p, d, None, &auth)
+        .await
+        .expect("a signature is good in the block at its deadline");
+    assert_eq!(chain.head_time().await, deadline);
+
+    let deadline = Timestamp(chain.head_time().await.0 + 100);
+    let auth = sign_until(c, deadline).await;
+    chain.set_next_block_time(Timestamp(deadline.0 + 1)).await;
+    match l.grant_access(p, c, None, &auth).await {
+        Err(LedgerError::Invalid(_)) => {}
+        other => {
+            panic!("a signature one second past its deadline: expected Invalid, got {other:?}")
+        }
+    }
+    assert!(!l.has_access(p, c, ReadAt::Latest).await.expect("read"));
 }

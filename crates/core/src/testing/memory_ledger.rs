@@ -1213,4 +1213,8 @@ impl super::ledger::ChainControl for InMemoryLedger {
     async fn as_wallet(&self, wallet: &super::TestWallet) -> Box<dyn LedgerPort> {
         Box::new(self.with_signer(wallet.address()))
     }
+
+    async fn set_next_block_time(&self, at: Timestamp) {
+        self.set_time(at);
+    }
 }

@@ -9,6 +9,7 @@
 mod artifact;
 mod conformance;
 mod events;
+mod hardening;
 mod proxy;
 mod rules;
 mod support;

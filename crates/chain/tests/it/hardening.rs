@@ -1,0 +1,365 @@
+//! What makes the ledger safe to deploy and exact to sync, beyond the core
+//! suite: the contract validates every value as the domain does (so every
+//! event decodes), a log that still does not decode is quarantined instead
+//! of failing its range, `connect` refuses a contract that is not
+//! HealthLedger, and a read pinned to a block a reorg replaced is a
+//! `Conflict`.
+
+use alloy::{
+    network::TransactionBuilder as _,
+    primitives::{Address, Bytes},
+    providers::{Provider, ProviderBuilder},
+    rpc::types::TransactionRequest,
+    sol_types::SolEvent as _,
+};
+use healthledger_chain::{EvmLedger, EvmLedgerConfig};
+use healthledger_core::{
+    BlockRef, LedgerError, LedgerPort, ReadAt, Role,
+    testing::{fixtures, ledger::register_trio},
+};
+
+use crate::support::Node;
+
+alloy::sol!(
+    #[sol(rpc)]
+    #[derive(Debug)]
+    HealthLedger,
+    "contracts/HealthLedger.json"
+);
+
+/// Runtime code that emits one log with only `topic0` and no data, then
+/// stops: `PUSH32 topic0, PUSH1 0, PUSH1 0, LOG1, STOP`. Hand-assembled
+/// because it is five instructions and no compiler is needed for it.
+fn log1_code(topic0: alloy::primitives::B256) -> Bytes {
+    let mut code = vec![0x7f];
+    code.extend_from_slice(topic0.as_slice());
+    code.extend_from_slice(&[0x60, 0x00, 0x60, 0x00, 0xa1, 0x00]);
+    code.into()
+}
+
+fn provider(node: &Node) -> impl Provider + Clone {
+    ProviderBuilder::new().connect_http(node.anvil.endpoint_url())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_contract_refuses_values_the_domain_refuses() {
+    let node = Node::start().await;
+    let wallet = ProviderBuilder::new()
+        .wallet(
+            alloy::signers::local::PrivateKeySigner::from_bytes(
+                &alloy::primitives::B256::from_slice(&node.anvil.keys()[0].to_bytes()),
+            )
+            .unwrap(),
+        )
+        .connect_http(node.anvil.endpoint_url());
+    let contract = HealthLedger::new(node.contract, &wallet);
+    let good = HealthLedger::Patient {
+        hh: 610_000,
+        wallet: Address::repeat_byte(0x61),
+        name: "Asha Rao".into(),
+        dateOfBirth: "1990-02-28".into(),
+        gender: "female".into(),
+        bloodGroup: "O+".into(),
+        homeAddress: "12 Lake Road, Pune".into(),
+        email: "asha@example.org".into(),
+    };
+    let bad: Vec<(&str, HealthLedger::Patient)> = vec![
+        (
+            "blood group Z+",
+            HealthLedger::Patient {
+                bloodGroup: "Z+".into(),
+                ..good.clone()
+            },
+        ),
+        (
+            "an email without @",
+            HealthLedger::Patient {
+                email: "asha.example.org".into(),
+                ..good.clone()
+            },
+        ),
+        (
+            "an email without a dotted domain",
+            HealthLedger::Patient {
+                email: "asha@localhost".into(),
+                ..good.clone()
+            },
+        ),
+        (
+            "30 February",
+            HealthLedger::Patient {
+                dateOfBirth: "1990-02-30".into(),
+                ..good.clone()
+            },
+        ),
+        (
+            "a date that is not ISO",
+            HealthLedger::Patient {
+                dateOfBirth: "28/02/1990".into(),
+                ..good.clone()
+            },
+        ),
+        (
+            "an empty name",
+            HealthLedger::Patient {
+                name: String::new(),
+                ..good.clone()
+            },
+        ),
+        (
+            "a name with a newline",
+            HealthLedger::Patient {
+                name: "Asha\nRao".into(),
+                ..good.clone()
+            },
+        ),
+        (
+            "a name with a trailing space",
+            HealthLedger::Patient {
+                name: "Asha ".into(),
+                ..good.clone()
+            },
+        ),
+        (
+            "a 129-character name",
+            HealthLedger::Patient {
+                name: "é".repeat(129),
+                ..good.clone()
+            },
+        ),
+        (
+            "an HH number of 5 digits",
+            HealthLedger::Patient {
+                hh: 99_999,
+                ..good.clone()
+            },
+        ),
+        (
+            "the zero wallet",
+            HealthLedger::Patient {
+                wallet: Address::ZERO,
+                ..good.clone()
+            },
+        ),
+    ];
+    for (what, p) in bad {
+        let err = contract.registerPatient(p).call().await.expect_err(what);
+        let decoded = err
+            .as_decoded_interface_error::<HealthLedger::HealthLedgerErrors>()
+            .unwrap_or_else(|| panic!("{what}: not a HealthLedger error: {err}"));
+        assert!(
+            matches!(decoded, HealthLedger::HealthLedgerErrors::InvalidInput(_)),
+            "{what}: {decoded:?}"
+        );
+    }
+    // 128 two-byte characters are 128 characters, as Rust counts them.
+    let long = HealthLedger::Patient {
+        name: "é".repeat(128),
+        ..good.clone()
+    };
+    contract
+        .registerPatient(long)
+        .call()
+        .await
+        .expect("128 characters are fine");
+    contract
+        .registerPatient(good)
+        .call()
+        .await
+        .expect("the good profile passes");
+
+    let meta = Rules::RecordMeta {
+        testName: "CBC".into(),
+        recordType: "lab-result".into(),
+        date: "2026-01-01".into(),
+        contentType: "application/pdf".into(),
+        size: 1,
+    };
+    for (what, cid, meta) in [
+        (
+            "a 5-byte CID",
+            Bytes::from(vec![1u8, 2, 3, 4, 5]),
+            meta.clone(),
+        ),
+        (
+            "a CID of another hash",
+            Bytes::from([vec![0x01, 0x55, 0x13, 0x20], vec![0; 32]].concat()),
+            meta.clone(),
+        ),
+        (
+            "an upper-case content type",
+            Bytes::from([vec![0x01, 0x55, 0x12, 0x20], vec![0; 32]].concat()),
+            Rules::RecordMeta {
+                contentType: "Application/PDF".into(),
+                ..meta.clone()
+            },
+        ),
+    ] {
+        let err = node_rules(&wallet, &node)
+            .await
+            .checkRecord(cid, meta)
+            .call()
+            .await
+            .expect_err(what);
+        assert!(
+            matches!(
+                err.as_decoded_interface_error::<HealthLedger::HealthLedgerErrors>(),
+                Some(HealthLedger::HealthLedgerErrors::InvalidInput(_))
+            ),
+            "{what}: {err}"
+        );
+    }
+}
+
+alloy::sol! {
+    #[sol(rpc)]
+    #[derive(Debug)]
+    interface Rules {
+        struct RecordMeta {
+            string testName;
+            string recordType;
+            string date;
+            string contentType;
+            uint64 size;
+        }
+        function checkRecord(bytes cid, RecordMeta m) external pure;
+    }
+}
+
+async fn node_rules<P: Provider + Clone>(p: &P, node: &Node) -> Rules::RulesInstance<P> {
+    let rules = HealthLedger::new(node.contract, p.clone())
+        .rules()
+        .call()
+        .await
+        .unwrap();
+    Rules::new(rules, p.clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_that_does_not_decode_is_quarantined_not_fatal() {
+    let node = Node::start().await;
+    let l = &node.ledger;
+    let start = l.head().await.unwrap().number + 1;
+    register_trio(l, 620_000).await;
+
+    // Make the contract's address emit a PatientRegistered log without its
+    // indexed topics (as a contract deployed by others might), then put the
+    // real code back.
+    let p = provider(&node);
+    let original = p.get_code_at(node.contract).await.unwrap();
+    let topic = HealthLedger::PatientRegistered::SIGNATURE_HASH;
+    let _: serde_json::Value = p
+        .raw_request("anvil_setCode".into(), (node.contract, log1_code(topic)))
+        .await
+        .unwrap();
+    let sender = node.anvil.addresses()[3];
+    let tx = TransactionRequest::default()
+        .with_from(sender)
+        .with_to(node.contract)
+        .with_gas_limit(100_000);
+    let _: serde_json::Value = p
+        .raw_request("anvil_impersonateAccount".into(), (sender,))
+        .await
+        .unwrap();
+    let receipt = p
+        .send_transaction(tx)
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    let _: serde_json::Value = p
+        .raw_request("anvil_setCode".into(), (node.contract, original))
+        .await
+        .unwrap();
+    register_trio(l, 620_010).await;
+
+    let head = l.head().await.unwrap().number;
+    let batch = l.events(start, head).await.expect("the range still reads");
+    assert_eq!(batch.events.len(), 6, "every good event around it decodes");
+    assert_eq!(batch.quarantined.len(), 1, "{:?}", batch.quarantined);
+    let q = &batch.quarantined[0];
+    assert_eq!(q.at.tx_hash, receipt.transaction_hash);
+    assert_eq!(q.topic, topic);
+    assert!(
+        q.reason.contains("not a HealthLedger event"),
+        "{}",
+        q.reason
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_refuses_a_contract_that_is_not_healthledger() {
+    let node = Node::start().await;
+    let p = provider(&node);
+    let impostor = Address::repeat_byte(0x42);
+    let _: serde_json::Value = p
+        .raw_request(
+            "anvil_setCode".into(),
+            (impostor, log1_code(alloy::primitives::B256::ZERO)),
+        )
+        .await
+        .unwrap();
+    let key = Node::account_key(&node.anvil, 0);
+    let err = EvmLedger::connect(EvmLedgerConfig::new(node.anvil.endpoint(), impostor, key))
+        .await
+        .expect_err("code that is not HealthLedger");
+    assert!(
+        matches!(
+            err,
+            healthledger_chain::Error::Config {
+                field: "contract",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("is not HealthLedger"), "{err}");
+    assert_eq!(
+        node.ledger.deployment_block(),
+        1,
+        "the first block on a fresh anvil holds the deployment"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_pinned_to_a_replaced_block_is_a_conflict() {
+    let node = Node::start().await;
+    let l = &node.ledger;
+    let p = provider(&node);
+    let snapshot: serde_json::Value = p.raw_request("evm_snapshot".into(), ()).await.unwrap();
+    let first = fixtures::patients(630_000, 1, "First Branch");
+    l.register(&first[0]).await.unwrap();
+    let old: BlockRef = l.head().await.unwrap();
+    let _: serde_json::Value = p
+        .raw_request("evm_revert".into(), (snapshot,))
+        .await
+        .unwrap();
+    // The adapter's nonce counter still thinks the reverted write was sent:
+    // a fresh adapter on the same key writes the other branch.
+    let other = EvmLedger::connect(EvmLedgerConfig::new(
+        node.anvil.endpoint(),
+        node.contract,
+        Node::account_key(&node.anvil, 0),
+    ))
+    .await
+    .unwrap();
+    let second = fixtures::patients(630_100, 1, "Second Branch");
+    other.register(&second[0]).await.unwrap();
+    let new = other.head().await.unwrap();
+    assert_eq!(new.number, old.number);
+    assert_ne!(new.hash, old.hash);
+
+    let err = other
+        .profile(first[0].hh(), Role::Patient, ReadAt::Block(old))
+        .await
+        .expect_err("the old block is gone");
+    assert!(matches!(err, LedgerError::Conflict(_)), "{err}");
+    assert_eq!(
+        other
+            .profile(second[0].hh(), Role::Patient, ReadAt::Block(new))
+            .await
+            .unwrap(),
+        Some(second[0].clone())
+    );
+}

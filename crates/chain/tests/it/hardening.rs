@@ -20,12 +20,17 @@ use healthledger_core::{
 
 use crate::support::Node;
 
-alloy::sol!(
-    #[sol(rpc)]
-    #[derive(Debug)]
-    HealthLedger,
-    "contracts/HealthLedger.json"
-);
+// The generated bindings take the contract's argument lists as they are.
+#[allow(clippy::too_many_arguments)]
+mod abi {
+    alloy::sol!(
+        #[sol(rpc)]
+        #[derive(Debug)]
+        HealthLedger,
+        "contracts/HealthLedger.json"
+    );
+}
+use abi::HealthLedger;
 
 /// Runtime code that emits one log with only `topic0` and no data, then
 /// stops: `PUSH32 topic0, PUSH1 0, PUSH1 0, LOG1, STOP`. Hand-assembled

@@ -9,14 +9,24 @@
 //! `cargo xtask contracts` with the pinned solc-js into the committed
 //! `contracts/HealthLedger.json` (`{"abi": …, "bytecode": "0x…"}`), from which
 //! `alloy::sol!` generates the bindings; a test fails when the committed
-//! artifact differs from a fresh compile. The contract is the source of
-//! truth:
+//! artifact differs from a fresh compile, and the compile fails when the
+//! contract's code would exceed the 24 KiB EIP-170 limit. The contract is
+//! the source of truth:
 //!
 //! - **Profiles** of patients, doctors and diagnostic centers keyed by HH
 //!   number, one wallet per HH number and one HH number per wallet across all
-//!   roles. A *registrar* (admin-managed; the deployer is admin and first
-//!   registrar) or the profile's own wallet registers; only the owner's
-//!   wallet, directly or by signature, updates.
+//!   roles. HH numbers are issued, never taken: a *registrar* registers
+//!   everyone, and a patient may register from their own wallet only with a
+//!   registrar's EIP-712 `PatientAttestation(hh, wallet, deadline)`. The
+//!   admin (the deployer, handed over in two steps: `transferAdmin`,
+//!   `acceptAdmin`) names and removes registrars. Only the owner's wallet,
+//!   directly or by signature, updates.
+//! - **Validation**: every value is checked on chain as the Rust domain
+//!   types check it (HH range, text lengths in characters, no control
+//!   characters, ISO dates, the eight blood groups, email syntax, content
+//!   types, CIDs of sha2-256 multihashes) by `HealthLedgerRules`, a contract
+//!   the constructor creates (it is separate only to keep HealthLedger's code
+//!   under the size limit), so every event decodes.
 //! - **Records**: pointers (binary CID + metadata, never content) created by a
 //!   registered doctor or diagnostic center with its consent; ids unique per
 //!   patient.
@@ -25,15 +35,19 @@
 //!   (domain `HealthLedger`/`1`/chain id/contract; messages `UpdateProfile`,
 //!   `CreateRecord`, `GrantAccess`, `RevokeAccess`, each with the signer's
 //!   nonce and a deadline) relayed by anyone. A relayed signature consumes the
-//!   nonce, so replays fail. The registrar cannot grant on its own.
+//!   nonce, so replays fail, and a wallet cancels the signatures it handed
+//!   out with `invalidateNonce`. The registrar cannot grant on its own.
 //! - **Audit anchors**: the registrar anchors digests of the access log with a
 //!   growing sequence number.
 //! - **Events for every state change** carry everything needed to rebuild the
 //!   state from logs alone (registrations carry whole profiles,
 //!   `ProfileUpdated` the ABI-encoded new profile, `RecordCreated` the CID,
 //!   metadata and timestamp, `AccessGranted` grant and expiry times, …), and
-//!   **enumeration getters** (counts, pages, grantees) list everything without
-//!   logs.
+//!   **enumeration getters** list everything without logs, whole structs a
+//!   page at a time (`patientsPage`, `doctorsPage`, `centersPage`,
+//!   `recordsPage`, `grantsPage` over every pair ever granted,
+//!   `granteesPage`), plus the latest audit anchor, the deployment block and
+//!   an `INTERFACE` string that `connect` checks.
 //!
 //! # The adapter
 //!
@@ -48,13 +62,26 @@
 //! already has it says "already known" or "nonce too low", and is then asked
 //! for the transaction by hash) — and awaited until the configured
 //! confirmations. A send that never gets through, and that the node does not
-//! know, frees its nonce and fails as `Unavailable` naming the hash. Reads are `eth_call`s at the latest block.
+//! know, frees its nonce and fails as `Unavailable` naming the hash.
+//!
+//! Reads are `eth_call`s at the latest block or, with
+//! [`ReadAt::Block`](healthledger_core::ReadAt), at a pinned block named by
+//! hash with `requireCanonical` (EIP-1898), so a snapshot is consistent even
+//! behind a load-balanced provider; a pinned block that a reorg replaced is
+//! `Conflict`. The bulk reads fetch 100 profiles or records (1,000 grants or
+//! ids) per request. `connect` refuses an address whose contract is not
+//! HealthLedger at this interface version, and reads its deployment block
+//! ([`LedgerPort::deployment_block`](healthledger_core::LedgerPort::deployment_block)),
+//! where scans start.
 //! [`LedgerPort::events`](healthledger_core::LedgerPort::events) reads logs
 //! with `eth_getLogs` in block spans that shrink when a provider refuses a
 //! range (Alchemy, Infura, QuickNode, Ankr, Polygon, Cloudflare messages are
 //! recognized, with their suggested sizes) and grow back after successes;
 //! every RPC is retried with exponential backoff and full jitter on HTTP 429,
-//! 5xx, timeouts and dropped connections, up to a bound.
+//! 5xx, timeouts and dropped connections, up to a bound. A log that does not
+//! decode (another layout under a known address, a value the domain
+//! refuses) never fails its range: it comes back quarantined beside the
+//! decoded events, for the sync engine to record and report.
 //!
 //! The finalized head
 //! ([`LedgerPort::finalized`](healthledger_core::LedgerPort::finalized)) is
@@ -83,7 +110,7 @@
 //! | `NotRegistered`, `UnknownRecord`, `NoActiveGrant`  | `NotFound`      |
 //! | `NotAuthorized` (wrong sender, patient as creator, not a registrar), `InvalidSignature` (forged or replayed) | `AccessDenied` |
 //! | `Expired` (deadline passed), `InvalidInput` (expiry not in the future, seq not growing, self-grant, wallet or role change) | `Invalid` |
-//! | reverted on chain after a successful simulation    | `Conflict`      |
+//! | reverted on chain after a successful simulation; a read pinned to a block that is no longer canonical | `Conflict` |
 //! | retries spent (429, timeouts, dropped connections), a transaction that could not be sent or whose receipt could not be fetched (naming its hash), receipt timeout | `Unavailable` |
 //! | chain data that fails the core types' validation   | `Integrity`     |
 //! | any other RPC failure                              | `Other`         |

@@ -142,6 +142,11 @@ pub struct EvmLedgerConfig {
     pub poll_interval: Duration,
     /// How long to wait for a receipt before giving up.
     pub receipt_timeout: Duration,
+    /// How long a sent transaction may go without a receipt before the node
+    /// is asked whether it still has it; a dropped one is rebroadcast (the
+    /// same bytes), then replaced with higher fees if it is dropped again or
+    /// refused.
+    pub rebroadcast_after: Duration,
     /// Timeout of one HTTP request.
     pub request_timeout: Duration,
     /// Retries of reads on rate limits, timeouts and dropped connections.
@@ -163,6 +168,7 @@ impl EvmLedgerConfig {
             finality_depth: 64,
             poll_interval: Duration::from_millis(50),
             receipt_timeout: Duration::from_secs(120),
+            rebroadcast_after: Duration::from_secs(15),
             request_timeout: Duration::from_secs(30),
             retry: RetryPolicy::STANDARD,
             log_ranges: LogRangePolicy::STANDARD,

@@ -38,6 +38,12 @@ enum Submitted {
     },
 }
 
+/// One signed version of a transaction handed to the node.
+struct Sent {
+    hash: B256,
+    raw: Vec<u8>,
+}
+
 impl EvmLedger {
     /// Simulates, signs with the next nonce, sends and awaits `call`.
     pub(super) async fn send<C: SolCall>(&self, call: C) -> Result<TxReceipt> {
@@ -69,7 +75,7 @@ impl EvmLedger {
         // lost answer is the same transaction, never a second one. The lock
         // stays held while a send is retried: until the node has nonce n, a
         // transaction with n + 1 would only wait in a gap.
-        let hash = {
+        let (hash, raw) = {
             let mut next = self.nonce.lock().await;
             let mut resynced = false;
             loop {
@@ -91,10 +97,11 @@ impl EvmLedger {
                     ))
                 })?;
                 let hash = *envelope.tx_hash();
-                match self.submit(&envelope.encoded_2718(), hash).await {
+                let raw = envelope.encoded_2718();
+                match self.submit(&raw, hash).await {
                     Submitted::Taken => {
                         *next = Some(nonce + 1);
-                        break hash;
+                        break (hash, raw);
                     }
                     // Another user of the same key made our nonce stale;
                     // one re-read and resend fixes that.
@@ -119,7 +126,7 @@ impl EvmLedger {
                 }
             }
         };
-        self.await_receipt(name, hash, tx).await
+        self.await_receipt(name, Sent { hash, raw }, tx).await
     }
 
     /// Hands the signed transaction `raw` (hash `hash`) to the node,
@@ -188,11 +195,23 @@ impl EvmLedger {
         )
     }
 
+    /// Polls for the receipt of `sent` until the configured confirmations.
+    ///
+    /// A node may drop a pending transaction (a restart, a full pool, a
+    /// reorg, a fee spike); the adapter's nonce counter is already past it,
+    /// so without help every later write from the key would wait behind the
+    /// gap until a restart. So when no receipt has come for
+    /// `rebroadcast_after`, the node is asked whether it still has the
+    /// transaction: if not, the same bytes are sent again; if it is dropped
+    /// again, or the node refuses the bytes, a replacement with the same
+    /// nonce and fees raised by a quarter (enough for any node's
+    /// replacement rule) is signed and sent. Every version sent is watched
+    /// for a receipt, since any one of them may be mined.
     async fn await_receipt(
         &self,
         name: &'static str,
-        hash: B256,
-        tx: TransactionRequest,
+        sent: Sent,
+        mut tx: TransactionRequest,
     ) -> Result<TxReceipt> {
         let started = Instant::now();
         let confirmations = self.config.confirmations;
@@ -200,22 +219,27 @@ impl EvmLedger {
         // writes in flight do not flood the node with receipt requests.
         let mut wait = self.config.poll_interval;
         let max_wait = self.config.poll_interval.saturating_mul(16);
+        let mut versions = vec![sent];
+        let mut last_check = Instant::now();
+        let mut drops = 0u32;
         loop {
-            let receipt = retry(&self.config.retry, &self.redact, || {
-                self.provider.get_transaction_receipt(hash)
-            })
-            .await
-            .map_err(|e| match e {
-                RetryError::Exhausted { attempts, last } => Error::Unconfirmed {
-                    call: name,
-                    tx: hash,
-                    reason: format!(
-                        "eth_getTransactionReceipt still failing after {attempts} attempts: {last}"
-                    ),
-                },
-                fatal => fatal.into_error("eth_getTransactionReceipt", &self.redact),
-            })?;
-            if let Some(r) = receipt {
+            for version in &versions {
+                let hash = version.hash;
+                let receipt = retry(&self.config.retry, &self.redact, || {
+                    self.provider.get_transaction_receipt(hash)
+                })
+                .await
+                .map_err(|e| match e {
+                    RetryError::Exhausted { attempts, last } => Error::Unconfirmed {
+                        call: name,
+                        tx: hash,
+                        reason: format!(
+                            "eth_getTransactionReceipt still failing after {attempts} attempts: {last}"
+                        ),
+                    },
+                    fatal => fatal.into_error("eth_getTransactionReceipt", &self.redact),
+                })?;
+                let Some(r) = receipt else { continue };
                 let (Some(block_number), Some(block_hash)) = (r.block_number, r.block_hash) else {
                     return Err(Error::Integrity(format!(
                         "receipt of {hash} names no block"
@@ -223,26 +247,90 @@ impl EvmLedger {
                 };
                 let confirmed = confirmations <= 1
                     || self.head_number().await? + 1 >= block_number + confirmations;
-                if confirmed {
-                    if !r.status() {
-                        return Err(self.explain_revert(name, hash, block_number, tx).await);
-                    }
-                    return Ok(TxReceipt {
-                        tx_hash: hash,
-                        block_number,
-                        block_hash,
-                    });
+                if !confirmed {
+                    break;
                 }
+                if !r.status() {
+                    return Err(self.explain_revert(name, hash, block_number, tx).await);
+                }
+                return Ok(TxReceipt {
+                    tx_hash: hash,
+                    block_number,
+                    block_hash,
+                });
             }
             if started.elapsed() > self.config.receipt_timeout {
                 return Err(Error::ReceiptTimeout {
-                    tx: hash,
+                    tx: versions[0].hash,
                     confirmations,
                     waited_secs: started.elapsed().as_secs(),
                 });
             }
+            if last_check.elapsed() >= self.config.rebroadcast_after {
+                last_check = Instant::now();
+                if let Some(latest) = versions.last()
+                    && !self.any_known(&versions).await
+                {
+                    drops += 1;
+                    let (raw, hash) = (latest.raw.clone(), latest.hash);
+                    let resent =
+                        drops == 1 && matches!(self.submit(&raw, hash).await, Submitted::Taken);
+                    if resent {
+                        tracing::warn!(%hash, "the node dropped a sent transaction; rebroadcast it");
+                    } else {
+                        let replacement = self.replace(name, &mut tx).await?;
+                        tracing::warn!(
+                            dropped = %hash,
+                            replacement = %replacement.hash,
+                            "the node dropped a sent transaction again or refused it; sent a replacement with higher fees"
+                        );
+                        versions.push(replacement);
+                    }
+                }
+            }
             tokio::time::sleep(wait).await;
             wait = wait.saturating_mul(2).min(max_wait);
+        }
+    }
+
+    /// Whether the node knows any version of the transaction.
+    async fn any_known(&self, versions: &[Sent]) -> bool {
+        for v in versions {
+            if self.node_has(v.hash).await {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Signs `tx` again with its nonce and fees raised by a quarter, and
+    /// sends it.
+    async fn replace(&self, name: &'static str, tx: &mut TransactionRequest) -> Result<Sent> {
+        let bump = |v: u128| v.saturating_add(v / 4).saturating_add(1);
+        if let Some(fee) = tx.max_fee_per_gas {
+            tx.set_max_fee_per_gas(bump(fee));
+        }
+        if let Some(tip) = tx.max_priority_fee_per_gas {
+            tx.set_max_priority_fee_per_gas(bump(tip));
+        }
+        let envelope = tx.clone().build(&self.wallet).await.map_err(|e| {
+            Error::Invalid(format!(
+                "signing the replacement transaction calling {name} failed: {e}"
+            ))
+        })?;
+        let hash = *envelope.tx_hash();
+        let raw = envelope.encoded_2718();
+        match self.submit(&raw, hash).await {
+            Submitted::Taken => Ok(Sent { hash, raw }),
+            Submitted::StaleNonce(e) | Submitted::Refused(e) => {
+                Err(self.call_error(name, RetryError::Fatal(e)))
+            }
+            Submitted::Unknown { attempts, last } => Err(Error::SendFailed {
+                call: name,
+                tx: hash,
+                attempts,
+                last,
+            }),
         }
     }
 

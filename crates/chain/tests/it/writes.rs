@@ -109,3 +109,127 @@ async fn a_second_user_of_the_same_key_does_not_wedge_the_nonce() {
         4
     );
 }
+
+/// The hashes of the transactions waiting in anvil's pool.
+async fn pooled(p: &impl Provider) -> Vec<String> {
+    let content: serde_json::Value = p.raw_request("txpool_content".into(), ()).await.unwrap();
+    let mut out = Vec::new();
+    if let Some(by_sender) = content["pending"].as_object() {
+        for txs in by_sender.values() {
+            for tx in txs.as_object().into_iter().flat_map(|m| m.values()) {
+                out.push(tx["hash"].as_str().unwrap_or_default().to_owned());
+            }
+        }
+    }
+    out
+}
+
+/// Waits until anvil's pool holds a transaction, and returns its hash.
+async fn wait_pooled(p: &impl Provider) -> String {
+    for _ in 0..400 {
+        if let Some(h) = pooled(p).await.into_iter().next() {
+            return h;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("no transaction reached the pool");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_transaction_is_sent_again_and_later_writes_never_stall() {
+    let node = Node::start_with(|mut c| {
+        c.rebroadcast_after = Duration::from_millis(300);
+        c
+    })
+    .await;
+    let l = &node.ledger;
+    let p = ProviderBuilder::new().connect_http(node.anvil.endpoint_url());
+    let set_automine = |on: bool| {
+        let p = p.clone();
+        async move {
+            let _: serde_json::Value = p
+                .raw_request("evm_setAutomine".into(), (on,))
+                .await
+                .unwrap();
+        }
+    };
+
+    // Dropped once: the same bytes are sent again and mined.
+    set_automine(false).await;
+    let first = fixtures::patients(560_000, 1, "Dropped Once");
+    let (receipt, first_hash) = tokio::join!(l.register(&first[0]), async {
+        let hash = wait_pooled(&p).await;
+        let _: serde_json::Value = p
+            .raw_request("anvil_dropAllTransactions".into(), ())
+            .await
+            .unwrap();
+        assert!(pooled(&p).await.is_empty(), "anvil dropped it");
+        set_automine(true).await;
+        hash
+    });
+    let receipt = receipt.expect("a dropped write still lands");
+    assert_eq!(
+        format!("{:#x}", receipt.tx_hash),
+        first_hash,
+        "the same transaction, rebroadcast"
+    );
+
+    // Dropped twice: a replacement with the same nonce and higher fees.
+    set_automine(false).await;
+    let second = fixtures::patients(560_001, 1, "Dropped Twice");
+    let (receipt, dropped) = tokio::join!(l.register(&second[0]), async {
+        let hash = wait_pooled(&p).await;
+        let _: serde_json::Value = p
+            .raw_request("anvil_dropAllTransactions".into(), ())
+            .await
+            .unwrap();
+        // The rebroadcast of the same bytes arrives; drop it too.
+        for _ in 0..400 {
+            if pooled(&p).await.contains(&hash) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let _: serde_json::Value = p
+            .raw_request("anvil_dropAllTransactions".into(), ())
+            .await
+            .unwrap();
+        set_automine(true).await;
+        hash
+    });
+    let receipt = receipt.expect("a write dropped twice still lands");
+    assert_ne!(
+        format!("{:#x}", receipt.tx_hash),
+        dropped,
+        "a replacement was mined"
+    );
+    let mined = p
+        .get_transaction_by_hash(receipt.tx_hash)
+        .await
+        .unwrap()
+        .expect("mined");
+    let original: serde_json::Value = p
+        .raw_request("eth_getTransactionByHash".into(), (dropped.clone(),))
+        .await
+        .unwrap();
+    assert!(
+        original.is_null(),
+        "the dropped version is gone: {original}"
+    );
+    use alloy::consensus::Transaction as _;
+    assert!(mined.inner.max_fee_per_gas() > 0);
+
+    // Later writes from the key are not stuck behind a gap.
+    let third = fixtures::patients(560_002, 3, "After Drops");
+    for r in join_all(third.iter().map(|x| l.register(x))).await {
+        r.expect("later writes land");
+    }
+    for x in first.iter().chain(&second).chain(&third) {
+        assert_eq!(
+            l.profile(x.hh(), Role::Patient, ReadAt::Latest)
+                .await
+                .unwrap(),
+            Some(x.clone())
+        );
+    }
+}

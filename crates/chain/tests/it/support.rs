@@ -151,6 +151,36 @@ impl ChainControl for Node {
         Box::new(self.ledger_as(wallet).await)
     }
 
+    async fn set_automine(&self, on: bool) {
+        let provider = ProviderBuilder::new().connect_http(self.anvil.endpoint_url());
+        let _: serde_json::Value = provider
+            .raw_request("evm_setAutomine".into(), (on,))
+            .await
+            .unwrap();
+    }
+
+    async fn mine_when_pending(&self, count: usize) {
+        let provider = ProviderBuilder::new().connect_http(self.anvil.endpoint_url());
+        for _ in 0..1_000 {
+            let status: serde_json::Value = provider
+                .raw_request("txpool_status".into(), ())
+                .await
+                .unwrap();
+            let pending = status["pending"]
+                .as_str()
+                .and_then(|h| u64::from_str_radix(h.trim_start_matches("0x"), 16).ok())
+                .or_else(|| status["pending"].as_u64())
+                .unwrap_or(0);
+            if pending >= count as u64 {
+                let _: serde_json::Value =
+                    provider.raw_request("evm_mine".into(), ()).await.unwrap();
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        panic!("{count} transactions never reached anvil's pool");
+    }
+
     async fn set_next_block_time(&self, at: Timestamp) {
         let provider = ProviderBuilder::new().connect_http(self.anvil.endpoint_url());
         let _: serde_json::Value = provider

@@ -36,6 +36,13 @@ pub trait ChainControl: Send + Sync {
     /// Makes the next mined block carry timestamp `at` (after the head's),
     /// like anvil's `evm_setNextBlockTimestamp`.
     async fn set_next_block_time(&self, at: Timestamp);
+
+    /// Turns automine off (writes wait in the pool) or back on.
+    async fn set_automine(&self, on: bool);
+
+    /// Waits until `count` transactions wait in the pool, then mines them
+    /// into one block.
+    async fn mine_when_pending(&self, count: usize);
 }
 
 /// Runs every ledger conformance test in turn.
@@ -56,6 +63,7 @@ pub async fn all(l: &dyn LedgerPort, clock: &dyn ChainControl) {
     registrars_are_the_admins_to_name(l, clock).await;
     a_wallet_can_cancel_its_signatures(l, clock).await;
     owners_act_for_themselves(l, clock).await;
+    events_in_one_block_are_numbered_in_order(l, clock).await;
     deadlines_hold_up_to_their_block_time(l, clock).await;
     pinned_reads_see_their_block(l).await;
     bulk_reads_return_whole_values(l).await;
@@ -1442,6 +1450,7 @@ pub async fn pinned_reads_see_their_block(l: &dyn LedgerPort) {
     let changed = Profile::Patient(changed);
     let a = consent(l, &pw, &ConsentAction::UpdateProfile(changed.clone())).await;
     l.update_profile(&changed, &a).await.expect("update");
+    let middle = ReadAt::Block(l.head().await.expect("head"));
     let rec = fixtures::record(
         179_200,
         4,
@@ -1474,9 +1483,23 @@ pub async fn pinned_reads_see_their_block(l: &dyn LedgerPort) {
         l.profile(p, Role::Patient, ReadAt::Latest)
             .await
             .expect("read"),
-        Some(changed)
+        Some(changed.clone())
     );
     assert_eq!(l.record(rec.id, pin).await.expect("read"), None);
+    // Alternating between two older blocks gives each its own state.
+    for _ in 0..2 {
+        assert_eq!(
+            l.profile(p, Role::Patient, middle).await.expect("read"),
+            Some(changed.clone()),
+            "the updated profile at the middle block"
+        );
+        assert_eq!(l.record(rec.id, middle).await.expect("read"), None);
+        assert_eq!(
+            l.profile(p, Role::Patient, pin).await.expect("read"),
+            Some(patient.clone()),
+            "the old profile at the old block again"
+        );
+    }
     assert_eq!(l.grant(p, d, pin).await.expect("read"), None);
     assert!(!l.has_access(p, d, pin).await.expect("read"));
     assert!(l.has_access(p, d, ReadAt::Latest).await.expect("read"));
@@ -1745,4 +1768,52 @@ pub async fn deadlines_hold_up_to_their_block_time(l: &dyn LedgerPort, chain: &d
         }
     }
     assert!(!l.has_access(p, c, ReadAt::Latest).await.expect("read"));
+}
+
+/// Several transactions in one block: each event sits at its own log index,
+/// ascending, with the hash of the transaction that emitted it.
+pub async fn events_in_one_block_are_numbered_in_order(
+    l: &dyn LedgerPort,
+    chain: &dyn ChainControl,
+) {
+    let batch = fixtures::patients(179_600, 3, "Same Block");
+    chain.set_automine(false).await;
+    let (receipts, ()) = futures::join!(
+        futures::future::join_all(batch.iter().map(|p| l.register(p))),
+        chain.mine_when_pending(batch.len()),
+    );
+    chain.set_automine(true).await;
+    let receipts: Vec<_> = receipts
+        .into_iter()
+        .map(|r| r.expect("registration in a shared block"))
+        .collect();
+    let block = receipts[0].block_number;
+    assert!(
+        receipts.iter().all(|r| r.block_number == block),
+        "one block for all: {receipts:?}"
+    );
+    let events = l.events(block, block).await.expect("events").events;
+    assert_eq!(events.len(), batch.len());
+    for pair in events.windows(2) {
+        assert!(
+            pair[0].at.log_index < pair[1].at.log_index,
+            "ascending log indices"
+        );
+        assert_ne!(
+            pair[0].at.tx_hash, pair[1].at.tx_hash,
+            "one transaction each"
+        );
+    }
+    for e in &events {
+        let (_, profile) = receipts
+            .iter()
+            .zip(&batch)
+            .find(|(r, _)| r.tx_hash == e.at.tx_hash)
+            .expect("each event names one of the transactions");
+        assert_eq!(
+            e.event,
+            LedgerEvent::registration(profile.clone()),
+            "its own event"
+        );
+    }
 }

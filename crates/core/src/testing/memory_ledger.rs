@@ -1217,4 +1217,38 @@ impl super::ledger::ChainControl for InMemoryLedger {
     async fn set_next_block_time(&self, at: Timestamp) {
         self.set_time(at);
     }
+
+    async fn set_automine(&self, on: bool) {
+        InMemoryLedger::set_automine(self, on);
+    }
+
+    async fn mine_when_pending(&self, count: usize) {
+        loop {
+            let pending = self.lock().pending.as_ref().map_or(0, |p| p.txs.len());
+            if pending >= count {
+                self.mine();
+                return;
+            }
+            YieldNow(false).await;
+        }
+    }
+}
+
+/// Yields to the executor once (core has no runtime of its own to ask).
+struct YieldNow(bool);
+
+impl std::future::Future for YieldNow {
+    type Output = ();
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.0 {
+            return std::task::Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    }
 }

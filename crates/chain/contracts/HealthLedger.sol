@@ -124,10 +124,20 @@ contract HealthLedger {
         keccak256("EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)");
     bytes32 private constant NAME_HASH = keccak256("HealthLedger");
     bytes32 private constant VERSION_HASH = keccak256("1");
-    bytes32 public constant UPDATE_PROFILE_TYPEHASH =
-        keccak256("UpdateProfile(uint32 hh,uint8 role,bytes32 profileHash,uint256 nonce,uint64 deadline)");
+    // Consent messages nest the profile or record metadata as EIP-712
+    // structs, strings and bytes hashed as the standard says, so a wallet
+    // shows the signer every field it signs (eth_signTypedData_v4).
+    bytes32 public constant UPDATE_PATIENT_TYPEHASH = keccak256(
+        "UpdatePatient(Patient profile,uint256 nonce,uint64 deadline)Patient(uint32 hh,address wallet,string name,string dateOfBirth,string gender,string bloodGroup,string homeAddress,string email)"
+    );
+    bytes32 public constant UPDATE_DOCTOR_TYPEHASH = keccak256(
+        "UpdateDoctor(Doctor profile,uint256 nonce,uint64 deadline)Doctor(uint32 hh,address wallet,string name,string specialization,string hospital,string email)"
+    );
+    bytes32 public constant UPDATE_DIAGNOSTIC_CENTER_TYPEHASH = keccak256(
+        "UpdateDiagnosticCenter(DiagnosticCenter profile,uint256 nonce,uint64 deadline)DiagnosticCenter(uint32 hh,address wallet,string name,string location,string email)"
+    );
     bytes32 public constant CREATE_RECORD_TYPEHASH = keccak256(
-        "CreateRecord(uint32 patientHH,uint64 recordId,uint32 creatorHH,bytes32 contentHash,uint256 nonce,uint64 deadline)"
+        "CreateRecord(uint32 patientHH,uint64 recordId,uint32 creatorHH,bytes cid,RecordMeta meta,uint256 nonce,uint64 deadline)RecordMeta(string testName,string recordType,string date,string contentType,uint64 size)"
     );
     bytes32 public constant GRANT_ACCESS_TYPEHASH = keccak256(
         "GrantAccess(uint32 patientHH,uint32 granteeHH,uint64 expiresAt,uint256 nonce,uint64 deadline)"
@@ -165,7 +175,6 @@ contract HealthLedger {
 
     mapping(uint256 => Record) private records;
     uint256[] private recordKeys;
-    mapping(uint32 => uint64[]) private patientRecords;
 
     mapping(uint32 => mapping(uint32 => Grant)) private grants;
     mapping(uint32 => uint32[]) private granteeList;
@@ -275,7 +284,7 @@ contract HealthLedger {
         _checkUpdate(p.hh, p.wallet, ROLE_PATIENT);
         rules.checkPatient(p);
         bytes memory encoded = abi.encode(p);
-        _consentUpdate(p.hh, p.wallet, ROLE_PATIENT, encoded, deadline, signature);
+        _consentUpdate(p.wallet, UPDATE_PATIENT_TYPEHASH, rules.hashPatient(p), deadline, signature);
         patients[p.hh] = p;
         emit ProfileUpdated(p.hh, ROLE_PATIENT, encoded);
     }
@@ -284,7 +293,7 @@ contract HealthLedger {
         _checkUpdate(d.hh, d.wallet, ROLE_DOCTOR);
         rules.checkDoctor(d);
         bytes memory encoded = abi.encode(d);
-        _consentUpdate(d.hh, d.wallet, ROLE_DOCTOR, encoded, deadline, signature);
+        _consentUpdate(d.wallet, UPDATE_DOCTOR_TYPEHASH, rules.hashDoctor(d), deadline, signature);
         doctors[d.hh] = d;
         emit ProfileUpdated(d.hh, ROLE_DOCTOR, encoded);
     }
@@ -295,7 +304,7 @@ contract HealthLedger {
         _checkUpdate(c.hh, c.wallet, ROLE_DIAGNOSTIC_CENTER);
         rules.checkCenter(c);
         bytes memory encoded = abi.encode(c);
-        _consentUpdate(c.hh, c.wallet, ROLE_DIAGNOSTIC_CENTER, encoded, deadline, signature);
+        _consentUpdate(c.wallet, UPDATE_DIAGNOSTIC_CENTER_TYPEHASH, rules.hashCenter(c), deadline, signature);
         centers[c.hh] = c;
         emit ProfileUpdated(c.hh, ROLE_DIAGNOSTIC_CENTER, encoded);
     }
@@ -308,20 +317,16 @@ contract HealthLedger {
     }
 
     function _consentUpdate(
-        uint32 hh,
         address wallet,
-        uint8 role,
-        bytes memory encoded,
+        bytes32 typeHash,
+        bytes32 profileHash,
         uint64 deadline,
         bytes calldata signature
     ) private {
-        if (signature.length == 0) {
-            _consent(wallet, bytes32(0), deadline, signature);
-            return;
+        bytes32 structHash;
+        if (signature.length != 0) {
+            structHash = keccak256(abi.encode(typeHash, profileHash, nonces[wallet], deadline));
         }
-        bytes32 structHash = keccak256(
-            abi.encode(UPDATE_PROFILE_TYPEHASH, hh, role, keccak256(encoded), nonces[wallet], deadline)
-        );
         _consent(wallet, structHash, deadline, signature);
     }
 
@@ -352,7 +357,8 @@ contract HealthLedger {
                     patientHH,
                     recordId,
                     creatorHH,
-                    keccak256(abi.encode(cid, meta)),
+                    keccak256(cid),
+                    rules.hashMeta(meta),
                     nonces[wallet],
                     deadline
                 )
@@ -369,7 +375,6 @@ contract HealthLedger {
         r.meta = meta;
         r.createdAt = now_;
         recordKeys.push(key);
-        patientRecords[patientHH].push(recordId);
         emit RecordCreated(patientHH, recordId, creatorHH, cid, meta, now_);
     }
 
@@ -532,10 +537,6 @@ contract HealthLedger {
         return byRole[role].length;
     }
 
-    function registeredAt(uint8 role, uint256 index) external view returns (uint32) {
-        return byRole[role][index];
-    }
-
     /// Up to `limit` HH numbers of `role` from `offset`, in registration order.
     function registeredPage(uint8 role, uint256 offset, uint256 limit) external view returns (uint32[] memory page) {
         uint32[] storage all = byRole[role];
@@ -548,12 +549,6 @@ contract HealthLedger {
 
     function recordCount() external view returns (uint256) {
         return recordKeys.length;
-    }
-
-    /// The patient and id of the `index`-th record ever created.
-    function recordAt(uint256 index) external view returns (uint32 patientHH, uint64 recordId) {
-        uint256 key = recordKeys[index];
-        return (uint32(key >> 64), uint64(key));
     }
 
     /// Up to `limit` records from `offset`, in creation order.
@@ -571,27 +566,6 @@ contract HealthLedger {
             patientHHs[i] = uint32(key >> 64);
             recordIds[i] = uint64(key);
         }
-    }
-
-    function patientRecordCount(uint32 patientHH) external view returns (uint256) {
-        return patientRecords[patientHH].length;
-    }
-
-    function patientRecordAt(uint32 patientHH, uint256 index) external view returns (uint64) {
-        return patientRecords[patientHH][index];
-    }
-
-    /// Every grantee `patientHH` ever granted, in first-grant order.
-    function grantees(uint32 patientHH) external view returns (uint32[] memory) {
-        return granteeList[patientHH];
-    }
-
-    function granteeCount(uint32 patientHH) external view returns (uint256) {
-        return granteeList[patientHH].length;
-    }
-
-    function granteeAt(uint32 patientHH, uint256 index) external view returns (uint32) {
-        return granteeList[patientHH][index];
     }
 
     function _pageEnd(uint256 length, uint256 offset, uint256 limit) private pure returns (uint256) {
@@ -691,6 +665,71 @@ contract HealthLedger {
 /// the ends) is caught by the adapter, which quarantines such a log instead of
 /// failing the range.
 contract HealthLedgerRules {
+    bytes32 private constant PATIENT_TYPEHASH = keccak256(
+        "Patient(uint32 hh,address wallet,string name,string dateOfBirth,string gender,string bloodGroup,string homeAddress,string email)"
+    );
+    bytes32 private constant DOCTOR_TYPEHASH =
+        keccak256("Doctor(uint32 hh,address wallet,string name,string specialization,string hospital,string email)");
+    bytes32 private constant CENTER_TYPEHASH =
+        keccak256("DiagnosticCenter(uint32 hh,address wallet,string name,string location,string email)");
+    bytes32 private constant META_TYPEHASH =
+        keccak256("RecordMeta(string testName,string recordType,string date,string contentType,uint64 size)");
+
+    /// EIP-712 `hashStruct` of a patient profile.
+    function hashPatient(HealthLedger.Patient calldata p) external pure returns (bytes32) {
+        return keccak256(
+            abi.encode(
+                PATIENT_TYPEHASH,
+                p.hh,
+                p.wallet,
+                keccak256(bytes(p.name)),
+                keccak256(bytes(p.dateOfBirth)),
+                keccak256(bytes(p.gender)),
+                keccak256(bytes(p.bloodGroup)),
+                keccak256(bytes(p.homeAddress)),
+                keccak256(bytes(p.email))
+            )
+        );
+    }
+
+    /// EIP-712 `hashStruct` of a doctor profile.
+    function hashDoctor(HealthLedger.Doctor calldata d) external pure returns (bytes32) {
+        return keccak256(
+            abi.encode(
+                DOCTOR_TYPEHASH,
+                d.hh,
+                d.wallet,
+                keccak256(bytes(d.name)),
+                keccak256(bytes(d.specialization)),
+                keccak256(bytes(d.hospital)),
+                keccak256(bytes(d.email))
+            )
+        );
+    }
+
+    /// EIP-712 `hashStruct` of a diagnostic-center profile.
+    function hashCenter(HealthLedger.DiagnosticCenter calldata c) external pure returns (bytes32) {
+        return keccak256(
+            abi.encode(
+                CENTER_TYPEHASH, c.hh, c.wallet, keccak256(bytes(c.name)), keccak256(bytes(c.location)), keccak256(bytes(c.email))
+            )
+        );
+    }
+
+    /// EIP-712 `hashStruct` of a record's metadata.
+    function hashMeta(HealthLedger.RecordMeta calldata m) external pure returns (bytes32) {
+        return keccak256(
+            abi.encode(
+                META_TYPEHASH,
+                keccak256(bytes(m.testName)),
+                keccak256(bytes(m.recordType)),
+                keccak256(bytes(m.date)),
+                keccak256(bytes(m.contentType)),
+                m.size
+            )
+        );
+    }
+
 
     function checkPatient(HealthLedger.Patient calldata p) external pure {
         _validateHh(p.hh);

@@ -12,31 +12,88 @@ alloy::sol!(
 );
 
 alloy::sol! {
-    /// Consent to replace a profile; `profileHash` is keccak256 of the ABI
-    /// encoding of the role's profile struct.
-    #[derive(Debug)]
-    struct UpdateProfile {
+    /// A patient profile as the consent messages nest it.
+    #[derive(Debug, serde::Serialize)]
+    struct Patient {
         uint32 hh;
-        uint8 role;
-        bytes32 profileHash;
+        address wallet;
+        string name;
+        string dateOfBirth;
+        string gender;
+        string bloodGroup;
+        string homeAddress;
+        string email;
+    }
+
+    /// A doctor profile as the consent messages nest it.
+    #[derive(Debug, serde::Serialize)]
+    struct Doctor {
+        uint32 hh;
+        address wallet;
+        string name;
+        string specialization;
+        string hospital;
+        string email;
+    }
+
+    /// A diagnostic-center profile as the consent messages nest it.
+    #[derive(Debug, serde::Serialize)]
+    struct DiagnosticCenter {
+        uint32 hh;
+        address wallet;
+        string name;
+        string location;
+        string email;
+    }
+
+    /// A record's metadata as the consent message nests it.
+    #[derive(Debug, serde::Serialize)]
+    struct RecordMeta {
+        string testName;
+        string recordType;
+        string date;
+        string contentType;
+        uint64 size;
+    }
+
+    /// Consent to replace a patient profile.
+    #[derive(Debug, serde::Serialize)]
+    struct UpdatePatient {
+        Patient profile;
         uint256 nonce;
         uint64 deadline;
     }
 
-    /// Consent to create a record; `contentHash` is keccak256 of
-    /// `abi.encode(cid, meta)`.
-    #[derive(Debug)]
+    /// Consent to replace a doctor profile.
+    #[derive(Debug, serde::Serialize)]
+    struct UpdateDoctor {
+        Doctor profile;
+        uint256 nonce;
+        uint64 deadline;
+    }
+
+    /// Consent to replace a diagnostic-center profile.
+    #[derive(Debug, serde::Serialize)]
+    struct UpdateDiagnosticCenter {
+        DiagnosticCenter profile;
+        uint256 nonce;
+        uint64 deadline;
+    }
+
+    /// Consent to create a record.
+    #[derive(Debug, serde::Serialize)]
     struct CreateRecord {
         uint32 patientHH;
         uint64 recordId;
         uint32 creatorHH;
-        bytes32 contentHash;
+        bytes cid;
+        RecordMeta meta;
         uint256 nonce;
         uint64 deadline;
     }
 
     /// Consent to grant access (expiresAt 0 = never expires).
-    #[derive(Debug)]
+    #[derive(Debug, serde::Serialize)]
     struct GrantAccess {
         uint32 patientHH;
         uint32 granteeHH;
@@ -47,7 +104,7 @@ alloy::sol! {
 
     /// A registrar's attestation that HH number `hh` is issued to `wallet`
     /// until `deadline`, with which the patient registers themselves.
-    #[derive(Debug)]
+    #[derive(Debug, serde::Serialize)]
     struct PatientAttestation {
         uint32 hh;
         address wallet;
@@ -55,7 +112,7 @@ alloy::sol! {
     }
 
     /// Consent to revoke access.
-    #[derive(Debug)]
+    #[derive(Debug, serde::Serialize)]
     struct RevokeAccess {
         uint32 patientHH;
         uint32 granteeHH;

@@ -4,7 +4,7 @@
 //! [`Error::Integrity`], never a panic.
 
 use alloy::{
-    primitives::{Address, Bytes, Log as PrimitiveLog},
+    primitives::{Address, Log as PrimitiveLog},
     rpc::types::Log,
     sol_types::SolValue,
 };
@@ -86,16 +86,6 @@ pub(crate) fn center_to_abi(p: &DiagnosticCenterProfile) -> HealthLedger::Diagno
     }
 }
 
-/// `abi.encode(profile)` of the role's struct, as the contract hashes it
-/// for consent and carries it in `ProfileUpdated`.
-pub(crate) fn encode_profile(p: &Profile) -> Vec<u8> {
-    match p {
-        Profile::Patient(p) => patient_to_abi(p).abi_encode(),
-        Profile::Doctor(p) => doctor_to_abi(p).abi_encode(),
-        Profile::DiagnosticCenter(p) => center_to_abi(p).abi_encode(),
-    }
-}
-
 pub(crate) fn patient_from_abi(p: &HealthLedger::Patient) -> Result<PatientProfile> {
     Ok(PatientProfile {
         hh: hh(p.hh)?,
@@ -160,12 +150,6 @@ fn meta_from_abi(m: &HealthLedger::RecordMeta) -> Result<RecordMeta> {
         content_type: check(ContentType::new(&m.contentType))?,
         size: m.size,
     })
-}
-
-/// The `keccak256(abi.encode(cid, meta))` preimage the contract hashes for
-/// record consent.
-pub(crate) fn encode_content(cid: &Cid, meta: &RecordMeta) -> Vec<u8> {
-    (Bytes::from(cid.to_bytes()), meta_to_abi(meta)).abi_encode_params()
 }
 
 pub(crate) fn record_from_parts(

@@ -368,3 +368,109 @@ async fn a_read_pinned_to_a_replaced_block_is_a_conflict() {
         Some(second[0].clone())
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consent_typed_data_signed_by_a_wallet_is_accepted() {
+    use alloy::{dyn_abi::TypedData, signers::SignerSync as _, signers::local::PrivateKeySigner};
+    use healthledger_core::{
+        Authorization, ConsentAction, Line, Profile, RelayedSignature, Timestamp,
+        testing::fixtures::date,
+    };
+
+    let node = Node::start().await;
+    let l = &node.ledger;
+    let [(patient, pw), (doctor, _), (_, cw)] = register_trio(l, 640_000).await;
+    let deadline = Timestamp(Timestamp::now().0 + 3_600);
+    let sign = |key: &healthledger_core::testing::fixtures::TestWallet, typed: &TypedData| {
+        let signer = PrivateKeySigner::from_bytes(&key.private_key()).unwrap();
+        Authorization::Relayed(RelayedSignature {
+            signature: signer.sign_dynamic_typed_data_sync(typed).unwrap(),
+            deadline,
+        })
+    };
+    let p = provider(&node);
+    let contract = HealthLedger::new(node.contract, &p);
+
+    // A profile update: the wallet sees every field of the new profile.
+    let Profile::Patient(mut changed) = patient.clone() else {
+        unreachable!()
+    };
+    changed.home_address = Line::new("5 Typed Lane, Mysuru").unwrap();
+    let changed = Profile::Patient(changed);
+    let json = l
+        .consent_typed_data(&ConsentAction::UpdateProfile(changed.clone()), deadline)
+        .await
+        .unwrap();
+    assert_eq!(json["primaryType"], "UpdatePatient");
+    assert_eq!(
+        json["message"]["profile"]["homeAddress"],
+        "5 Typed Lane, Mysuru"
+    );
+    assert_eq!(json["domain"]["name"], "HealthLedger");
+    let typed: TypedData = serde_json::from_value(json).unwrap();
+    assert_eq!(
+        typed.type_hash().unwrap(),
+        contract.UPDATE_PATIENT_TYPEHASH().call().await.unwrap(),
+        "the wallet's type hash is the contract's"
+    );
+    l.update_profile(&changed, &sign(&pw, &typed))
+        .await
+        .expect("a signature over the typed data is accepted");
+
+    // A record: the wallet sees the CID and every metadata field.
+    let rec = fixtures::record(
+        640_000,
+        1,
+        640_002,
+        "Typed panel",
+        "lab-result",
+        date(2026, 5, 5),
+    );
+    let json = l
+        .consent_typed_data(&ConsentAction::CreateRecord(rec.clone()), deadline)
+        .await
+        .unwrap();
+    assert_eq!(json["message"]["meta"]["testName"], "Typed panel");
+    let typed: TypedData = serde_json::from_value(json).unwrap();
+    assert_eq!(
+        typed.type_hash().unwrap(),
+        contract.CREATE_RECORD_TYPEHASH().call().await.unwrap()
+    );
+    l.create_record(&rec, &sign(&cw, &typed))
+        .await
+        .expect("record by typed data");
+
+    // A grant and a revocation.
+    let grant = ConsentAction::GrantAccess {
+        patient: patient.hh(),
+        grantee: doctor.hh(),
+        expires_at: None,
+    };
+    let typed: TypedData =
+        serde_json::from_value(l.consent_typed_data(&grant, deadline).await.unwrap()).unwrap();
+    assert_eq!(
+        typed.type_hash().unwrap(),
+        contract.GRANT_ACCESS_TYPEHASH().call().await.unwrap()
+    );
+    l.grant_access(patient.hh(), doctor.hh(), None, &sign(&pw, &typed))
+        .await
+        .expect("grant by typed data");
+    let revoke = ConsentAction::RevokeAccess {
+        patient: patient.hh(),
+        grantee: doctor.hh(),
+    };
+    let typed: TypedData =
+        serde_json::from_value(l.consent_typed_data(&revoke, deadline).await.unwrap()).unwrap();
+    assert_eq!(
+        typed.type_hash().unwrap(),
+        contract.REVOKE_ACCESS_TYPEHASH().call().await.unwrap()
+    );
+    l.revoke_access(patient.hh(), doctor.hh(), &sign(&pw, &typed))
+        .await
+        .expect("revoke by typed data");
+    assert!(
+        !l.has_access(patient.hh(), doctor.hh(), ReadAt::Latest)
+            .await
+            .unwrap()
+    );
+}

@@ -134,7 +134,9 @@ async fn main() {
     );
     let anvil = Anvil::at(anvil_path)
         .block_time(1)
-        .args(["--gas-limit", "1000000000", "--prune-history"])
+        // No --prune-history: the reads are pinned to a block, whose state
+        // the node must keep.
+        .args(["--gas-limit", "1000000000"])
         .try_spawn()
         .expect("anvil starts");
     let key_of =

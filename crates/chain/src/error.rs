@@ -121,6 +121,16 @@ pub enum Error {
     /// The caller's input breaks a rule before anything is sent.
     #[error("invalid input: {0}")]
     Invalid(String),
+    /// The node keeps no state for a pinned block that is still canonical
+    /// (a pruned node, or a block too far back): read at a newer block or
+    /// from an archive node.
+    #[error("the node keeps no state for block {number}: {message}")]
+    StateUnavailable {
+        /// The pinned block's number.
+        number: u64,
+        /// The node's answer, scrubbed.
+        message: String,
+    },
     /// A read pinned to a block that is no longer on the canonical chain (a
     /// reorg replaced it).
     #[error(
@@ -244,7 +254,8 @@ impl From<Error> for LedgerError {
             Error::RetriesExhausted { .. }
             | Error::ReceiptTimeout { .. }
             | Error::SendFailed { .. }
-            | Error::Unconfirmed { .. } => LedgerError::Unavailable(message),
+            | Error::Unconfirmed { .. }
+            | Error::StateUnavailable { .. } => LedgerError::Unavailable(message),
             Error::Integrity(_) => LedgerError::Integrity(message),
             Error::Invalid(_) | Error::Config { .. } => LedgerError::Invalid(message),
             Error::Rpc { .. } | Error::LogRangeUnsplittable { .. } => LedgerError::other(err),

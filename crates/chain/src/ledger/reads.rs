@@ -55,7 +55,13 @@ impl EvmLedger {
                     return Err(error);
                 }
                 return match self.block_ref(BlockNumberOrTag::Number(b.number)).await? {
-                    Some(canonical) if canonical.hash == b.hash => Err(error),
+                    Some(canonical) if canonical.hash == b.hash => Err(match error {
+                        Error::Rpc { message, .. } => Error::StateUnavailable {
+                            number: b.number,
+                            message,
+                        },
+                        other => other,
+                    }),
                     _ => Err(Error::NotCanonical {
                         number: b.number,
                         hash: b.hash,

@@ -32,9 +32,13 @@
 //!   patient.
 //! - **Consent belongs to the patient**: grants (with optional expiry) and
 //!   revocations need the patient's wallet as sender or its EIP-712 signature
-//!   (domain `HealthLedger`/`1`/chain id/contract; messages `UpdateProfile`,
-//!   `CreateRecord`, `GrantAccess`, `RevokeAccess`, each with the signer's
-//!   nonce and a deadline) relayed by anyone. A relayed signature consumes the
+//!   (domain `HealthLedger`/`1`/chain id/contract; messages `UpdatePatient`,
+//!   `UpdateDoctor`, `UpdateDiagnosticCenter` nesting the whole new profile,
+//!   `CreateRecord` nesting the CID and `RecordMeta`, `GrantAccess`,
+//!   `RevokeAccess`, each with the signer's nonce and a deadline; strings
+//!   and bytes hashed as EIP-712 says, so a wallet displays every field)
+//!   relayed by anyone. [`EvmLedger::consent_typed_data`] gives the JSON a
+//!   wallet's `eth_signTypedData_v4` takes. A relayed signature consumes the
 //!   nonce, so replays fail, and a wallet cancels the signatures it handed
 //!   out with `invalidateNonce`. The registrar cannot grant on its own.
 //! - **Audit anchors**: the registrar anchors digests of the access log with a
@@ -62,7 +66,11 @@
 //! already has it says "already known" or "nonce too low", and is then asked
 //! for the transaction by hash) — and awaited until the configured
 //! confirmations. A send that never gets through, and that the node does not
-//! know, frees its nonce and fails as `Unavailable` naming the hash.
+//! know, frees its nonce and fails as `Unavailable` naming the hash. A
+//! transaction the node drops later (restart, full pool, fee spike) is found
+//! when its receipt is late (`rebroadcast_after`), sent again byte for byte,
+//! and replaced with the same nonce and fees raised by a quarter when it is
+//! dropped again or refused, so later writes never wait behind its nonce.
 //!
 //! Reads are `eth_call`s at the latest block or, with
 //! [`ReadAt::Block`](healthledger_core::ReadAt), at a pinned block named by

@@ -93,6 +93,7 @@ contract HealthLedger {
     error UnknownRecord(uint32 patientHH, uint64 recordId);
     error NoActiveGrant(uint32 patientHH, uint32 granteeHH);
     error InvalidInput(string reason);
+    error Suspended(uint32 hh);
 
     // ----------------------------------------------------------------- events
 
@@ -117,6 +118,8 @@ contract HealthLedger {
     event AdminTransferStarted(address indexed admin, address indexed pendingAdmin);
     event AdminChanged(address indexed previousAdmin, address indexed admin);
     event NonceInvalidated(address indexed wallet, uint256 nonce);
+    event ProviderSuspended(uint32 indexed hh);
+    event ProviderReinstated(uint32 indexed hh);
 
     // ---------------------------------------------------------------- EIP-712
 
@@ -183,6 +186,9 @@ contract HealthLedger {
     uint64[] private grantPairs;
 
     mapping(address => uint256) public nonces;
+    /// Doctors and centers the admin suspended: they create no records and
+    /// receive no grants until reinstated.
+    mapping(uint32 => bool) public suspended;
     uint64 public lastAnchoredSeq;
     bytes32 public lastAnchorDigest;
     uint64 public lastAnchoredAt;
@@ -210,6 +216,24 @@ contract HealthLedger {
         if (!isRegistrar[registrar]) revert InvalidInput("not a registrar");
         isRegistrar[registrar] = false;
         emit RegistrarRemoved(registrar);
+    }
+
+    /// The admin suspends a doctor or diagnostic center.
+    function suspendProvider(uint32 hh) external {
+        if (msg.sender != admin) revert NotAuthorized(msg.sender);
+        uint8 role = roleOf[hh];
+        if (role != ROLE_DOCTOR && role != ROLE_DIAGNOSTIC_CENTER) revert NotRegistered(hh);
+        if (suspended[hh]) revert InvalidInput("the provider is already suspended");
+        suspended[hh] = true;
+        emit ProviderSuspended(hh);
+    }
+
+    /// The admin reinstates a suspended provider.
+    function reinstateProvider(uint32 hh) external {
+        if (msg.sender != admin) revert NotAuthorized(msg.sender);
+        if (!suspended[hh]) revert InvalidInput("the provider is not suspended");
+        suspended[hh] = false;
+        emit ProviderReinstated(hh);
     }
 
     /// First step of an admin handover: the admin offers the role.
@@ -344,6 +368,7 @@ contract HealthLedger {
         uint8 creatorRole = roleOf[creatorHH];
         if (creatorRole == ROLE_NONE) revert NotRegistered(creatorHH);
         if (creatorRole == ROLE_PATIENT) revert NotAuthorized(walletOf[creatorHH]);
+        if (suspended[creatorHH]) revert Suspended(creatorHH);
         if (roleOf[patientHH] != ROLE_PATIENT) revert NotRegistered(patientHH);
         uint256 key = recordKey(patientHH, recordId);
         if (records[key].creatorHH != 0) revert RecordExists(patientHH, recordId);
@@ -388,6 +413,7 @@ contract HealthLedger {
         bytes calldata signature
     ) external {
         _checkGrantParties(patientHH, granteeHH);
+        if (suspended[granteeHH]) revert Suspended(granteeHH);
         uint64 now_ = uint64(block.timestamp);
         if (expiresAt != 0 && expiresAt <= now_) revert InvalidInput("expiry is not after the block time");
         address wallet = walletOf[patientHH];

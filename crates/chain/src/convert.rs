@@ -254,6 +254,8 @@ pub(crate) fn event_from_abi(e: &HealthLedgerEvents) -> Result<Option<LedgerEven
         E::RegistrarRemoved(e) => LedgerEvent::RegistrarRemoved(wallet(e.registrar)?),
         // Admin handovers and cancelled nonces change nothing the cache
         // holds: they are the contract's own bookkeeping.
+        E::ProviderSuspended(e) => LedgerEvent::ProviderSuspended(hh(e.hh)?),
+        E::ProviderReinstated(e) => LedgerEvent::ProviderReinstated(hh(e.hh)?),
         E::AdminTransferStarted(_) | E::AdminChanged(_) | E::NonceInvalidated(_) => {
             return Ok(None);
         }
@@ -330,6 +332,8 @@ pub(crate) fn all_event_signatures() -> Vec<alloy::primitives::B256> {
         HealthLedger::AdminTransferStarted::SIGNATURE_HASH,
         HealthLedger::AdminChanged::SIGNATURE_HASH,
         HealthLedger::NonceInvalidated::SIGNATURE_HASH,
+        HealthLedger::ProviderSuspended::SIGNATURE_HASH,
+        HealthLedger::ProviderReinstated::SIGNATURE_HASH,
     ]
 }
 
@@ -342,7 +346,7 @@ mod tests {
         let mut s = all_event_signatures();
         s.sort();
         s.dedup();
-        assert_eq!(s.len(), 13);
+        assert_eq!(s.len(), 15);
     }
 
     #[test]

@@ -228,6 +228,10 @@ impl Error {
                 ),
             ),
             E::InvalidInput(e) => (RevertKind::Invalid, format!("InvalidInput: {}", e.reason)),
+            E::Suspended(e) => (
+                RevertKind::AccessDenied,
+                format!("Suspended: provider {} is suspended by the admin", e.hh),
+            ),
         };
         Self::Revert { call, reason, kind }
     }

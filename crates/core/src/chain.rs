@@ -143,6 +143,11 @@ pub enum LedgerEvent {
     RegistrarAdded(WalletAddress),
     /// A registrar was removed.
     RegistrarRemoved(WalletAddress),
+    /// The admin suspended a doctor or diagnostic center: it creates no
+    /// records and receives no grants until reinstated.
+    ProviderSuspended(HhNumber),
+    /// The admin reinstated a suspended provider.
+    ProviderReinstated(HhNumber),
 }
 
 impl LedgerEvent {

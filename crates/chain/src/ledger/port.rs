@@ -102,6 +102,24 @@ impl LedgerPort for EvmLedger {
             .await?)
     }
 
+    async fn suspend_provider(&self, hh: HhNumber) -> LedgerResult<TxReceipt> {
+        Ok(self
+            .send(HealthLedger::suspendProviderCall { hh: hh.get() })
+            .await?)
+    }
+
+    async fn reinstate_provider(&self, hh: HhNumber) -> LedgerResult<TxReceipt> {
+        Ok(self
+            .send(HealthLedger::reinstateProviderCall { hh: hh.get() })
+            .await?)
+    }
+
+    async fn is_suspended(&self, hh: HhNumber, at: ReadAt) -> LedgerResult<bool> {
+        Ok(self
+            .call_at(HealthLedger::suspendedCall(hh.get()), at)
+            .await?)
+    }
+
     async fn invalidate_nonce(&self) -> LedgerResult<TxReceipt> {
         Ok(self.send(HealthLedger::invalidateNonceCall {}).await?)
     }

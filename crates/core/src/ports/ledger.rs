@@ -140,6 +140,18 @@ pub trait LedgerPort: Send + Sync + Debug {
     /// Takes the registrar role from `wallet`. Admin only.
     async fn remove_registrar(&self, wallet: WalletAddress) -> LedgerResult<TxReceipt>;
 
+    /// Suspends a doctor or diagnostic center (admin only): until
+    /// reinstated it cannot create records (`AccessDenied`) and cannot be
+    /// granted access (`AccessDenied`). `NotFound` for anyone else.
+    async fn suspend_provider(&self, hh: HhNumber) -> LedgerResult<TxReceipt>;
+
+    /// Reinstates a suspended provider (admin only); `Invalid` when it is not
+    /// suspended.
+    async fn reinstate_provider(&self, hh: HhNumber) -> LedgerResult<TxReceipt>;
+
+    /// Whether the provider `hh` is suspended.
+    async fn is_suspended(&self, hh: HhNumber, at: ReadAt) -> LedgerResult<bool>;
+
     /// Uses up the signer's current consent nonce, so every signature it
     /// handed out and that was not yet relayed stops working before its
     /// deadline.

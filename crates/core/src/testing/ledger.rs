@@ -64,6 +64,7 @@ pub async fn all(l: &dyn LedgerPort, clock: &dyn ChainControl) {
     a_wallet_can_cancel_its_signatures(l, clock).await;
     owners_act_for_themselves(l, clock).await;
     events_in_one_block_are_numbered_in_order(l, clock).await;
+    suspended_providers_create_and_receive_nothing(l, clock).await;
     deadlines_hold_up_to_their_block_time(l, clock).await;
     pinned_reads_see_their_block(l).await;
     bulk_reads_return_whole_values(l).await;
@@ -1816,4 +1817,99 @@ pub async fn events_in_one_block_are_numbered_in_order(
             "its own event"
         );
     }
+}
+
+/// The admin suspends a provider: it creates no records and receives no
+/// grants until reinstated; each change is an event; only the admin may.
+pub async fn suspended_providers_create_and_receive_nothing(
+    l: &dyn LedgerPort,
+    chain: &dyn ChainControl,
+) {
+    let [(patient, pw), (doctor, dw), (center, cw)] = register_trio(l, 179_700).await;
+    let (p, d, c) = (patient.hh(), doctor.hh(), center.hh());
+    assert_denied(
+        "a provider suspending another",
+        chain.as_wallet(&dw).await.suspend_provider(c).await,
+    );
+    match l.suspend_provider(p).await {
+        Err(LedgerError::NotFound(_)) => {}
+        other => panic!("suspending a patient: expected NotFound, got {other:?}"),
+    }
+    let suspended = l
+        .suspend_provider(c)
+        .await
+        .expect("admin suspends the center");
+    l.suspend_provider(d)
+        .await
+        .expect("admin suspends the doctor");
+    assert!(l.is_suspended(c, ReadAt::Latest).await.expect("read"));
+    match l.suspend_provider(c).await {
+        Err(LedgerError::Invalid(_)) => {}
+        other => panic!("suspending twice: expected Invalid, got {other:?}"),
+    }
+
+    let rec = fixtures::record(
+        179_700,
+        1,
+        179_702,
+        "Held back",
+        "lab-result",
+        date(2026, 12, 1),
+    );
+    let a = consent(l, &cw, &ConsentAction::CreateRecord(rec.clone())).await;
+    assert_denied(
+        "a suspended center creating a record",
+        l.create_record(&rec, &a).await,
+    );
+    assert_eq!(l.record(rec.id, ReadAt::Latest).await.expect("read"), None);
+    let grant = ConsentAction::GrantAccess {
+        patient: p,
+        grantee: d,
+        expires_at: None,
+    };
+    let a = consent(l, &pw, &grant).await;
+    assert_denied(
+        "a grant to a suspended doctor",
+        l.grant_access(p, d, None, &a).await,
+    );
+    assert!(!l.has_access(p, d, ReadAt::Latest).await.expect("read"));
+
+    let reinstated = l.reinstate_provider(c).await.expect("admin reinstates");
+    assert!(!l.is_suspended(c, ReadAt::Latest).await.expect("read"));
+    let at_suspension = l
+        .block(suspended.block_number)
+        .await
+        .expect("block")
+        .expect("exists");
+    assert!(
+        l.is_suspended(c, ReadAt::Block(at_suspension))
+            .await
+            .expect("read"),
+        "suspended at the block that suspended it"
+    );
+    let a = consent(l, &cw, &ConsentAction::CreateRecord(rec.clone())).await;
+    l.create_record(&rec, &a)
+        .await
+        .expect("a reinstated center creates");
+    match l.reinstate_provider(c).await {
+        Err(LedgerError::Invalid(_)) => {}
+        other => panic!("reinstating an active provider: expected Invalid, got {other:?}"),
+    }
+    let kinds: Vec<LedgerEvent> = l
+        .events(suspended.block_number, reinstated.block_number)
+        .await
+        .expect("events")
+        .events
+        .into_iter()
+        .map(|e| e.event)
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            LedgerEvent::ProviderSuspended(c),
+            LedgerEvent::ProviderSuspended(d),
+            LedgerEvent::ProviderReinstated(c),
+        ]
+    );
+    l.reinstate_provider(d).await.expect("the doctor too");
 }

@@ -62,6 +62,7 @@ struct LedgerState {
     /// Every (patient, grantee) pair ever granted, in first-grant order.
     grant_order: Vec<(HhNumber, HhNumber)>,
     registrars: BTreeSet<WalletAddress>,
+    suspended: BTreeSet<HhNumber>,
     nonces: HashMap<WalletAddress, u64>,
     last_anchor: Option<AuditAnchor>,
 }
@@ -113,6 +114,12 @@ impl LedgerState {
             }
             LedgerEvent::RegistrarRemoved(w) => {
                 self.registrars.remove(w);
+            }
+            LedgerEvent::ProviderSuspended(hh) => {
+                self.suspended.insert(*hh);
+            }
+            LedgerEvent::ProviderReinstated(hh) => {
+                self.suspended.remove(hh);
             }
             LedgerEvent::PatientRegistered(_)
             | LedgerEvent::DoctorRegistered(_)
@@ -794,6 +801,42 @@ impl LedgerPort for InMemoryLedger {
         .await
     }
 
+    async fn suspend_provider(&self, hh: HhNumber) -> LedgerResult<TxReceipt> {
+        self.transact(|c| {
+            self.check_admin(c)?;
+            let tip = c.tip();
+            if !matches!(tip.role_of(hh), Some(Role::Doctor | Role::DiagnosticCenter)) {
+                return Err(LedgerError::NotFound(format!(
+                    "HH number {hh} is not a registered doctor or diagnostic center"
+                )));
+            }
+            if tip.suspended.contains(&hh) {
+                return Err(LedgerError::Invalid(format!(
+                    "provider {hh} is already suspended"
+                )));
+            }
+            Ok(vec![Mutation::Event(LedgerEvent::ProviderSuspended(hh))])
+        })
+        .await
+    }
+
+    async fn reinstate_provider(&self, hh: HhNumber) -> LedgerResult<TxReceipt> {
+        self.transact(|c| {
+            self.check_admin(c)?;
+            if !c.tip().suspended.contains(&hh) {
+                return Err(LedgerError::Invalid(format!(
+                    "provider {hh} is not suspended"
+                )));
+            }
+            Ok(vec![Mutation::Event(LedgerEvent::ProviderReinstated(hh))])
+        })
+        .await
+    }
+
+    async fn is_suspended(&self, hh: HhNumber, at: ReadAt) -> LedgerResult<bool> {
+        self.read(at, |st, _| st.suspended.contains(&hh))
+    }
+
     async fn invalidate_nonce(&self) -> LedgerResult<TxReceipt> {
         self.transact(|_| Ok(vec![Mutation::NonceUsed(self.signer)]))
             .await
@@ -859,6 +902,12 @@ impl LedgerPort for InMemoryLedger {
                     )));
                 }
             }
+            if tip.suspended.contains(&record.creator) {
+                return Err(LedgerError::AccessDenied(format!(
+                    "provider {} is suspended",
+                    record.creator
+                )));
+            }
             let patient = record.id.patient();
             if tip.role_of(patient) != Some(Role::Patient) {
                 return Err(LedgerError::NotFound(format!(
@@ -894,6 +943,11 @@ impl LedgerPort for InMemoryLedger {
     ) -> LedgerResult<TxReceipt> {
         self.transact(|c| {
             Self::check_grant_parties(c, patient, grantee)?;
+            if c.tip().suspended.contains(&grantee) {
+                return Err(LedgerError::AccessDenied(format!(
+                    "provider {grantee} is suspended and receives no grants"
+                )));
+            }
             let now = c.next_timestamp();
             // An expiry at or before the block time, zero included, gives no
             // access at all: refuse it rather than store a dead grant.

@@ -1,5 +1,12 @@
 //! Writes: simulation, local signing with the adapter's nonce counter,
 //! sending (resent byte for byte on transport failures) and receipts.
+//!
+//! Hand-written rather than alloy's fillers and `PendingTransactionBuilder`,
+//! because it does more than they do: it signs before sending so the hash
+//! is known and a resend is the same transaction, classifies transport
+//! failures against "already known" and "nonce too low" answers, frees the
+//! nonce of a transaction the node never got, and rebroadcasts or replaces
+//! (same nonce, higher fees) a transaction the node dropped later.
 
 use std::time::Instant;
 

@@ -372,7 +372,7 @@ contract HealthLedger {
         if (roleOf[patientHH] != ROLE_PATIENT) revert NotRegistered(patientHH);
         uint256 key = recordKey(patientHH, recordId);
         if (records[key].creatorHH != 0) revert RecordExists(patientHH, recordId);
-        rules.checkRecord(cid, meta);
+        rules.checkRecord(creatorHH, recordId, cid, meta);
         address wallet = walletOf[creatorHH];
         bytes32 structHash;
         if (signature.length != 0) {
@@ -577,23 +577,6 @@ contract HealthLedger {
         return recordKeys.length;
     }
 
-    /// Up to `limit` records from `offset`, in creation order.
-    function recordPage(uint256 offset, uint256 limit)
-        external
-        view
-        returns (uint32[] memory patientHHs, uint64[] memory recordIds)
-    {
-        uint256 end = _pageEnd(recordKeys.length, offset, limit);
-        uint256 n = end > offset ? end - offset : 0;
-        patientHHs = new uint32[](n);
-        recordIds = new uint64[](n);
-        for (uint256 i = 0; i < n; i++) {
-            uint256 key = recordKeys[offset + i];
-            patientHHs[i] = uint32(key >> 64);
-            recordIds[i] = uint64(key);
-        }
-    }
-
     function _pageEnd(uint256 length, uint256 offset, uint256 limit) private pure returns (uint256) {
         if (offset >= length) return offset;
         uint256 room = length - offset;
@@ -785,7 +768,16 @@ contract HealthLedgerRules {
         _email(c.email);
     }
 
-    function checkRecord(bytes calldata cid, HealthLedger.RecordMeta calldata m) external pure {
+    /// A record's id, CID and metadata. Ids are namespaced by their creator
+    /// (its HH number, then 13 digits of its own), so no provider can take
+    /// another's ids first.
+    function checkRecord(uint32 creatorHH, uint64 recordId, bytes calldata cid, HealthLedger.RecordMeta calldata m)
+        external
+        pure
+    {
+        if (recordId / 1e13 != creatorHH) {
+            revert HealthLedger.InvalidInput("record id must be the creator's HH number followed by 13 digits");
+        }
         _validateCid(cid);
         _text(m.testName, 128, "test name must be 1-128 characters on one line");
         _text(m.recordType, 64, "record type must be 1-64 characters on one line");

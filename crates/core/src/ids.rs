@@ -265,6 +265,11 @@ impl fmt::Display for Timestamp {
 /// A medical record id in the seed's form `record-<patientHH>-<digits>`,
 /// e.g. `record-555555-1234567890`. The digits are 1 to 20 decimals without a
 /// leading zero (a millisecond timestamp in the seed's flows).
+///
+/// The ledger takes a record id only from the provider whose HH number
+/// leads its digits ([`RecordId::for_creator`]: the creator's HH number,
+/// then 13 digits of its own choosing, such as a millisecond timestamp), so
+/// no provider can take another's ids first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct RecordId {
@@ -279,6 +284,37 @@ impl RecordId {
             patient,
             serial: unix_millis,
         }
+    }
+
+    /// How far the creator's HH number is shifted in a ledger record id's
+    /// digits: 13 decimal digits stay the creator's own.
+    pub const CREATOR_SHIFT: u64 = 10_000_000_000_000;
+
+    /// The id of a record of `patient` created by `creator`, numbered `n`
+    /// by the creator (below 10^13, e.g. a millisecond timestamp):
+    /// `record-<patient>-<creator><n, 13 digits>`.
+    pub fn for_creator(
+        patient: HhNumber,
+        creator: HhNumber,
+        n: u64,
+    ) -> Result<Self, ValidationError> {
+        if n >= Self::CREATOR_SHIFT {
+            return Err(ValidationError::new(
+                "record number",
+                n,
+                "must be below 10^13 (13 digits follow the creator's HH number)",
+            ));
+        }
+        Ok(Self {
+            patient,
+            serial: u64::from(creator.get()) * Self::CREATOR_SHIFT + n,
+        })
+    }
+
+    /// Whether this id lies in `creator`'s namespace (its digits start with
+    /// the creator's HH number, then 13 more).
+    pub fn is_of_creator(self, creator: HhNumber) -> bool {
+        self.serial / Self::CREATOR_SHIFT == u64::from(creator.get())
     }
 
     /// The patient the record belongs to.

@@ -22,8 +22,9 @@ use healthledger_core::testing::{InMemoryCache, TestWallet, cache, fixtures};
 use healthledger_core::{
     AccessAction, AccessGrant, AccessLogEntry, AuditAnchor, B256, BlockRef, CacheCounts, CachePort,
     CacheResult, ChainSource, HhNumber, LedgerEvent, Line, MedicalRecord, Name, NewAccessLogEntry,
-    NewNotification, Note, Notification, NotificationKind, PatientProfile, Profile, ProfileExtras,
-    RecordId, RecordQuery, Role, Session, SessionTokenHash, Timestamp, WalletAddress,
+    NewNotification, NewRecord, Note, Notification, NotificationKind, PatientProfile, Profile,
+    ProfileExtras, RecordId, RecordQuery, Role, Session, SessionTokenHash, Timestamp,
+    WalletAddress,
 };
 use proptest::prelude::*;
 use proptest::strategy::ValueTree as _;
@@ -198,17 +199,21 @@ fn record(
     kind: usize,
     day: u32,
 ) -> MedicalRecord {
-    MedicalRecord::from_new(
-        fixtures::record(
+    // Ids apart from creators, so one id can be replaced by another
+    // creator's record (the ledger's creator namespaces do not matter to
+    // the cache).
+    let new = NewRecord {
+        id: RecordId::new(HhNumber::new(patient).expect("HH number"), serial),
+        ..fixtures::record(
             patient,
-            serial,
+            serial % RecordId::CREATOR_SHIFT,
             creator,
             TESTS[test % TESTS.len()],
             KINDS[kind % KINDS.len()],
             fixtures::date(2026, 1, 1 + day % 28),
-        ),
-        Timestamp(1_750_000_000 + serial + u64::from(day)),
-    )
+        )
+    };
+    MedicalRecord::from_new(new, Timestamp(1_750_000_000 + serial + u64::from(day)))
 }
 
 fn event(e: &Ev) -> LedgerEvent {

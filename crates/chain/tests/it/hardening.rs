@@ -202,7 +202,7 @@ async fn the_contract_refuses_values_the_domain_refuses() {
     ] {
         let err = node_rules(&wallet, &node)
             .await
-            .checkRecord(cid, meta)
+            .checkRecord(444_444, 4_444_440_000_000_000_001, cid, meta)
             .call()
             .await
             .expect_err(what);
@@ -227,7 +227,7 @@ alloy::sol! {
             string contentType;
             uint64 size;
         }
-        function checkRecord(bytes cid, RecordMeta m) external pure;
+        function checkRecord(uint32 creatorHH, uint64 recordId, bytes cid, RecordMeta m) external pure;
     }
 }
 

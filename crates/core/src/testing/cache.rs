@@ -105,10 +105,21 @@ fn record(
     kind: &str,
     d: chrono::NaiveDate,
 ) -> MedicalRecord {
-    MedicalRecord::from_new(
-        fixtures::record(patient, serial, creator, name, kind, d),
-        Timestamp(1_750_000_000 + serial),
-    )
+    // The cache takes ids as the chain gives them; these tests pick ids
+    // apart from creators (the ledger's creator namespaces do not matter
+    // here), so one id can be replaced by another creator's record.
+    let new = crate::NewRecord {
+        id: crate::RecordId::new(hh(patient), serial),
+        ..fixtures::record(
+            patient,
+            serial % crate::RecordId::CREATOR_SHIFT,
+            creator,
+            name,
+            kind,
+            d,
+        )
+    };
+    MedicalRecord::from_new(new, Timestamp(1_750_000_000 + serial))
 }
 
 fn grant(patient: u32, grantee: u32, expires_at: Option<u64>) -> AccessGrant {

@@ -151,7 +151,7 @@ pub fn record(
     date: NaiveDate,
 ) -> NewRecord {
     NewRecord {
-        id: RecordId::new(hh(patient), serial),
+        id: ok(RecordId::for_creator(hh(patient), hh(creator), serial)),
         creator: hh(creator),
         cid: cid_of(format!("{patient}-{serial}").as_bytes()),
         meta: RecordMeta {

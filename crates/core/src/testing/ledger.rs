@@ -65,6 +65,7 @@ pub async fn all(l: &dyn LedgerPort, clock: &dyn ChainControl) {
     owners_act_for_themselves(l, clock).await;
     events_in_one_block_are_numbered_in_order(l, clock).await;
     suspended_providers_create_and_receive_nothing(l, clock).await;
+    record_ids_belong_to_their_creator(l).await;
     deadlines_hold_up_to_their_block_time(l, clock).await;
     pinned_reads_see_their_block(l).await;
     bulk_reads_return_whole_values(l).await;
@@ -865,7 +866,7 @@ pub async fn consent_is_bound_to_content(l: &dyn LedgerPort) {
         l.create_record(&other_date, &auth).await,
     );
     let mut other_id = signed.clone();
-    other_id.id = crate::RecordId::new(p, 12);
+    other_id.id = crate::RecordId::for_creator(p, signed.creator, 12).expect("record id");
     assert_denied(
         "record with a changed id",
         l.create_record(&other_id, &auth).await,
@@ -1912,4 +1913,53 @@ pub async fn suspended_providers_create_and_receive_nothing(
         ]
     );
     l.reinstate_provider(d).await.expect("the doctor too");
+}
+
+/// Record ids cannot be squatted: a provider creates records only with ids
+/// in its own namespace (its HH number leading the digits), so it can never
+/// take an id another provider will use.
+pub async fn record_ids_belong_to_their_creator(l: &dyn LedgerPort) {
+    let [(patient, _), (doctor, dw), (center, cw)] = register_trio(l, 179_800).await;
+    let theirs = crate::RecordId::for_creator(patient.hh(), center.hh(), 1_700_000_000_555)
+        .expect("record id");
+    assert!(theirs.is_of_creator(center.hh()) && !theirs.is_of_creator(doctor.hh()));
+    let squat = crate::NewRecord {
+        id: theirs,
+        ..fixtures::record(
+            179_800,
+            1,
+            179_801,
+            "Squatted",
+            "lab-result",
+            date(2026, 12, 2),
+        )
+    };
+    let a = consent(l, &dw, &ConsentAction::CreateRecord(squat.clone())).await;
+    match l.create_record(&squat, &a).await {
+        Err(LedgerError::Invalid(_)) => {}
+        other => panic!("a doctor taking a center's record id: expected Invalid, got {other:?}"),
+    }
+    assert_eq!(l.record(theirs, ReadAt::Latest).await.expect("read"), None);
+    let own = crate::NewRecord {
+        id: theirs,
+        ..fixtures::record(
+            179_800,
+            1,
+            179_802,
+            "Own id",
+            "lab-result",
+            date(2026, 12, 2),
+        )
+    };
+    let a = consent(l, &cw, &ConsentAction::CreateRecord(own.clone())).await;
+    l.create_record(&own, &a)
+        .await
+        .expect("the center uses its own id");
+    assert_eq!(
+        l.record(theirs, ReadAt::Latest)
+            .await
+            .expect("read")
+            .map(|r| r.creator),
+        Some(center.hh())
+    );
 }

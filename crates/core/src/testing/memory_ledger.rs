@@ -902,6 +902,12 @@ impl LedgerPort for InMemoryLedger {
                     )));
                 }
             }
+            if !record.id.is_of_creator(record.creator) {
+                return Err(LedgerError::Invalid(format!(
+                    "record id {} is not in the namespace of creator {}: its digits must be the creator's HH number followed by 13 digits",
+                    record.id, record.creator
+                )));
+            }
             if tip.suspended.contains(&record.creator) {
                 return Err(LedgerError::AccessDenied(format!(
                     "provider {} is suspended",

@@ -1063,14 +1063,24 @@ pub async fn grants_lapse_at_their_expiry_by_block_time(
 /// over everything, one call per block, or any split into two calls (so an
 /// adapter's internal range chunking never loses or repeats an event).
 pub async fn events_carry_every_kind_exactly(l: &dyn LedgerPort, clock: &dyn ChainControl) {
-    let deployer_added = l
+    let deployed = l.deployment_block();
+    let from_genesis = l
         .events(0, l.head().await.expect("head").number)
         .await
         .expect("events from genesis")
-        .events
-        .into_iter()
-        .any(|e| e.event == LedgerEvent::RegistrarAdded(l.signer()));
-    assert!(deployer_added, "the deployer's RegistrarAdded is an event");
+        .events;
+    let deployer_added = from_genesis
+        .iter()
+        .find(|e| e.event == LedgerEvent::RegistrarAdded(l.signer()))
+        .expect("the deployer's RegistrarAdded is an event");
+    assert_eq!(
+        deployer_added.at.block_number, deployed,
+        "the deployment block holds the ledger's first event"
+    );
+    assert!(
+        from_genesis.iter().all(|e| e.at.block_number >= deployed),
+        "no event before the deployment block"
+    );
 
     let start = l.head().await.expect("head").number + 1;
     let mut expected = Vec::new();
@@ -1770,6 +1780,24 @@ pub async fn deadlines_hold_up_to_their_block_time(l: &dyn LedgerPort, chain: &d
         }
     }
     assert!(!l.has_access(p, c, ReadAt::Latest).await.expect("read"));
+
+    // A registrar's attestation likewise holds up to its deadline.
+    let attestor = TestWallet::from_seed(179_599);
+    l.add_registrar(attestor.address()).await.expect("attestor");
+    for (hh, late) in [(179_510, 0), (179_511, 1)] {
+        let w = TestWallet::from_seed(u64::from(hh));
+        let p = fixtures::patient(hh, w.address(), "Deadline Patient");
+        let deadline = Timestamp(chain.head_time().await.0 + 100);
+        let att = attestation(l, &attestor, p.hh(), w.address(), deadline).await;
+        let as_patient = chain.as_wallet(&w).await;
+        chain
+            .set_next_block_time(Timestamp(deadline.0 + late))
+            .await;
+        match (late, as_patient.register_attested(&p, &att).await) {
+            (0, Ok(_)) | (1, Err(LedgerError::Invalid(_))) => {}
+            (_, other) => panic!("attestation {late} s past its deadline: got {other:?}"),
+        }
+    }
 }
 
 /// Several transactions in one block: each event sits at its own log index,

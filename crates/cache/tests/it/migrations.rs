@@ -104,12 +104,18 @@ async fn bad_urls_and_options_are_named() {
 
 #[tokio::test]
 async fn unreachable_postgres_is_unavailable_and_hides_the_password() {
-    // Port 1 on loopback: nothing listens there.
-    let err = SqlCache::builder("postgres://app:hunter2@127.0.0.1:1/cache")
+    // A loopback port this test bound and released: nothing listens there
+    // (rather than assuming some well-known port is closed).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let err = SqlCache::builder(format!("postgres://app:hunter2@127.0.0.1:{port}/cache"))
         .connect_timeout(std::time::Duration::from_secs(1))
         .connect()
         .await
-        .expect_err("nothing listens on port 1");
+        .expect_err("nothing listens on the released port");
     let msg = err.to_string();
     assert!(!msg.contains("hunter2"), "{msg}");
     assert!(!format!("{err:?}").contains("hunter2"));

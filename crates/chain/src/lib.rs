@@ -29,7 +29,12 @@
 //!   under the size limit), so every event decodes.
 //! - **Records**: pointers (binary CID + metadata, never content) created by a
 //!   registered doctor or diagnostic center with its consent; ids unique per
-//!   patient.
+//!   patient and namespaced by their creator (its HH number leads the
+//!   digits: `record-<patient>-<creator><13 digits>`), so no provider can
+//!   take another's ids first.
+//! - **Suspension**: the admin suspends and reinstates doctors and centers
+//!   (`ProviderSuspended`, `ProviderReinstated`); a suspended provider creates
+//!   no records and receives no grants.
 //! - **Consent belongs to the patient**: grants (with optional expiry) and
 //!   revocations need the patient's wallet as sender or its EIP-712 signature
 //!   (domain `HealthLedger`/`1`/chain id/contract; messages `UpdatePatient`,

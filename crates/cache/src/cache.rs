@@ -42,6 +42,9 @@ const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const BATCH_ROWS: usize = 20;
 /// See [`BATCH_ROWS`].
 const BATCH_BYTES: usize = 8 * 1024;
+/// How many journal rows one statement writes at most (about 80 bytes of
+/// parameters each, so a statement stays under [`BATCH_BYTES`]).
+const JOURNAL_ROWS: usize = 100;
 /// How many access-log rows verification reads per query.
 const VERIFY_PAGE: i64 = 1_000;
 /// No record's search word is longer than this many bytes (a name is at
@@ -885,35 +888,65 @@ impl SqlCache {
         .map(drop)
     }
 
-    /// Appends a block's before-images to the undo log, in order.
+    /// Appends blocks' before-images to the undo log, in order, in
+    /// multi-row statements of about [`BATCH_BYTES`].
     async fn write_undo(
         &self,
         tx: &DatabaseTransaction,
-        number: i64,
-        befores: &[Before],
+        blocks: &[(i64, Vec<Before>)],
     ) -> CacheResult<()> {
         let mut p = Params::default();
         let mut tuples = Vec::new();
         let mut bytes = 0;
-        for (step, before) in befores.iter().enumerate() {
-            let step = i64::try_from(step).map_err(CacheError::other)?;
-            let image = serde_json::to_string(before).map_err(CacheError::other)?;
-            bytes += image.len();
-            tuples.push(format!(
-                "({}, {}, {})",
-                p.push(number),
-                p.push(step),
-                self.json_param(&p.push(image))
-            ));
-            if bytes >= BATCH_BYTES {
-                self.insert_undo(tx, &tuples, std::mem::take(&mut p))
-                    .await?;
-                tuples.clear();
-                bytes = 0;
+        for (number, befores) in blocks {
+            for (step, before) in befores.iter().enumerate() {
+                let step = i64::try_from(step).map_err(CacheError::other)?;
+                let image = serde_json::to_string(before).map_err(CacheError::other)?;
+                bytes += image.len();
+                tuples.push(format!(
+                    "({}, {}, {})",
+                    p.push(*number),
+                    p.push(step),
+                    self.json_param(&p.push(image))
+                ));
+                if bytes >= BATCH_BYTES {
+                    self.insert_undo(tx, &tuples, std::mem::take(&mut p))
+                        .await?;
+                    tuples.clear();
+                    bytes = 0;
+                }
             }
         }
         if !tuples.is_empty() {
             self.insert_undo(tx, &tuples, p).await?;
+        }
+        Ok(())
+    }
+
+    /// Journals applied blocks in multi-row statements of at most
+    /// [`JOURNAL_ROWS`] rows.
+    async fn write_journal(&self, tx: &DatabaseTransaction, blocks: &[BlockRef]) -> Result<()> {
+        for chunk in blocks.chunks(JOURNAL_ROWS) {
+            let mut p = Params::default();
+            let mut tuples = Vec::with_capacity(chunk.len());
+            for b in chunk {
+                tuples.push(format!(
+                    "({}, {}, {})",
+                    p.push(int("block number", b.number)?),
+                    p.push(hash_col(b.hash)),
+                    p.push(hash_col(b.parent_hash))
+                ));
+            }
+            self.exec(
+                tx,
+                "journaling blocks",
+                &format!(
+                    "INSERT INTO journal (number, hash, parent_hash) VALUES {}",
+                    tuples.join(", ")
+                ),
+                p.0,
+            )
+            .await?;
         }
         Ok(())
     }
@@ -1211,35 +1244,38 @@ impl SqlCache {
         .map(drop)
     }
 
-    async fn apply_block_in(
+    /// The hashes journaled at heights `from..=to`.
+    async fn journaled_hashes(
         &self,
         tx: &DatabaseTransaction,
-        block: &BlockRef,
-        events: &[ChainEvent],
-    ) -> CacheResult<()> {
-        let number = int("block number", block.number)?;
-        self.lock_chain(tx).await?;
-        let journaled = match self
-            .one(
+        from: i64,
+        to: i64,
+    ) -> Result<HashMap<u64, B256>> {
+        let rows = self
+            .all(
                 tx,
                 "reading the journal",
-                "SELECT hash FROM journal WHERE number = $1",
-                vals![number],
+                "SELECT number, hash FROM journal WHERE number >= $1 AND number <= $2",
+                vals![from, to],
             )
-            .await?
-        {
-            Some(row) => Some(hash_of(
-                "journal",
-                &get::<Vec<u8>>(&row, "journal", "hash")?,
-            )?),
-            None => None,
-        };
-        let checkpoint = self.read_sync_state(tx).await?.checkpoint();
-        if admit_block(block, events, journaled, checkpoint.as_ref())?
-            == BlockAdmission::AlreadyApplied
-        {
-            return Ok(());
+            .await?;
+        let mut hashes = HashMap::with_capacity(rows.len());
+        for row in rows {
+            let n = uint("journal", "block number", get(&row, "journal", "number")?)?;
+            hashes.insert(
+                n,
+                hash_of("journal", &get::<Vec<u8>>(&row, "journal", "hash")?)?,
+            );
         }
+        Ok(hashes)
+    }
+
+    /// Applies a block's events and returns their before-images.
+    async fn apply_events(
+        &self,
+        tx: &DatabaseTransaction,
+        events: &[ChainEvent],
+    ) -> CacheResult<Vec<Before>> {
         // Runs of record creations (the bulk of a busy block) are written
         // with a few multi-row statements; everything else event by event.
         let mut befores: Vec<Before> = Vec::new();
@@ -1254,16 +1290,85 @@ impl SqlCache {
                 i += 1;
             }
         }
-        self.write_undo(tx, number, &befores).await?;
+        Ok(befores)
+    }
+
+    /// Applies a batch of blocks inside `tx`: linkage is checked in memory
+    /// block by block ([`admit_block`], the checkpoint advancing through
+    /// the batch), then the undo images of the blocks above `finalized`
+    /// and the journal rows are written together and the checkpoint moves
+    /// once. Blocks at or below `finalized` keep no undo rows; the highest
+    /// of them becomes the final block (the `pruned_*` columns), below
+    /// which rolling back is refused.
+    async fn apply_blocks_in(
+        &self,
+        tx: &DatabaseTransaction,
+        batch: &[(BlockRef, Vec<ChainEvent>)],
+        finalized: Option<u64>,
+    ) -> CacheResult<()> {
+        let (Some(first), Some(last)) = (batch.first(), batch.last()) else {
+            return Ok(());
+        };
+        let mut low = first.0.number;
+        let mut high = last.0.number;
+        for (b, _) in batch {
+            int("block number", b.number)?;
+            low = low.min(b.number);
+            high = high.max(b.number);
+        }
+        self.lock_chain(tx).await?;
+        let state = self.read_sync_state(tx).await?;
+        let mut checkpoint = state.checkpoint();
+        let mut journaled = self
+            .journaled_hashes(tx, int("block number", low)?, int("block number", high)?)
+            .await?;
+        let mut applied: Vec<BlockRef> = Vec::with_capacity(batch.len());
+        let mut undo: Vec<(i64, Vec<Before>)> = Vec::new();
+        let mut final_block: Option<BlockRef> = None;
+        for (block, events) in batch {
+            let hash = journaled.get(&block.number).copied();
+            if admit_block(block, events, hash, checkpoint.as_ref())?
+                == BlockAdmission::AlreadyApplied
+            {
+                continue;
+            }
+            let befores = self.apply_events(tx, events).await?;
+            if finalized.is_some_and(|f| block.number <= f) {
+                final_block = Some(*block);
+            } else if !befores.is_empty() {
+                undo.push((int("block number", block.number)?, befores));
+            }
+            journaled.insert(block.number, block.hash);
+            checkpoint = Some(*block);
+            applied.push(*block);
+        }
+        let Some(top) = applied.last().copied() else {
+            return Ok(());
+        };
+        self.write_undo(tx, &undo).await?;
+        self.write_journal(tx, &applied).await?;
+        self.set_checkpoint(tx, Some(top)).await?;
+        if let Some(f) = final_block.filter(|f| state.pruned.is_none_or(|p| p.number < f.number)) {
+            self.set_final(tx, f).await?;
+        }
+        Ok(())
+    }
+
+    /// Records `b` as the final block: nothing below it can be rolled back.
+    async fn set_final(&self, tx: &DatabaseTransaction, b: BlockRef) -> Result<()> {
         self.exec(
             tx,
-            "journaling the block",
-            "INSERT INTO journal (number, hash, parent_hash) VALUES ($1, $2, $3)",
-            vals![number, hash_col(block.hash), hash_col(block.parent_hash)],
+            "recording the final block",
+            "UPDATE sync_state SET pruned_number = $1, pruned_hash = $2, pruned_parent = $3
+             WHERE id = 1",
+            vals![
+                int("block number", b.number)?,
+                hash_col(b.hash),
+                hash_col(b.parent_hash)
+            ],
         )
-        .await?;
-        self.set_checkpoint(tx, Some(*block)).await?;
-        Ok(())
+        .await
+        .map(drop)
     }
 
     async fn rollback_in(&self, tx: &DatabaseTransaction, number: u64) -> CacheResult<()> {
@@ -1361,18 +1466,12 @@ impl SqlCache {
                 vals![below],
             )
             .await?;
-        self.exec(
-            tx,
-            "recording the pruned block",
-            "UPDATE sync_state SET pruned_number = $1, pruned_hash = $2, pruned_parent = $3
-             WHERE id = 1",
-            vals![
-                int("block number", top.number)?,
-                hash_col(top.hash),
-                hash_col(top.parent_hash)
-            ],
-        )
-        .await?;
+        // Blocks applied as final may sit above the pruned ones: the final
+        // block only ever moves up.
+        let state = self.read_sync_state(tx).await?;
+        if state.pruned.is_none_or(|p| p.number < top.number) {
+            self.set_final(tx, top).await?;
+        }
         Ok(pruned)
     }
 
@@ -1555,7 +1654,19 @@ impl CachePort for SqlCache {
 
     async fn apply_block(&self, block: &BlockRef, events: &[ChainEvent]) -> CacheResult<()> {
         let tx = self.begin().await?;
-        let result = self.apply_block_in(&tx, block, events).await;
+        let result = self
+            .apply_blocks_in(&tx, &[(*block, events.to_vec())], None)
+            .await;
+        self.finish(tx, result).await
+    }
+
+    async fn apply_blocks(
+        &self,
+        batch: &[(BlockRef, Vec<ChainEvent>)],
+        finalized: u64,
+    ) -> CacheResult<()> {
+        let tx = self.begin().await?;
+        let result = self.apply_blocks_in(&tx, batch, Some(finalized)).await;
         self.finish(tx, result).await
     }
 

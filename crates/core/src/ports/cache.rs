@@ -73,6 +73,7 @@ pub struct CacheCounts {
 /// - upserts are idempotent: applying the same value twice leaves one row;
 /// - [`Self::apply_block`] applies a block's events, its journal entry and
 ///   the checkpoint atomically: after a failure none of it is visible;
+/// - [`Self::apply_blocks`] does the same for a whole batch of blocks;
 /// - [`Self::rollback_to`] restores exactly the state before the undone
 ///   blocks, including earlier versions of updated profiles and grants;
 /// - DB-only data (extras, notifications, sessions, access log) is never
@@ -113,6 +114,29 @@ pub trait CachePort: Send + Sync + Debug {
     /// first). Events from another block are `Invalid`. Blocks may be
     /// skipped (blocks without events need not be applied).
     async fn apply_block(&self, block: &BlockRef, events: &[ChainEvent]) -> CacheResult<()>;
+
+    /// Applies a batch of blocks, each with its events, in one transaction:
+    /// all of the batch or, after a failure, none of it.
+    ///
+    /// The batch is ordered by block number. Each block is checked as
+    /// [`Self::apply_block`] checks one ([`admit_block`], the checkpoint
+    /// advancing through the batch), so an already applied prefix is
+    /// skipped, and a block that [`Self::apply_block`] would refuse
+    /// anywhere in the batch refuses the whole batch with that error. Every
+    /// applied block is journaled and the checkpoint moves once, to the last
+    /// applied block.
+    ///
+    /// Blocks numbered at or below `finalized` are final: they are
+    /// journaled but keep no undo data, so a later [`Self::rollback_to`]
+    /// below the highest final block applied is `Conflict` naming that
+    /// block (as after [`Self::prune_journal`]). Blocks above `finalized`
+    /// keep exact per-block undo. `apply_block(b, e)` is the one-block case
+    /// with no final block.
+    async fn apply_blocks(
+        &self,
+        batch: &[(BlockRef, Vec<ChainEvent>)],
+        finalized: u64,
+    ) -> CacheResult<()>;
 
     /// Undoes every block applied above `number`, restoring the values they
     /// replaced; the checkpoint becomes the highest remaining journaled

@@ -32,6 +32,11 @@ where
     rollback_leaves_db_only_data_untouched(&fresh().await).await;
     rollback_overrides_upserts_only_where_blocks_wrote(&fresh().await).await;
     pruned_blocks_are_final(&fresh().await).await;
+    apply_blocks_is_atomic(&fresh().await).await;
+    apply_blocks_resumes_after_a_failed_batch(&fresh().await).await;
+    apply_blocks_final_blocks_cannot_be_rolled_back(&fresh().await).await;
+    apply_blocks_mixes_final_and_non_final(&fresh().await).await;
+    apply_blocks_skips_an_applied_prefix(&fresh().await).await;
     reads_are_ordered(&fresh().await).await;
     searches_agree(&fresh().await).await;
     extras_are_db_only(&fresh().await).await;
@@ -736,6 +741,311 @@ pub async fn pruned_blocks_are_final(c: &dyn CachePort) {
     c.rollback_to(3).await.expect("rollback above pruned");
     assert_eq!(c.counts().await.expect("counts").patients, 3);
     assert_eq!(c.checkpoint().await.expect("checkpoint"), Some(block(3, 0)));
+}
+
+/// A batch of blocks `first..=last` on `fork`, block `n` registering the
+/// patient `base + n`.
+fn registrations(first: u64, last: u64, fork: u8, base: u32) -> Vec<(BlockRef, Vec<ChainEvent>)> {
+    (first..=last)
+        .map(|n| {
+            let b = block(n, fork);
+            let hh_number = base + n as u32;
+            let p = fixtures::patient(hh_number, wallet(u64::from(hh_number)), "Batch Patient");
+            (b, in_block(&b, vec![LedgerEvent::registration(p)]))
+        })
+        .collect()
+}
+
+fn patient_hh(base: u32, n: u64) -> HhNumber {
+    hh(base + n as u32)
+}
+
+/// A batch that fails in its middle (an event breaking a rule, or a block
+/// breaking the linkage) leaves nothing of the batch: no rows, no journal
+/// entries, no checkpoint move, no final block.
+pub async fn apply_blocks_is_atomic(c: &dyn CachePort) {
+    let base = 300_000;
+    c.apply_blocks(&[], 10)
+        .await
+        .expect("an empty batch does nothing");
+    assert_eq!(c.checkpoint().await.expect("checkpoint"), None);
+
+    // Block 3 registers a doctor with block 1's patient's wallet.
+    let mut batch = registrations(1, 5, 0, base);
+    let b3 = block(3, 0);
+    let clash = fixtures::doctor(base + 90, wallet(u64::from(base) + 1), "Dr. Clash");
+    batch[2].1 = in_block(&b3, vec![LedgerEvent::registration(clash)]);
+    for finalized in [0, 2, 5] {
+        let err = c
+            .apply_blocks(&batch, finalized)
+            .await
+            .expect_err("wallet clash in block 3");
+        assert!(matches!(err, CacheError::Conflict(_)), "clash: {err}");
+    }
+    // Block 4 of another fork does not link to block 3.
+    let mut batch = registrations(1, 5, 0, base);
+    batch[3].0 = block(4, 1);
+    batch[3].1 = in_block(&batch[3].0, vec![]);
+    let err = c
+        .apply_blocks(&batch, 2)
+        .await
+        .expect_err("broken linkage in block 4");
+    assert!(matches!(err, CacheError::Conflict(_)), "linkage: {err}");
+    // Block 2 carries an event of block 1.
+    let mut batch = registrations(1, 3, 0, base);
+    batch[1].1 = batch[0].1.clone();
+    let err = c
+        .apply_blocks(&batch, 3)
+        .await
+        .expect_err("foreign event in block 2");
+    assert!(
+        matches!(err, CacheError::Invalid(_)),
+        "foreign event: {err}"
+    );
+
+    assert_eq!(
+        c.counts().await.expect("counts"),
+        crate::CacheCounts::default(),
+        "nothing of a failed batch remains"
+    );
+    assert_eq!(c.checkpoint().await.expect("checkpoint"), None);
+    assert_eq!(c.journal(0, 10).await.expect("journal"), vec![]);
+    c.rollback_to(0)
+        .await
+        .expect("a failed batch leaves no final block");
+}
+
+/// After a failed batch the cache resumes from where it was: the corrected
+/// batch applies, and so does a single block after it.
+pub async fn apply_blocks_resumes_after_a_failed_batch(c: &dyn CachePort) {
+    let base = 310_000;
+    c.apply_blocks(&registrations(1, 2, 0, base), 0)
+        .await
+        .expect("first batch");
+    let mut bad = registrations(3, 5, 0, base);
+    let b4 = block(4, 0);
+    let clash = fixtures::doctor(base + 90, wallet(u64::from(base) + 2), "Dr. Clash");
+    bad[1].1 = in_block(&b4, vec![LedgerEvent::registration(clash)]);
+    let err = c.apply_blocks(&bad, 4).await.expect_err("clash in block 4");
+    assert!(matches!(err, CacheError::Conflict(_)), "{err}");
+    assert_eq!(c.checkpoint().await.expect("checkpoint"), Some(block(2, 0)));
+    assert_eq!(c.counts().await.expect("counts").patients, 2);
+    assert_eq!(c.journal(0, 10).await.expect("journal").len(), 2);
+
+    c.apply_blocks(&registrations(3, 5, 0, base), 4)
+        .await
+        .expect("the corrected batch");
+    let b6 = block(6, 0);
+    c.apply_block(&b6, &[])
+        .await
+        .expect("a single block after it");
+    assert_eq!(c.checkpoint().await.expect("checkpoint"), Some(b6));
+    assert_eq!(c.counts().await.expect("counts").patients, 5);
+    for n in 1..=5 {
+        assert!(
+            c.profile(patient_hh(base, n))
+                .await
+                .expect("read")
+                .is_some(),
+            "patient of block {n}"
+        );
+    }
+    assert_eq!(
+        c.journal(0, 10).await.expect("journal"),
+        (1..=6).map(|n| block(n, 0)).collect::<Vec<_>>()
+    );
+}
+
+/// Rolling back below the highest final block of a batch is `Conflict` and
+/// changes nothing; rolling back within the non-final part is exact.
+pub async fn apply_blocks_final_blocks_cannot_be_rolled_back(c: &dyn CachePort) {
+    let base = 320_000;
+    let mut batch = registrations(1, 6, 0, base);
+    // Block 5 (non-final) updates block 2's patient and grants a doctor
+    // access; block 6 revokes it.
+    let original = batch_patient(base, 2);
+    let renamed = match original.clone() {
+        Profile::Patient(mut p) => {
+            p.name = Name::new("Renamed Patient").expect("name");
+            Profile::Patient(p)
+        }
+        other => other,
+    };
+    let g = grant(base + 2, base + 1, None);
+    let b5 = block(5, 0);
+    let b6 = block(6, 0);
+    let mut e5 = batch[4].1.clone();
+    e5.extend(in_block(
+        &b5,
+        vec![
+            LedgerEvent::ProfileUpdated(renamed.clone()),
+            LedgerEvent::AccessGranted(g.clone()),
+        ],
+    ));
+    batch[4].1 = reindex(&b5, e5);
+    let mut e6 = batch[5].1.clone();
+    e6.extend(in_block(
+        &b6,
+        vec![LedgerEvent::AccessRevoked {
+            patient: g.patient,
+            grantee: g.grantee,
+            revoked_at: Timestamp(1_750_000_100),
+        }],
+    ));
+    batch[5].1 = reindex(&b6, e6);
+    c.apply_blocks(&batch, 4).await.expect("apply batch");
+    assert_eq!(
+        c.profile(hh(base + 2)).await.expect("read"),
+        Some(renamed.clone())
+    );
+
+    for below in [0, 1, 3] {
+        let err = c
+            .rollback_to(below)
+            .await
+            .expect_err("rollback below the final block 4");
+        assert!(matches!(err, CacheError::Conflict(_)), "to {below}: {err}");
+    }
+    assert_eq!(
+        c.counts().await.expect("counts").patients,
+        6,
+        "a refused rollback changes nothing"
+    );
+    assert_eq!(c.checkpoint().await.expect("checkpoint"), Some(b6));
+    assert_eq!(c.journal(0, 10).await.expect("journal").len(), 6);
+
+    c.rollback_to(5).await.expect("rollback of block 6");
+    let grants = c.grants_of_patient(hh(base + 2)).await.expect("grants");
+    assert_eq!(grants, vec![g.clone()], "the revoke is undone exactly");
+    c.rollback_to(4).await.expect("rollback to the final block");
+    assert_eq!(c.counts().await.expect("counts").patients, 4);
+    assert_eq!(
+        c.profile(hh(base + 2)).await.expect("read"),
+        Some(original),
+        "the update is undone exactly"
+    );
+    assert_eq!(
+        c.grants_of_patient(hh(base + 2)).await.expect("grants"),
+        vec![]
+    );
+    assert_eq!(c.checkpoint().await.expect("checkpoint"), Some(block(4, 0)));
+    assert_eq!(
+        c.journal(0, 10).await.expect("journal"),
+        (1..=4).map(|n| block(n, 0)).collect::<Vec<_>>(),
+        "final blocks stay journaled"
+    );
+    let err = c.rollback_to(3).await.expect_err("still final");
+    assert!(matches!(err, CacheError::Conflict(_)), "{err}");
+}
+
+/// The patient block `n` of [`registrations`] registers.
+fn batch_patient(base: u32, n: u64) -> Profile {
+    let hh_number = base + n as u32;
+    fixtures::patient(hh_number, wallet(u64::from(hh_number)), "Batch Patient")
+}
+
+/// Renumbers the log indexes of a block's events.
+fn reindex(block: &BlockRef, events: Vec<ChainEvent>) -> Vec<ChainEvent> {
+    in_block(block, events.into_iter().map(|e| e.event).collect())
+}
+
+/// Batches of only non-final blocks, of final and non-final blocks, and
+/// single blocks interleave; the final block only moves up (a later batch
+/// with a lower `finalized`, or a prune below it, does not lower it).
+pub async fn apply_blocks_mixes_final_and_non_final(c: &dyn CachePort) {
+    let base = 330_000;
+    c.apply_blocks(&registrations(1, 3, 0, base), 0)
+        .await
+        .expect("non-final batch");
+    c.rollback_to(1)
+        .await
+        .expect("all of it can be rolled back");
+    assert_eq!(c.counts().await.expect("counts").patients, 1);
+    c.apply_blocks(&registrations(2, 3, 0, base), 0)
+        .await
+        .expect("re-apply");
+    c.apply_blocks(&registrations(4, 8, 0, base), 6)
+        .await
+        .expect("final 4..=6, non-final 7..=8");
+    let err = c.rollback_to(5).await.expect_err("below the final block 6");
+    assert!(matches!(err, CacheError::Conflict(_)), "{err}");
+    c.apply_blocks(&registrations(9, 10, 0, base), 2)
+        .await
+        .expect("a batch finalized below the final block");
+    let err = c.rollback_to(5).await.expect_err("the final block stays 6");
+    assert!(matches!(err, CacheError::Conflict(_)), "{err}");
+    c.prune_journal(3)
+        .await
+        .expect("prune below the final block");
+    let err = c
+        .rollback_to(5)
+        .await
+        .expect_err("pruning does not lower the final block");
+    assert!(matches!(err, CacheError::Conflict(_)), "{err}");
+    let b11 = block(11, 0);
+    c.apply_block(&b11, &[]).await.expect("a single block");
+    c.rollback_to(6).await.expect("rollback to the final block");
+    assert_eq!(c.counts().await.expect("counts").patients, 6);
+    assert_eq!(c.checkpoint().await.expect("checkpoint"), Some(block(6, 0)));
+    assert_eq!(
+        c.journal(0, 20).await.expect("journal"),
+        (3..=6).map(|n| block(n, 0)).collect::<Vec<_>>()
+    );
+    c.apply_blocks(&registrations(7, 8, 1, base + 50), 7)
+        .await
+        .expect_err("fork 1 does not link to block 6 of fork 0");
+    let mut fork = registrations(7, 8, 1, base + 50);
+    fork[0].0.parent_hash = block(6, 0).hash;
+    fork[0].1 = in_block(
+        &fork[0].0,
+        fork[0].1.iter().map(|e| e.event.clone()).collect(),
+    );
+    c.apply_blocks(&fork, 7)
+        .await
+        .expect("another fork after the rollback");
+    assert_eq!(c.counts().await.expect("counts").patients, 8);
+    assert_eq!(c.checkpoint().await.expect("checkpoint"), Some(fork[1].0));
+}
+
+/// Re-applying a batch whose prefix is already applied skips that prefix
+/// (idempotent) and applies the rest; a prefix on another fork is
+/// `Conflict` and applies nothing.
+pub async fn apply_blocks_skips_an_applied_prefix(c: &dyn CachePort) {
+    let base = 340_000;
+    c.apply_blocks(&registrations(1, 3, 0, base), 1)
+        .await
+        .expect("first batch");
+    c.apply_blocks(&registrations(1, 3, 0, base), 3)
+        .await
+        .expect("the same batch again");
+    c.rollback_to(1)
+        .await
+        .expect("re-applying does not finalize applied blocks");
+    c.apply_blocks(&registrations(1, 3, 0, base), 1)
+        .await
+        .expect("re-apply after rollback");
+    c.apply_blocks(&registrations(1, 5, 0, base), 1)
+        .await
+        .expect("an applied prefix and new blocks");
+    assert_eq!(c.counts().await.expect("counts").patients, 5);
+    assert_eq!(c.counts().await.expect("counts").journal, 5);
+    c.apply_blocks(&registrations(1, 5, 0, base), 5)
+        .await
+        .expect("all applied: a no-op");
+    assert_eq!(c.checkpoint().await.expect("checkpoint"), Some(block(5, 0)));
+
+    let mut forked = registrations(1, 7, 0, base);
+    forked[1].0 = block(2, 1);
+    forked[1].1 = in_block(&forked[1].0, vec![]);
+    let err = c
+        .apply_blocks(&forked, 0)
+        .await
+        .expect_err("block 2 of another fork");
+    assert!(matches!(err, CacheError::Conflict(_)), "{err}");
+    assert_eq!(c.counts().await.expect("counts").patients, 5);
+    assert_eq!(c.checkpoint().await.expect("checkpoint"), Some(block(5, 0)));
+    c.rollback_to(1).await.expect("blocks 2..=5 are not final");
+    assert_eq!(c.counts().await.expect("counts").patients, 1);
 }
 
 /// Records come newest test date first; grants by grantee; a doctor's

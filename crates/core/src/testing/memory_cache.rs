@@ -34,7 +34,9 @@ struct State {
     grants: BTreeMap<(HhNumber, HhNumber), AccessGrant>,
     anchor: Option<AuditAnchor>,
     journal: BTreeMap<u64, (BlockRef, Vec<Undo>)>,
-    /// The highest block whose undo data was pruned (it stays final).
+    /// The highest final block: pruned, or applied at or below the
+    /// finalized height (it keeps no undo data, so nothing below it can be
+    /// rolled back).
     pruned: Option<BlockRef>,
     extras: HashMap<HhNumber, ProfileExtras>,
     notifications: Vec<Notification>,
@@ -137,6 +139,67 @@ impl State {
     }
 }
 
+impl State {
+    /// Applies a batch of blocks all or nothing; blocks at or below
+    /// `finalized` keep no undo data and become the final block.
+    fn apply_batch(
+        &mut self,
+        batch: &[(BlockRef, Vec<ChainEvent>)],
+        finalized: Option<u64>,
+    ) -> CacheResult<()> {
+        // What the batch did so far, to take back if a later block fails:
+        // the undo of every applied event (final blocks included) and the
+        // blocks it journaled.
+        let mut undo_all: Vec<Undo> = Vec::new();
+        let mut journaled: Vec<u64> = Vec::new();
+        let old_pruned = self.pruned;
+        let mut result = Ok(());
+        'blocks: for (block, events) in batch {
+            let hash = self.journal.get(&block.number).map(|(b, _)| b.hash);
+            let checkpoint = self.checkpoint();
+            match admit_block(block, events, hash, checkpoint.as_ref()) {
+                Ok(BlockAdmission::AlreadyApplied) => continue,
+                Ok(BlockAdmission::Apply) => {}
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+            let mut undo = Vec::new();
+            for e in events {
+                match self.apply_event(e) {
+                    Ok(u) => undo.extend(u),
+                    Err(err) => {
+                        undo_all.extend(undo);
+                        result = Err(err);
+                        break 'blocks;
+                    }
+                }
+            }
+            undo_all.extend(undo.iter().cloned());
+            let is_final = finalized.is_some_and(|f| block.number <= f);
+            if is_final {
+                undo.clear();
+                if self.pruned.is_none_or(|p| p.number < block.number) {
+                    self.pruned = Some(*block);
+                }
+            }
+            self.journal.insert(block.number, (*block, undo));
+            journaled.push(block.number);
+        }
+        if result.is_err() {
+            for u in undo_all.into_iter().rev() {
+                self.undo(u);
+            }
+            for n in journaled {
+                self.journal.remove(&n);
+            }
+            self.pruned = old_pruned;
+        }
+        result
+    }
+}
+
 fn restore<K: Ord, V>(map: &mut BTreeMap<K, V>, key: K, value: Option<V>) {
     match value {
         Some(v) => map.insert(key, v),
@@ -221,28 +284,15 @@ impl CachePort for InMemoryCache {
     }
 
     async fn apply_block(&self, block: &BlockRef, events: &[ChainEvent]) -> CacheResult<()> {
-        let mut s = self.lock();
-        let journaled = s.journal.get(&block.number).map(|(b, _)| b.hash);
-        let checkpoint = s.checkpoint();
-        if admit_block(block, events, journaled, checkpoint.as_ref())?
-            == BlockAdmission::AlreadyApplied
-        {
-            return Ok(());
-        }
-        let mut undo = Vec::new();
-        for e in events {
-            match s.apply_event(e) {
-                Ok(u) => undo.extend(u),
-                Err(err) => {
-                    for u in undo.into_iter().rev() {
-                        s.undo(u);
-                    }
-                    return Err(err);
-                }
-            }
-        }
-        s.journal.insert(block.number, (*block, undo));
-        Ok(())
+        self.lock().apply_batch(&[(*block, events.to_vec())], None)
+    }
+
+    async fn apply_blocks(
+        &self,
+        batch: &[(BlockRef, Vec<ChainEvent>)],
+        finalized: u64,
+    ) -> CacheResult<()> {
+        self.lock().apply_batch(batch, Some(finalized))
     }
 
     async fn rollback_to(&self, number: u64) -> CacheResult<()> {
@@ -284,8 +334,12 @@ impl CachePort for InMemoryCache {
         let mut s = self.lock();
         let old: Vec<u64> = s.journal.range(..below).map(|(n, _)| *n).collect();
         for n in &old {
+            // Blocks applied as final may sit above the pruned ones: the
+            // final block only ever moves up.
             if let Some((b, _)) = s.journal.remove(n) {
-                s.pruned = Some(b);
+                if s.pruned.is_none_or(|p| p.number < b.number) {
+                    s.pruned = Some(b);
+                }
             }
         }
         Ok(old.len() as u64)

@@ -4,7 +4,10 @@
 //! applying only the kept history; the SQL cache agrees with the
 //! in-memory reference after every step, and DB-only data is never
 //! touched. [`strategy_hits_the_hard_cases`] measures how often the
-//! generated scenarios reach each hard case.
+//! generated scenarios reach each hard case. A second property does the
+//! same for batches: random blocks applied in random `apply_blocks`
+//! batches (some of their blocks final), then a rollback, equal applying
+//! only the kept blocks.
 //!
 //! What a rollback promises about targeted upserts (see
 //! `CachePort::rollback_to`): rows an undone block changed get back their
@@ -1053,6 +1056,154 @@ fn rollback_equals_kept_history_on_postgres() {
     });
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         property(&rt, 64, (&full, &full_raw), (&prefix, &prefix_raw));
+    }));
+    rt.block_on(pg.cleanup());
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// Blocks 1, 2, … (a seed block then random ones) cut into batches of the
+/// given sizes, a finalized height at or below the rollback target `k`,
+/// and `k` itself.
+#[derive(Debug, Clone)]
+struct BatchScenario {
+    blocks: Vec<Vec<Ev>>,
+    sizes: Vec<usize>,
+    finalized: u64,
+    k: u64,
+}
+
+fn batch_scenario() -> impl Strategy<Value = BatchScenario> {
+    (
+        seed(),
+        proptest::collection::vec(proptest::collection::vec(ev(), 1..5), 1..8),
+        proptest::collection::vec(1..4usize, 8),
+        any::<prop::sample::Index>(),
+        any::<prop::sample::Index>(),
+    )
+        .prop_map(|(seed, rest, sizes, k, f)| {
+            let mut blocks = vec![seed];
+            blocks.extend(rest);
+            let k = k.index(blocks.len()) as u64;
+            let finalized = f.index(k as usize + 1) as u64;
+            BatchScenario {
+                blocks,
+                sizes,
+                finalized,
+                k,
+            }
+        })
+}
+
+/// Applies the scenario's batches to `full` and the reference (same
+/// outcomes), the kept part of every batch that applied to `kept`, rolls
+/// `full` and the reference back to `k` and compares all three.
+async fn run_batches(
+    s: &BatchScenario,
+    full: &dyn CachePort,
+    oracle: &InMemoryCache,
+    kept: &dyn CachePort,
+) {
+    let all: Vec<(BlockRef, Vec<healthledger_core::ChainEvent>)> = s
+        .blocks
+        .iter()
+        .zip(1..)
+        .map(|(evs, n)| {
+            let b = cache::block(n, 0);
+            (b, cache::in_block(&b, evs.iter().map(event).collect()))
+        })
+        .collect();
+    let mut rest = &all[..];
+    for size in s.sizes.iter().copied().cycle() {
+        if rest.is_empty() {
+            break;
+        }
+        let (batch, tail) = rest.split_at(size.min(rest.len()));
+        rest = tail;
+        let got = outcome(&full.apply_blocks(batch, s.finalized).await);
+        assert_eq!(
+            got,
+            outcome(&oracle.apply_blocks(batch, s.finalized).await),
+            "batch from block {}: outcome",
+            batch[0].0.number
+        );
+        if got == "ok" {
+            let keep: Vec<_> = batch
+                .iter()
+                .filter(|(b, _)| b.number <= s.k)
+                .cloned()
+                .collect();
+            kept.apply_blocks(&keep, s.finalized).await.unwrap();
+        }
+    }
+    assert_eq!(
+        snapshot(full).await,
+        snapshot(oracle).await,
+        "after the batches"
+    );
+    full.rollback_to(s.k).await.expect("rollback");
+    oracle.rollback_to(s.k).await.expect("rollback");
+    let after = snapshot(oracle).await;
+    assert_eq!(
+        snapshot(full).await,
+        after,
+        "rollback to {} = reference",
+        s.k
+    );
+    assert_eq!(
+        snapshot(kept).await,
+        after,
+        "rollback to {} = kept blocks",
+        s.k
+    );
+}
+
+/// Runs `cases` batch scenarios on one pair of caches, reset between cases.
+fn batch_property(
+    rt: &tokio::runtime::Runtime,
+    cases: u32,
+    full: (&SqlCache, &DatabaseConnection),
+    kept: (&SqlCache, &DatabaseConnection),
+) {
+    runner(cases)
+        .run(&batch_scenario(), |s| {
+            rt.block_on(async {
+                reset(full.1).await;
+                reset(kept.1).await;
+                run_batches(&s, full.0, &InMemoryCache::new(), kept.0).await;
+            });
+            Ok(())
+        })
+        .unwrap();
+}
+
+#[test]
+fn batches_then_rollback_equal_kept_blocks_on_sqlite() {
+    let rt = runtime();
+    let files = SqliteFiles::new();
+    let (full, full_raw, kept, kept_raw) = rt.block_on(async {
+        let (full, a) = files.fresh().await;
+        let (kept, b) = files.fresh().await;
+        (full, sqlite_raw(&a).await, kept, sqlite_raw(&b).await)
+    });
+    batch_property(&rt, 64, (&full, &full_raw), (&kept, &kept_raw));
+}
+
+#[test]
+fn batches_then_rollback_equal_kept_blocks_on_postgres() {
+    if skip_postgres() {
+        return;
+    }
+    let rt = runtime();
+    let pg = PgSchemas::new();
+    let (full, full_raw, kept, kept_raw) = rt.block_on(async {
+        let (full, a) = pg.fresh().await;
+        let (kept, b) = pg.fresh().await;
+        (full, pg.raw(&a).await, kept, pg.raw(&b).await)
+    });
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        batch_property(&rt, 24, (&full, &full_raw), (&kept, &kept_raw));
     }));
     rt.block_on(pg.cleanup());
     if let Err(panic) = result {

@@ -32,6 +32,8 @@ use crate::migration::Migrator;
 
 /// How many PostgreSQL connections a cache opens unless told otherwise.
 const DEFAULT_PG_CONNECTIONS: u32 = 10;
+/// How many read-only connections a SQLite file gets unless told otherwise.
+const DEFAULT_SQLITE_READERS: u32 = 4;
 /// How long connecting may take unless told otherwise.
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How many records one multi-row statement writes at most, and how many
@@ -63,6 +65,7 @@ pub struct SqlCacheBuilder {
     url: String,
     schema: Option<String>,
     max_connections: Option<u32>,
+    idle_timeout: Option<Duration>,
     connect_timeout: Duration,
 }
 
@@ -72,6 +75,7 @@ impl fmt::Debug for SqlCacheBuilder {
             .field("url", &redact(&self.url))
             .field("schema", &self.schema)
             .field("max_connections", &self.max_connections)
+            .field("idle_timeout", &self.idle_timeout)
             .field("connect_timeout", &self.connect_timeout)
             .finish()
     }
@@ -85,6 +89,7 @@ impl SqlCacheBuilder {
             url: url.into(),
             schema: None,
             max_connections: None,
+            idle_timeout: None,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
         }
     }
@@ -104,10 +109,21 @@ impl SqlCacheBuilder {
         self
     }
 
-    /// PostgreSQL only: the connection pool's size (default 10). SQLite
-    /// always uses one connection, which serializes writers in process.
+    /// PostgreSQL: the connection pool's size (default 10). A SQLite file:
+    /// the size of its read-only pool (default 4), beside the one writer
+    /// connection, which serializes writers in process. An in-memory
+    /// SQLite database always has one connection.
     pub fn max_connections(mut self, n: u32) -> Self {
         self.max_connections = Some(n.max(1));
+        self
+    }
+
+    /// How long a pooled connection may stay idle before it is closed
+    /// (PostgreSQL's pool and a SQLite file's read pool; sqlx's default
+    /// otherwise). The SQLite writer and an in-memory database's only
+    /// connection are never closed for idleness.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = Some(timeout);
         self
     }
 
@@ -132,17 +148,27 @@ impl SqlCacheBuilder {
                     return Err(Error::SchemaNeedsPostgres(schema));
                 }
                 let memory = self.url.contains(":memory:") || self.url.contains("mode=memory");
-                opts.max_connections(1).map_sqlx_sqlite_opts(move |o| {
-                    let o = o.foreign_keys(true).busy_timeout(Duration::from_secs(10));
-                    if memory {
-                        o
-                    } else {
-                        o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
-                            .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
-                    }
-                });
+                // The writer (and an in-memory database's only connection,
+                // which holds the database) is never closed for idleness or
+                // age: closing it would lose an in-memory database.
+                opts.max_connections(1)
+                    .min_connections(1)
+                    .idle_timeout(None)
+                    .max_lifetime(None)
+                    .map_sqlx_sqlite_opts(move |o| {
+                        let o = o.foreign_keys(true).busy_timeout(Duration::from_secs(10));
+                        if memory {
+                            o
+                        } else {
+                            o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                                .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
+                        }
+                    });
             }
             _ => {
+                if let Some(idle) = self.idle_timeout {
+                    opts.idle_timeout(idle);
+                }
                 opts.max_connections(self.max_connections.unwrap_or(DEFAULT_PG_CONNECTIONS))
                     // sqlx keeps prepared statements per connection; a
                     // generic plan made while a table was small (a seq
@@ -183,12 +209,37 @@ impl SqlCacheBuilder {
                 url: shown.clone(),
                 source,
             })?;
+        let mut read = db.clone();
         if backend == DbBackend::Sqlite {
             // One connection: nobody else in this process can race it, and
             // other processes wait on SQLite's own locks.
             migrate(&db).await?;
+            if !self.url.contains(":memory:") && !self.url.contains("mode=memory") {
+                read = self.sqlite_readers(&shown).await?;
+            }
         }
-        Ok(SqlCache { db, backend })
+        Ok(SqlCache { db, read, backend })
+    }
+
+    /// The read-only pool of a SQLite file (opened once the writer has
+    /// created and migrated it). In WAL mode readers see the last commit
+    /// while the writer works, so reads never wait for it.
+    async fn sqlite_readers(&self, shown: &str) -> Result<DatabaseConnection> {
+        let mut opts = ConnectOptions::new(self.url.clone());
+        opts.sqlx_logging(false)
+            .connect_timeout(self.connect_timeout)
+            .acquire_timeout(self.connect_timeout)
+            .max_connections(self.max_connections.unwrap_or(DEFAULT_SQLITE_READERS));
+        if let Some(idle) = self.idle_timeout {
+            opts.idle_timeout(idle);
+        }
+        opts.map_sqlx_sqlite_opts(|o| o.read_only(true).busy_timeout(Duration::from_secs(10)));
+        Database::connect(opts)
+            .await
+            .map_err(|source| Error::Connect {
+                url: shown.to_owned(),
+                source,
+            })
     }
 }
 
@@ -281,7 +332,12 @@ async fn migrate(db: &DatabaseConnection) -> Result<()> {
 /// the same connection pool.
 #[derive(Clone)]
 pub struct SqlCache {
+    /// Every write goes here (on SQLite: the single writer connection).
     db: DatabaseConnection,
+    /// Reads go here: on a SQLite file a pool of read-only WAL connections,
+    /// so that reads never queue behind the writer's transaction; otherwise
+    /// the same pool as `db`.
+    read: DatabaseConnection,
     backend: DbBackend,
 }
 
@@ -355,11 +411,11 @@ impl SqlCache {
         SqlCacheBuilder::new(url)
     }
 
-    /// Closes the connection pool.
+    /// Closes the connection pools.
     pub async fn close(self) -> Result<()> {
-        self.db
-            .close()
-            .await
+        let read = self.read.close().await;
+        let write = self.db.close().await;
+        read.and(write)
             .map_err(|e| Error::db("closing the pool", e))
     }
 
@@ -741,7 +797,7 @@ impl SqlCache {
              ORDER BY r.test_date DESC, r.patient, r.serial_key",
             self.record_cols()
         );
-        self.all(&self.db, "listing records", &sql, vals![hh_col(value)])
+        self.all(&self.read, "listing records", &sql, vals![hh_col(value)])
             .await?
             .iter()
             .map(|row| self.record_of_row(row).map(|(r, _)| r))
@@ -1677,7 +1733,7 @@ impl CachePort for SqlCache {
     }
 
     async fn checkpoint(&self) -> CacheResult<Option<BlockRef>> {
-        Ok(self.read_sync_state(&self.db).await?.checkpoint())
+        Ok(self.read_sync_state(&self.read).await?.checkpoint())
     }
 
     async fn journal(&self, from: u64, to: u64) -> CacheResult<Vec<BlockRef>> {
@@ -1685,7 +1741,7 @@ impl CachePort for SqlCache {
             return Ok(Vec::new());
         }
         self.all(
-            &self.db,
+            &self.read,
             "reading the journal",
             "SELECT number, hash, parent_hash FROM journal
              WHERE number >= $1 AND number <= $2 ORDER BY number",
@@ -1705,13 +1761,13 @@ impl CachePort for SqlCache {
     }
 
     async fn profile(&self, hh: HhNumber) -> CacheResult<Option<Profile>> {
-        Ok(self.load_profile(&self.db, hh).await?.map(|(p, _)| p))
+        Ok(self.load_profile(&self.read, hh).await?.map(|(p, _)| p))
     }
 
     async fn account_of(&self, wallet: WalletAddress) -> CacheResult<Option<(Role, HhNumber)>> {
         let row = self
             .one(
-                &self.db,
+                &self.read,
                 "looking up a wallet",
                 "SELECT hh, role FROM users WHERE wallet = $1",
                 vals![wallet.to_string()],
@@ -1728,7 +1784,7 @@ impl CachePort for SqlCache {
     }
 
     async fn record(&self, id: RecordId) -> CacheResult<Option<MedicalRecord>> {
-        Ok(self.load_record(&self.db, id).await?.map(|(r, _)| r))
+        Ok(self.load_record(&self.read, id).await?.map(|(r, _)| r))
     }
 
     async fn records_of_patient(&self, patient: HhNumber) -> CacheResult<Vec<MedicalRecord>> {
@@ -1741,7 +1797,7 @@ impl CachePort for SqlCache {
 
     async fn grants_of_patient(&self, patient: HhNumber) -> CacheResult<Vec<AccessGrant>> {
         self.all(
-            &self.db,
+            &self.read,
             "listing grants",
             "SELECT * FROM grants WHERE patient = $1 ORDER BY grantee",
             vals![hh_col(patient)],
@@ -1759,7 +1815,7 @@ impl CachePort for SqlCache {
         now: Timestamp,
     ) -> CacheResult<Vec<HhNumber>> {
         self.all(
-            &self.db,
+            &self.read,
             "listing a doctor's patients",
             "SELECT patient FROM grants
              WHERE grantee = $1 AND revoked_at IS NULL
@@ -1795,7 +1851,7 @@ impl CachePort for SqlCache {
             " ORDER BY p.name_lower, p.hh LIMIT {}",
             p.push(clamp(limit))
         );
-        self.all(&self.db, "searching patients", &sql, p.0)
+        self.all(&self.read, "searching patients", &sql, p.0)
             .await?
             .iter()
             .map(patient_of_row)
@@ -1842,7 +1898,7 @@ impl CachePort for SqlCache {
             " ORDER BY r.test_date DESC, r.patient, r.serial_key LIMIT {}",
             p.push(clamp(q.limit))
         );
-        self.all(&self.db, "searching records", &sql, p.0)
+        self.all(&self.read, "searching records", &sql, p.0)
             .await?
             .iter()
             .map(|row| self.record_of_row(row).map(|(r, _)| r))
@@ -1851,13 +1907,13 @@ impl CachePort for SqlCache {
     }
 
     async fn latest_audit_anchor(&self) -> CacheResult<Option<AuditAnchor>> {
-        Ok(self.load_anchor(&self.db).await?.map(|(a, _)| a))
+        Ok(self.load_anchor(&self.read).await?.map(|(a, _)| a))
     }
 
     async fn counts(&self) -> CacheResult<CacheCounts> {
         let row = self
             .one(
-                &self.db,
+                &self.read,
                 "counting rows",
                 "SELECT (SELECT COUNT(*) FROM patients) AS patients,
                     (SELECT COUNT(*) FROM doctors) AS doctors,
@@ -1922,7 +1978,7 @@ impl CachePort for SqlCache {
     async fn extras(&self, hh: HhNumber) -> CacheResult<Option<ProfileExtras>> {
         let Some(row) = self
             .one(
-                &self.db,
+                &self.read,
                 "reading extras",
                 "SELECT * FROM extras WHERE hh = $1",
                 vals![hh_col(hh)],
@@ -1986,30 +2042,35 @@ impl CachePort for SqlCache {
             }
         );
         let t = "notifications";
-        self.all(&self.db, "listing notifications", &sql, vals![hh_col(user)])
-            .await?
-            .iter()
-            .map(|row| -> Result<Notification> {
-                let kind: String = get(row, t, "kind")?;
-                Ok(Notification {
-                    id: uint(t, "id", get(row, t, "id")?)?,
-                    body: NewNotification {
-                        user: hh_of(t, get(row, t, "user_hh")?)?,
-                        kind: NotificationKind::parse(&kind).ok_or_else(|| {
-                            Error::corrupt(t, format!("unknown notification kind {kind:?}"))
-                        })?,
-                        title: parse(t, get::<String>(row, t, "title")?)?,
-                        message: parse(t, get::<String>(row, t, "message")?)?,
-                        related_record: get::<Option<String>>(row, t, "related_record")?
-                            .map(|r| parse(t, r))
-                            .transpose()?,
-                        created_at: ts_of(get(row, t, "created_at")?),
-                    },
-                    read: get(row, t, "is_read")?,
-                })
+        self.all(
+            &self.read,
+            "listing notifications",
+            &sql,
+            vals![hh_col(user)],
+        )
+        .await?
+        .iter()
+        .map(|row| -> Result<Notification> {
+            let kind: String = get(row, t, "kind")?;
+            Ok(Notification {
+                id: uint(t, "id", get(row, t, "id")?)?,
+                body: NewNotification {
+                    user: hh_of(t, get(row, t, "user_hh")?)?,
+                    kind: NotificationKind::parse(&kind).ok_or_else(|| {
+                        Error::corrupt(t, format!("unknown notification kind {kind:?}"))
+                    })?,
+                    title: parse(t, get::<String>(row, t, "title")?)?,
+                    message: parse(t, get::<String>(row, t, "message")?)?,
+                    related_record: get::<Option<String>>(row, t, "related_record")?
+                        .map(|r| parse(t, r))
+                        .transpose()?,
+                    created_at: ts_of(get(row, t, "created_at")?),
+                },
+                read: get(row, t, "is_read")?,
             })
-            .collect::<Result<Vec<_>>>()
-            .map_err(Into::into)
+        })
+        .collect::<Result<Vec<_>>>()
+        .map_err(Into::into)
     }
 
     async fn mark_notification_read(&self, id: u64) -> CacheResult<()> {
@@ -2058,7 +2119,7 @@ impl CachePort for SqlCache {
     async fn session(&self, token_hash: SessionTokenHash) -> CacheResult<Option<Session>> {
         let t = "sessions";
         self.one(
-            &self.db,
+            &self.read,
             "reading a session",
             "SELECT * FROM sessions WHERE token_hash = $1",
             vals![hash_col(token_hash.0)],
@@ -2121,7 +2182,7 @@ impl CachePort for SqlCache {
             sql += &format!(" AND patient = {}", p.push(hh_col(patient)));
         }
         sql += &format!(" ORDER BY seq LIMIT {}", p.push(clamp(limit)));
-        self.all(&self.db, "reading the access log", &sql, p.0)
+        self.all(&self.read, "reading the access log", &sql, p.0)
             .await?
             .iter()
             .map(Self::log_entry_of_row)
@@ -2136,7 +2197,7 @@ impl CachePort for SqlCache {
         // The anchor is read before the walk: entries it covers were
         // appended before it was, so a later anchor cannot cover entries
         // this walk has not seen.
-        let anchor = self.load_anchor(&self.db).await?.map(|(a, _)| a);
+        let anchor = self.load_anchor(&self.read).await?.map(|(a, _)| a);
         let mut anchored_hash = None;
         let mut expected: u64 = 1;
         let mut prev = B256::ZERO;
@@ -2145,7 +2206,7 @@ impl CachePort for SqlCache {
         'pages: loop {
             let rows = self
                 .all(
-                    &self.db,
+                    &self.read,
                     "verifying the access log",
                     &page_sql,
                     vals![after, VERIFY_PAGE],
@@ -2176,7 +2237,7 @@ impl CachePort for SqlCache {
         }
         let count = self
             .one(
-                &self.db,
+                &self.read,
                 "counting the access log",
                 "SELECT COUNT(*) AS n FROM access_log",
                 vec![],
@@ -2194,7 +2255,7 @@ impl CachePort for SqlCache {
         let row = match i64::try_from(up_to_seq) {
             Ok(seq) => {
                 self.one(
-                    &self.db,
+                    &self.read,
                     "reading an access-log digest",
                     "SELECT hash FROM access_log WHERE seq = $1",
                     vals![seq],

@@ -14,9 +14,15 @@
 //!   (created if missing, selected through the connections' `search_path`),
 //!   so that several caches can share one database.
 //!
-//! SQLite uses a single connection, so writers are serialized in process, and
-//! write transactions start with `BEGIN IMMEDIATE`, so that other processes
-//! wait (up to a 10 s busy timeout) rather than fail on a lock upgrade.
+//! SQLite writes on a single connection, so writers are serialized in
+//! process, and write transactions start with `BEGIN IMMEDIATE`, so that
+//! other processes wait (up to a 10 s busy timeout) rather than fail on a
+//! lock upgrade. On a file, reads go to a pool of read-only connections
+//! (4 unless [`SqlCacheBuilder::max_connections`] says otherwise): in WAL
+//! mode they see the last commit while the writer works, so a read never
+//! queues behind a long `apply_blocks`. An in-memory database lives in its
+//! only connection, which (like the file's writer) is never closed for
+//! idleness or age.
 //! PostgreSQL uses a pool (10 connections unless told otherwise); chain
 //! writers serialize on a row lock of `sync_state`, access-log appends on
 //! a table lock of `access_log`; schema creation and migrations on advisory
@@ -92,7 +98,8 @@
 //!
 //! # Rollback: an undo log
 //!
-//! `apply_block` runs in one transaction: for every event that changes a row
+//! `apply_block` (and `apply_blocks`, for a whole batch) runs in one
+//! transaction: for every event that changes a row
 //! it first reads the row's current value (the before-image, `null` when
 //! there was none), writes the new value, and appends the before-image as
 //! JSON to `undo_log` under `(block number, step)`; then it journals the
@@ -105,7 +112,12 @@
 //! to their earlier values exactly, with their earlier source block and tx.
 //! `prune_journal(n)` deletes the undo rows and journal entries below `n`,
 //! remembering the highest pruned block: rolling back below it is a
-//! `Conflict`.
+//! `Conflict`. `apply_blocks(batch, finalized)` checks the batch's linkage
+//! block by block in memory, writes no undo rows for blocks at or below
+//! `finalized` (they stay journaled, and the highest of them is remembered
+//! like a pruned block, so rolling back below it is a `Conflict`), writes
+//! the other blocks' undo rows and every journal row in multi-row
+//! statements, and moves the checkpoint once.
 //!
 //! Runs of record creations with distinct ids (the bulk of a busy block) are
 //! read and written with multi-row statements of at most 20 rows, and undo

@@ -203,6 +203,17 @@ impl SqlCacheBuilder {
             migrated?;
             closed.map_err(|e| Error::db("closing the migration connection", e))?;
         }
+        // Several processes may create and migrate one new SQLite file at
+        // once (SQLite's locks do not make "create table unless migrated"
+        // atomic): they take turns on a lock file beside the database,
+        // held from opening the file until its migrations are done.
+        let file = (backend == DbBackend::Sqlite)
+            .then(|| sqlite_path(&self.url))
+            .flatten();
+        let lock = match &file {
+            Some(path) => lock_migrations(path, self.connect_timeout).await?,
+            None => None,
+        };
         let db = Database::connect(opts)
             .await
             .map_err(|source| Error::Connect {
@@ -211,10 +222,16 @@ impl SqlCacheBuilder {
             })?;
         let mut read = db.clone();
         if backend == DbBackend::Sqlite {
-            // One connection: nobody else in this process can race it, and
-            // other processes wait on SQLite's own locks.
-            migrate(&db).await?;
-            if !self.url.contains(":memory:") && !self.url.contains("mode=memory") {
+            let migrated = migrate(&db).await;
+            if let Some(lock) = lock {
+                // Closing the lock connection rolls its transaction back
+                // and releases the lock.
+                if let Err(e) = lock.close().await {
+                    tracing::warn!(error = %e, "closing the migration lock failed");
+                }
+            }
+            migrated?;
+            if file.is_some() {
                 read = self.sqlite_readers(&shown).await?;
             }
         }
@@ -241,6 +258,53 @@ impl SqlCacheBuilder {
                 source,
             })
     }
+}
+
+/// The file of a SQLite URL (`sqlite://<path>?…` or `sqlite:<path>`), or
+/// `None` for an in-memory database.
+fn sqlite_path(url: &str) -> Option<String> {
+    if url.contains(":memory:") || url.contains("mode=memory") {
+        return None;
+    }
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or(rest);
+    (!path.is_empty()).then(|| path.to_owned())
+}
+
+/// Takes an exclusive lock on `<path>.migrate-lock`, a small SQLite
+/// database of its own (created if missing), waiting up to a minute for
+/// another holder: SQLite's own file locking, portable and released by the
+/// operating system if the process dies. The lock lasts until the returned
+/// connection is closed. `None` when the database's directory does not
+/// exist (opening the database then fails, naming it).
+async fn lock_migrations(path: &str, timeout: Duration) -> Result<Option<DatabaseConnection>> {
+    let lock_path = format!("{path}.migrate-lock");
+    let dir = std::path::Path::new(&lock_path).parent();
+    if dir.is_some_and(|d| !d.as_os_str().is_empty() && !d.exists()) {
+        return Ok(None);
+    }
+    let fail = |source| Error::MigrationLock {
+        path: lock_path.clone(),
+        source,
+    };
+    let mut opts = ConnectOptions::new(format!("sqlite://{lock_path}?mode=rwc"));
+    opts.sqlx_logging(false)
+        .max_connections(1)
+        .min_connections(1)
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .connect_timeout(timeout)
+        .acquire_timeout(timeout)
+        .map_sqlx_sqlite_opts(|o| o.busy_timeout(Duration::from_secs(60)));
+    let db = Database::connect(opts).await.map_err(fail)?;
+    // An exclusive transaction that is never committed: it holds the
+    // lock until the connection closes.
+    db.execute_unprepared("BEGIN EXCLUSIVE")
+        .await
+        .map_err(fail)?;
+    Ok(Some(db))
 }
 
 /// Whether `name` is a plain lowercase identifier that needs no quoting.
@@ -632,36 +696,54 @@ impl SqlCache {
                 )));
             }
         }
-        self.write_profile(c, profile, source).await?;
+        // The check above reads without a lock: a concurrent writer may
+        // have cached the HH number with another role since, and then the
+        // guarded upsert writes nothing.
+        if !self.write_profile(c, profile, source).await? {
+            return Err(CacheError::Conflict(format!(
+                "HH number {hh} is cached with another role than {}",
+                profile.role()
+            )));
+        }
         Ok(())
     }
 
-    /// Writes the user row and the role's profile row.
+    /// Writes the user row and the role's profile row; `false` (and
+    /// nothing written) when the HH number is cached with another role.
+    /// The role is compared inside the upsert (`ON CONFLICT … WHERE`), so
+    /// two concurrent writers of one HH number with different roles cannot
+    /// both succeed: PostgreSQL makes the second wait for the first's
+    /// commit and then evaluates the condition against its row.
     async fn write_profile<C: ConnectionTrait>(
         &self,
         c: &C,
         profile: &Profile,
         source: ChainSource,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let hh = hh_col(profile.hh());
         let block = int("block number", source.block_number)?;
         let tx = hash_col(source.tx_hash);
-        self.exec(
-            c,
-            "writing a user",
-            "INSERT INTO users (hh, role, wallet, source_block, source_tx)
+        let written = self
+            .exec(
+                c,
+                "writing a user",
+                "INSERT INTO users (hh, role, wallet, source_block, source_tx)
              VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (hh) DO UPDATE SET wallet = excluded.wallet,
-                source_block = excluded.source_block, source_tx = excluded.source_tx",
-            vals![
-                hh,
-                role_col(profile.role()),
-                profile.wallet().to_string(),
-                block,
-                tx.clone()
-            ],
-        )
-        .await?;
+                source_block = excluded.source_block, source_tx = excluded.source_tx
+             WHERE users.role = excluded.role",
+                vals![
+                    hh,
+                    role_col(profile.role()),
+                    profile.wallet().to_string(),
+                    block,
+                    tx.clone()
+                ],
+            )
+            .await?;
+        if written == 0 {
+            return Ok(false);
+        }
         match profile {
             Profile::Patient(p) => {
                 self.exec(
@@ -736,7 +818,7 @@ impl SqlCache {
                 .await?;
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     async fn delete_profile<C: ConnectionTrait>(&self, c: &C, hh: HhNumber) -> Result<()> {
@@ -1230,7 +1312,13 @@ impl SqlCache {
             Before::Profile { hh, row: None } => self.delete_profile(tx, hh).await,
             Before::Profile {
                 row: Some((p, s)), ..
-            } => self.write_profile(tx, &p, s).await,
+            } => match self.write_profile(tx, &p, s).await? {
+                true => Ok(()),
+                false => Err(Error::corrupt(
+                    "undo_log",
+                    format!("restoring profile {}: cached with another role", p.hh()),
+                )),
+            },
             Before::Record { id, row: None } => self.delete_record(tx, id).await,
             Before::Record {
                 row: Some((r, s)), ..

@@ -61,6 +61,16 @@ pub enum Error {
         #[source]
         source: DbErr,
     },
+    /// The lock database that serializes migrations of a SQLite file
+    /// could not be opened or locked.
+    #[error("cannot lock {path} to migrate the SQLite cache: {source}")]
+    MigrationLock {
+        /// The lock database.
+        path: String,
+        /// What the driver said.
+        #[source]
+        source: DbErr,
+    },
     /// A stored row does not decode into a domain value.
     #[error("corrupt row in table {table}: {detail}")]
     CorruptRow {
@@ -152,7 +162,9 @@ impl From<Error> for CacheError {
                     CacheError::other(err)
                 }
             }
-            Error::SchemaTooNew { .. } | Error::Migrate(_) => CacheError::other(err),
+            Error::SchemaTooNew { .. } | Error::Migrate(_) | Error::MigrationLock { .. } => {
+                CacheError::other(err)
+            }
         }
     }
 }

@@ -39,6 +39,11 @@
 //! sea-orm-migration and its `seaql_migrations` table). A database that has
 //! applied a migration this code does not know was written by a newer version
 //! and is refused with [`Error::SchemaTooNew`] before anything is touched.
+//! Processes that open one SQLite file at once take turns on a lock beside
+//! it (an uncommitted `BEGIN EXCLUSIVE` on the small database
+//! `<path>.migrate-lock`, released when its connection closes or the
+//! process exits), from opening the file until its migrations are done;
+//! on PostgreSQL an advisory lock does the same.
 //!
 //! # Schema
 //!

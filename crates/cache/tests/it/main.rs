@@ -13,6 +13,7 @@ mod access_log;
 mod conformance;
 mod faults;
 mod migrations;
+mod races;
 mod readers;
 mod rollback;
 mod search;

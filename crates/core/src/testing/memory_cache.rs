@@ -336,10 +336,10 @@ impl CachePort for InMemoryCache {
         for n in &old {
             // Blocks applied as final may sit above the pruned ones: the
             // final block only ever moves up.
-            if let Some((b, _)) = s.journal.remove(n) {
-                if s.pruned.is_none_or(|p| p.number < b.number) {
-                    s.pruned = Some(b);
-                }
+            if let Some((b, _)) = s.journal.remove(n)
+                && s.pruned.is_none_or(|p| p.number < b.number)
+            {
+                s.pruned = Some(b);
             }
         }
         Ok(old.len() as u64)

@@ -1,5 +1,9 @@
 //! Benchmarks of the SQL cache on a SQLite file and on PostgreSQL:
-//! record-index upsert throughput (100,000 rows applied in blocks of 100;
+//! ingestion through `apply_blocks` (100,000 events of a realistic mix: 10 %
+//! registrations, 80 % record creations, 8 % grants, 1 % revocations and
+//! 1 % profile updates, in blocks of 1, 5 and 100 events, batches of about
+//! 1,000 events, every block final as in a backfill; each block size on a
+//! fresh database), record-index upsert throughput (100,000 rows applied in blocks of 100;
 //! the events are built before the clock starts, so only writes are timed),
 //! profile read latency by HH number, and name-prefix search latency over
 //! 100,000 patients. Prints the figures; asserts nothing about speed.
@@ -16,7 +20,8 @@ use std::time::{Duration, Instant};
 use healthledger_cache::SqlCache;
 use healthledger_core::testing::{cache, fixtures};
 use healthledger_core::{
-    BlockRef, CachePort, ChainEvent, HhNumber, LedgerEvent, MedicalRecord, Timestamp, WalletAddress,
+    AccessGrant, BlockRef, CachePort, ChainEvent, HhNumber, LedgerEvent, MedicalRecord, Name,
+    Profile, Timestamp, WalletAddress,
 };
 use sea_orm::{ConnectOptions, ConnectionTrait as _, Database};
 
@@ -26,6 +31,9 @@ const PATIENTS: u32 = 100_000;
 const PATIENT_BLOCK: u32 = 1_000;
 const READS: usize = 10_000;
 const SEARCHES: usize = 2_000;
+const INGEST_EVENTS: u64 = 100_000;
+const INGEST_BLOCKS: [u64; 3] = [1, 5, 100];
+const INGEST_BATCH_EVENTS: u64 = 1_000;
 
 const SYLLABLES: [&str; 16] = [
     "ka", "ra", "mi", "sha", "de", "vi", "no", "lu", "ta", "pe", "ri", "so", "an", "el", "jo", "bu",
@@ -82,6 +90,127 @@ async fn apply_timed(c: &SqlCache, blocks: &[(BlockRef, Vec<ChainEvent>)]) -> f6
         c.apply_block(block, events).await.unwrap();
     }
     start.elapsed().as_secs_f64()
+}
+
+/// The ingestion mix, event by event: in every 100 events, 7 patient and 3
+/// doctor registrations first, then 80 record creations, 8 grants, one
+/// revocation of an earlier grant and one update of an earlier patient.
+fn ingest_events() -> Vec<LedgerEvent> {
+    let mut rng = Rng(0x5DEE_CE66_D1CE_4E5B);
+    let mut patients: Vec<Profile> = Vec::new();
+    let mut doctors: Vec<u32> = Vec::new();
+    let mut grants: Vec<AccessGrant> = Vec::new();
+    let mut next_hh = 100_000u32;
+    let mut serial = 0u64;
+    let mut events = Vec::with_capacity(INGEST_EVENTS as usize);
+    while (events.len() as u64) < INGEST_EVENTS {
+        for k in 0..100u32 {
+            let e = match k {
+                0..7 => {
+                    next_hh += 1;
+                    let name = format!("{} {}", rng.word(), rng.word());
+                    let p = fixtures::patient(next_hh, wallet(u64::from(next_hh)), &name);
+                    patients.push(p.clone());
+                    LedgerEvent::registration(p)
+                }
+                7..10 => {
+                    next_hh += 1;
+                    doctors.push(next_hh);
+                    LedgerEvent::registration(fixtures::doctor(
+                        next_hh,
+                        wallet(u64::from(next_hh)),
+                        "Dr. Bench",
+                    ))
+                }
+                10..90 => {
+                    serial += 1;
+                    let patient = patients[rng.below(patients.len() as u64) as usize].hh();
+                    let creator = doctors[rng.below(doctors.len() as u64) as usize];
+                    LedgerEvent::RecordCreated(MedicalRecord::from_new(
+                        fixtures::record(
+                            patient.get(),
+                            serial,
+                            creator,
+                            "Complete blood count",
+                            if serial.is_multiple_of(3) {
+                                "x-ray"
+                            } else {
+                                "lab-result"
+                            },
+                            fixtures::date(
+                                2025,
+                                1 + (serial % 12) as u32,
+                                1 + (serial % 28) as u32,
+                            ),
+                        ),
+                        Timestamp(1_750_000_000 + serial),
+                    ))
+                }
+                90..98 => {
+                    let patient = patients[rng.below(patients.len() as u64) as usize].hh();
+                    let grantee = doctors[rng.below(doctors.len() as u64) as usize];
+                    let g = AccessGrant {
+                        patient,
+                        grantee: HhNumber::new(grantee).unwrap(),
+                        granted_at: Timestamp(1_750_000_000),
+                        expires_at: None,
+                        revoked_at: None,
+                    };
+                    grants.push(g.clone());
+                    LedgerEvent::AccessGranted(g)
+                }
+                98 => {
+                    let g = &grants[rng.below(grants.len() as u64) as usize];
+                    LedgerEvent::AccessRevoked {
+                        patient: g.patient,
+                        grantee: g.grantee,
+                        revoked_at: Timestamp(1_760_000_000),
+                    }
+                }
+                _ => {
+                    let i = rng.below(patients.len() as u64) as usize;
+                    let updated = match patients[i].clone() {
+                        Profile::Patient(mut p) => {
+                            p.name = Name::new(format!("{} {}", rng.word(), rng.word())).unwrap();
+                            Profile::Patient(p)
+                        }
+                        other => other,
+                    };
+                    patients[i] = updated.clone();
+                    LedgerEvent::ProfileUpdated(updated)
+                }
+            };
+            events.push(e);
+        }
+    }
+    events.truncate(INGEST_EVENTS as usize);
+    events
+}
+
+/// Ingests `events` in blocks of `per_block` events through `apply_blocks`
+/// batches of about [`INGEST_BATCH_EVENTS`] events (all final); prints
+/// events/s. The batches are built before the clock starts.
+async fn ingest(label: &str, c: &SqlCache, events: &[LedgerEvent], per_block: u64) {
+    let blocks: Vec<(BlockRef, Vec<ChainEvent>)> = events
+        .chunks(per_block as usize)
+        .zip(1..)
+        .map(|(chunk, n)| {
+            let b = cache::block(n, 0);
+            (b, cache::in_block(&b, chunk.to_vec()))
+        })
+        .collect();
+    let per_batch = (INGEST_BATCH_EVENTS / per_block).max(1) as usize;
+    let start = Instant::now();
+    for batch in blocks.chunks(per_batch) {
+        let last = batch[batch.len() - 1].0.number;
+        c.apply_blocks(batch, last).await.unwrap();
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "{label}: ingestion: {} events in blocks of {per_block} ({per_batch} blocks per batch) in {secs:.2} s = {:.0} events/s",
+        events.len(),
+        events.len() as f64 / secs
+    );
 }
 
 async fn run(label: &str, c: &SqlCache) {
@@ -190,6 +319,16 @@ fn main() {
             "sqlite://{}?mode=rwc",
             dir.path().join("bench.db").display()
         );
+        let events = ingest_events();
+        for (i, per_block) in INGEST_BLOCKS.into_iter().enumerate() {
+            let url = format!(
+                "sqlite://{}?mode=rwc",
+                dir.path().join(format!("ingest-{i}.db")).display()
+            );
+            let c = SqlCache::connect(&url).await.unwrap();
+            ingest("SQLite file", &c, &events, per_block).await;
+            c.close().await.unwrap();
+        }
         let c = SqlCache::connect(&url).await.unwrap();
         run("SQLite file", &c).await;
         c.close().await.unwrap();
@@ -200,7 +339,22 @@ fn main() {
         }
         let pg_url = std::env::var("TEST_DATABASE_URL")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+        let mut schemas = Vec::new();
+        for (i, per_block) in INGEST_BLOCKS.into_iter().enumerate() {
+            let schema = format!("hl_cache_bench_{}_ingest_{i}", std::process::id());
+            let c = SqlCache::builder(pg_url.clone())
+                .postgres_schema(schema.clone())
+                .connect()
+                .await
+                .unwrap_or_else(|e| {
+                    panic!("PostgreSQL is not usable ({e}); start it with `cargo xtask setup`")
+                });
+            ingest("PostgreSQL", &c, &events, per_block).await;
+            c.close().await.unwrap();
+            schemas.push(schema);
+        }
         let schema = format!("hl_cache_bench_{}", std::process::id());
+        schemas.push(schema.clone());
         let c = SqlCache::builder(pg_url.clone())
             .postgres_schema(schema.clone())
             .connect()
@@ -213,8 +367,10 @@ fn main() {
         let mut opts = ConnectOptions::new(pg_url);
         opts.max_connections(1).sqlx_logging(false);
         let db = Database::connect(opts).await.unwrap();
-        db.execute_unprepared(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
-            .await
-            .unwrap();
+        for schema in schemas {
+            db.execute_unprepared(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+                .await
+                .unwrap();
+        }
     });
 }

@@ -1520,7 +1520,7 @@ impl SqlCache {
         let state = self.read_sync_state(tx).await?;
         if let Some(p) = state.pruned.filter(|p| p.number > number) {
             return Err(CacheError::Conflict(format!(
-                "cannot roll back to {number}: block {} is final (its undo data was pruned)",
+                "cannot roll back to {number}: block {} is final (pruned, or applied at or below the finalized height)",
                 p.number
             )));
         }

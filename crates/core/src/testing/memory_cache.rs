@@ -299,7 +299,7 @@ impl CachePort for InMemoryCache {
         let mut s = self.lock();
         if let Some(p) = s.pruned.filter(|p| p.number > number) {
             return Err(CacheError::Conflict(format!(
-                "cannot roll back to {number}: block {} is final (its undo data was pruned)",
+                "cannot roll back to {number}: block {} is final (pruned, or applied at or below the finalized height)",
                 p.number
             )));
         }

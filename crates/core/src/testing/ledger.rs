@@ -792,6 +792,24 @@ pub async fn audit_digests_are_anchored(l: &dyn LedgerPort) {
     assert!(matches!(err, LedgerError::Invalid(_)), "stale seq: {err}");
 }
 
+fn assert_invalid<T: std::fmt::Debug>(what: &str, result: Result<T, LedgerError>) {
+    match result {
+        Err(LedgerError::Invalid(_)) => {}
+        other => panic!("{what}: expected Invalid, got {other:?}"),
+    }
+}
+
+/// The events of blocks `from..=to`, without their positions.
+async fn event_kinds(l: &dyn LedgerPort, from: u64, to: u64) -> Vec<LedgerEvent> {
+    l.events(from, to)
+        .await
+        .expect("events")
+        .events
+        .into_iter()
+        .map(|e| e.event)
+        .collect()
+}
+
 fn assert_denied<T: std::fmt::Debug>(what: &str, result: Result<T, LedgerError>) {
     match result {
         Err(LedgerError::AccessDenied(_)) => {}
@@ -978,10 +996,7 @@ pub async fn grants_lapse_at_their_expiry_by_block_time(
             expires_at: Some(expiry),
         };
         let a = consent(l, &pw, &action).await;
-        match l.grant_access(p, d, Some(expiry), &a).await {
-            Err(LedgerError::Invalid(_)) => {}
-            other => panic!("{what}: expected Invalid, got {other:?}"),
-        }
+        assert_invalid(what, l.grant_access(p, d, Some(expiry), &a).await);
         assert_eq!(
             l.grant(p, d, ReadAt::Latest).await.expect("read"),
             None,
@@ -1297,10 +1312,10 @@ pub async fn registration_is_issued_by_registrars(l: &dyn LedgerPort, chain: &dy
         Timestamp(1),
     )
     .await;
-    match as_patient.register_attested(&patient, &old).await {
-        Err(LedgerError::Invalid(_)) => {}
-        other => panic!("an expired attestation: expected Invalid, got {other:?}"),
-    }
+    assert_invalid(
+        "an expired attestation",
+        as_patient.register_attested(&patient, &old).await,
+    );
     // Attested for another HH number than the one registered.
     let other_hh = fixtures::patient(178_011, patient_wallet.address(), "Wrong Number");
     assert_denied(
@@ -1391,19 +1406,12 @@ pub async fn registrars_are_the_admins_to_name(l: &dyn LedgerPort, chain: &dyn C
         "Dr. Late",
     );
     assert_denied("a removed registrar", as_helper.register(&doc2).await);
-    match l.remove_registrar(helper.address()).await {
-        Err(LedgerError::Invalid(_)) => {}
-        other => panic!("removing a non-registrar: expected Invalid, got {other:?}"),
-    }
+    assert_invalid(
+        "removing a non-registrar",
+        l.remove_registrar(helper.address()).await,
+    );
 
-    let events: Vec<LedgerEvent> = l
-        .events(added.block_number, removed.block_number)
-        .await
-        .expect("events")
-        .events
-        .into_iter()
-        .map(|e| e.event)
-        .collect();
+    let events: Vec<LedgerEvent> = event_kinds(l, added.block_number, removed.block_number).await;
     assert_eq!(
         events,
         vec![
@@ -1872,10 +1880,7 @@ pub async fn suspended_providers_create_and_receive_nothing(
         .await
         .expect("admin suspends the doctor");
     assert!(l.is_suspended(c, ReadAt::Latest).await.expect("read"));
-    match l.suspend_provider(c).await {
-        Err(LedgerError::Invalid(_)) => {}
-        other => panic!("suspending twice: expected Invalid, got {other:?}"),
-    }
+    assert_invalid("suspending twice", l.suspend_provider(c).await);
 
     let rec = fixtures::record(
         179_700,
@@ -1920,18 +1925,12 @@ pub async fn suspended_providers_create_and_receive_nothing(
     l.create_record(&rec, &a)
         .await
         .expect("a reinstated center creates");
-    match l.reinstate_provider(c).await {
-        Err(LedgerError::Invalid(_)) => {}
-        other => panic!("reinstating an active provider: expected Invalid, got {other:?}"),
-    }
-    let kinds: Vec<LedgerEvent> = l
-        .events(suspended.block_number, reinstated.block_number)
-        .await
-        .expect("events")
-        .events
-        .into_iter()
-        .map(|e| e.event)
-        .collect();
+    assert_invalid(
+        "reinstating an active provider",
+        l.reinstate_provider(c).await,
+    );
+    let kinds: Vec<LedgerEvent> =
+        event_kinds(l, suspended.block_number, reinstated.block_number).await;
     assert_eq!(
         kinds,
         vec![
@@ -1963,10 +1962,10 @@ pub async fn record_ids_belong_to_their_creator(l: &dyn LedgerPort) {
         )
     };
     let a = consent(l, &dw, &ConsentAction::CreateRecord(squat.clone())).await;
-    match l.create_record(&squat, &a).await {
-        Err(LedgerError::Invalid(_)) => {}
-        other => panic!("a doctor taking a center's record id: expected Invalid, got {other:?}"),
-    }
+    assert_invalid(
+        "a doctor taking a center's record id",
+        l.create_record(&squat, &a).await,
+    );
     assert_eq!(l.record(theirs, ReadAt::Latest).await.expect("read"), None);
     let own = crate::NewRecord {
         id: theirs,

@@ -1069,17 +1069,18 @@ impl SqlCache {
             let mut tuples = Vec::with_capacity(chunk.len());
             for b in chunk {
                 tuples.push(format!(
-                    "({}, {}, {})",
+                    "({}, {}, {}, {})",
                     p.push(int("block number", b.number)?),
                     p.push(hash_col(b.hash)),
-                    p.push(hash_col(b.parent_hash))
+                    p.push(hash_col(b.parent_hash)),
+                    p.push(ts_col(b.timestamp))
                 ));
             }
             self.exec(
                 tx,
                 "journaling blocks",
                 &format!(
-                    "INSERT INTO journal (number, hash, parent_hash) VALUES {}",
+                    "INSERT INTO journal (number, hash, parent_hash, block_time) VALUES {}",
                     tuples.join(", ")
                 ),
                 p.0,
@@ -1358,13 +1359,8 @@ impl SqlCache {
             .await?
             .ok_or_else(|| Error::corrupt("sync_state", "its single row is missing"))?;
         Ok(SyncState {
-            checkpoint: block_of(
-                &row,
-                "checkpoint_number",
-                "checkpoint_hash",
-                "checkpoint_parent",
-            )?,
-            pruned: block_of(&row, "pruned_number", "pruned_hash", "pruned_parent")?,
+            checkpoint: block_of(&row, "checkpoint")?,
+            pruned: block_of(&row, "pruned")?,
         })
     }
 
@@ -1373,15 +1369,16 @@ impl SqlCache {
             Some(b) => vals![
                 Some(int("block number", b.number)?),
                 Some(hash_col(b.hash)),
-                Some(hash_col(b.parent_hash))
+                Some(hash_col(b.parent_hash)),
+                Some(ts_col(b.timestamp))
             ],
-            None => vals![None::<i64>, None::<Vec<u8>>, None::<Vec<u8>>],
+            None => vals![None::<i64>, None::<Vec<u8>>, None::<Vec<u8>>, None::<i64>],
         };
         self.exec(
             tx,
             "moving the checkpoint",
             "UPDATE sync_state SET checkpoint_number = $1, checkpoint_hash = $2,
-                checkpoint_parent = $3 WHERE id = 1",
+                checkpoint_parent = $3, checkpoint_time = $4 WHERE id = 1",
             values,
         )
         .await
@@ -1503,12 +1500,13 @@ impl SqlCache {
         self.exec(
             tx,
             "recording the final block",
-            "UPDATE sync_state SET pruned_number = $1, pruned_hash = $2, pruned_parent = $3
-             WHERE id = 1",
+            "UPDATE sync_state SET pruned_number = $1, pruned_hash = $2, pruned_parent = $3,
+                pruned_time = $4 WHERE id = 1",
             vals![
                 int("block number", b.number)?,
                 hash_col(b.hash),
-                hash_col(b.parent_hash)
+                hash_col(b.parent_hash),
+                ts_col(b.timestamp)
             ],
         )
         .await
@@ -1567,11 +1565,11 @@ impl SqlCache {
             .one(
                 tx,
                 "reading the journal",
-                "SELECT number, hash, parent_hash FROM journal ORDER BY number DESC LIMIT 1",
+                "SELECT number, hash, parent_hash, block_time FROM journal ORDER BY number DESC LIMIT 1",
                 vec![],
             )
             .await?
-            .map(|row| block_of(&row, "number", "hash", "parent_hash"))
+            .map(|row| block_of(&row, "journal"))
             .transpose()?
             .flatten();
         self.set_checkpoint(tx, top.or(state.pruned)).await?;
@@ -1585,7 +1583,7 @@ impl SqlCache {
             .one(
                 tx,
                 "reading the journal",
-                "SELECT number, hash, parent_hash FROM journal WHERE number < $1
+                "SELECT number, hash, parent_hash, block_time FROM journal WHERE number < $1
                  ORDER BY number DESC LIMIT 1",
                 vals![below],
             )
@@ -1593,7 +1591,7 @@ impl SqlCache {
         else {
             return Ok(0);
         };
-        let top = block_of(&top, "number", "hash", "parent_hash")?
+        let top = block_of(&top, "journal")?
             .ok_or_else(|| Error::corrupt("journal", "an entry without a number"))?;
         self.exec(
             tx,
@@ -1715,13 +1713,21 @@ fn source_of(row: &QueryResult, table: &'static str, block: &str, tx: &str) -> R
     })
 }
 
-fn block_of(row: &QueryResult, number: &str, hash: &str, parent: &str) -> Result<Option<BlockRef>> {
+/// The block a row holds: a journal row (`number`, `hash`, `parent_hash`,
+/// `block_time`) or the sync state's `checkpoint_*` / `pruned_*` columns.
+/// A block journaled before migration 5 has no time: it reads as 0.
+fn block_of(row: &QueryResult, columns: &str) -> Result<Option<BlockRef>> {
     let t = "journal";
-    let Some(n) = get::<Option<i64>>(row, t, number)? else {
+    let [number, hash, parent, time] = match columns {
+        "journal" => ["number", "hash", "parent_hash", "block_time"].map(String::from),
+        prefix => ["number", "hash", "parent", "time"].map(|c| format!("{prefix}_{c}")),
+    };
+    let Some(n) = get::<Option<i64>>(row, t, &number)? else {
         return Ok(None);
     };
-    let h: Option<Vec<u8>> = get(row, t, hash)?;
-    let p: Option<Vec<u8>> = get(row, t, parent)?;
+    let h: Option<Vec<u8>> = get(row, t, &hash)?;
+    let p: Option<Vec<u8>> = get(row, t, &parent)?;
+    let time: Option<i64> = get(row, t, &time)?;
     let (Some(h), Some(p)) = (h, p) else {
         return Err(Error::corrupt(t, format!("block {n} without its hashes")));
     };
@@ -1729,6 +1735,7 @@ fn block_of(row: &QueryResult, number: &str, hash: &str, parent: &str) -> Result
         number: uint(t, "block number", n)?,
         hash: hash_of(t, &h)?,
         parent_hash: hash_of(t, &p)?,
+        timestamp: time.map_or(Timestamp(0), ts_of),
     }))
 }
 
@@ -1831,13 +1838,13 @@ impl CachePort for SqlCache {
         self.all(
             &self.read,
             "reading the journal",
-            "SELECT number, hash, parent_hash FROM journal
+            "SELECT number, hash, parent_hash, block_time FROM journal
              WHERE number >= $1 AND number <= $2 ORDER BY number",
             vals![clamp(from), clamp(to)],
         )
         .await?
         .iter()
-        .filter_map(|row| block_of(row, "number", "hash", "parent_hash").transpose())
+        .filter_map(|row| block_of(row, "journal").transpose())
         .collect::<Result<Vec<_>>>()
         .map_err(Into::into)
     }

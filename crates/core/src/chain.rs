@@ -12,11 +12,13 @@ use crate::{
     Profile, Timestamp, ValidationError, WalletAddress,
 };
 
-/// A block's identity: number, hash and parent hash. Comparing a stored
-/// `BlockRef` with the chain's block at the same number detects reorgs.
+/// A block's identity: number, hash, parent hash and timestamp. Comparing a
+/// stored `BlockRef` with the chain's block at the same number detects reorgs;
+/// the timestamp is the time grant expiries and registrations are judged by,
+/// and what a sync's lag in seconds is measured against.
 ///
-/// Displays (and parses) as `<number>:<hash>:<parent hash>` with 0x-prefixed
-/// lowercase hex.
+/// Displays (and parses) as `<number>:<hash>:<parent hash>:<timestamp>` with
+/// 0x-prefixed lowercase hex and the timestamp in Unix seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct BlockRef {
     /// Block number (height).
@@ -25,6 +27,8 @@ pub struct BlockRef {
     pub hash: B256,
     /// The parent block's hash.
     pub parent_hash: B256,
+    /// The block's timestamp (Unix seconds).
+    pub timestamp: Timestamp,
 }
 
 impl BlockRef {
@@ -36,7 +40,11 @@ impl BlockRef {
 
 impl fmt::Display for BlockRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}", self.number, self.hash, self.parent_hash)
+        write!(
+            f,
+            "{}:{}:{}:{}",
+            self.number, self.hash, self.parent_hash, self.timestamp.0
+        )
     }
 }
 
@@ -47,30 +55,36 @@ impl FromStr for BlockRef {
             ValidationError::new(
                 "block ref",
                 s,
-                "expected <number>:<0x 64-hex hash>:<0x 64-hex parent hash>",
+                "expected <number>:<0x 64-hex hash>:<0x 64-hex parent hash>:<unix seconds>",
             )
         };
         let mut parts = s.split(':');
-        let (Some(n), Some(h), Some(p), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
+        let (Some(n), Some(h), Some(p), Some(t), None) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) else {
             return Err(err());
         };
-        if n.is_empty()
-            || !n.bytes().all(|b| b.is_ascii_digit())
-            || (n.len() > 1 && n.starts_with('0'))
-        {
-            return Err(err());
-        }
+        let decimal = |x: &str| {
+            (!x.is_empty()
+                && x.bytes().all(|b| b.is_ascii_digit())
+                && !(x.len() > 1 && x.starts_with('0')))
+            .then(|| x.parse::<u64>().ok())
+            .flatten()
+        };
         let hash32 = |x: &str| {
             x.strip_prefix("0x")
                 .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
                 .and_then(|_| x.parse::<B256>().ok())
         };
         Ok(Self {
-            number: n.parse().map_err(|_| err())?,
+            number: decimal(n).ok_or_else(err)?,
             hash: hash32(h).ok_or_else(err)?,
             parent_hash: hash32(p).ok_or_else(err)?,
+            timestamp: Timestamp(decimal(t).ok_or_else(err)?),
         })
     }
 }
@@ -216,10 +230,23 @@ mod tests {
             number: 42,
             hash: B256::repeat_byte(0xab),
             parent_hash: B256::repeat_byte(0x01),
+            timestamp: Timestamp(1_700_000_000),
         };
         let s = b.to_string();
         assert_eq!(s.parse::<BlockRef>().unwrap(), b);
-        for bad in ["", "42", "42:0x00:0x00", "-1:0x:0x", "042:0xab:0x01"] {
+        let three_parts = format!("{}:{}:{}", b.number, b.hash, b.parent_hash);
+        let five_parts = format!("{s}:1");
+        let padded_time = format!("{three_parts}:01");
+        for bad in [
+            "",
+            "42",
+            "42:0x00:0x00",
+            "-1:0x:0x",
+            "042:0xab:0x01",
+            &three_parts,
+            &five_parts,
+            &padded_time,
+        ] {
             assert!(bad.parse::<BlockRef>().is_err(), "{bad}");
         }
     }

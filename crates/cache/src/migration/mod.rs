@@ -11,6 +11,7 @@ mod m20261124_000001_chain_tables;
 mod m20261124_000002_db_only_tables;
 mod m20261124_000003_search_index;
 mod m20261124_000004_ordered_timestamps;
+mod m20261202_000005_block_times;
 
 /// The cache's migrations, oldest first.
 #[derive(Debug)]
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000002_db_only_tables::Migration),
             Box::new(m20261124_000003_search_index::Migration),
             Box::new(m20261124_000004_ordered_timestamps::Migration),
+            Box::new(m20261202_000005_block_times::Migration),
         ]
     }
 }

@@ -8,7 +8,7 @@ use alloy::{
     rpc::types::TransactionRequest,
     sol_types::SolCall,
 };
-use healthledger_core::{BlockRef, HhNumber, ReadAt};
+use healthledger_core::{BlockRef, HhNumber, ReadAt, Timestamp};
 
 use crate::{
     Error, Result,
@@ -117,6 +117,7 @@ impl EvmLedger {
             number: b.header.number,
             hash: b.header.hash,
             parent_hash: b.header.parent_hash,
+            timestamp: Timestamp(b.header.timestamp),
         }))
     }
 

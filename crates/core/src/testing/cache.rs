@@ -58,7 +58,8 @@ fn wallet(seed: u64) -> crate::WalletAddress {
 }
 
 /// The block `number` on fork `fork` (fork 0 is the canonical test chain);
-/// its parent is block `number - 1` on the same fork.
+/// its parent is block `number - 1` on the same fork. Blocks are 12 s apart
+/// from a fixed genesis time, on every fork.
 pub fn block(number: u64, fork: u8) -> BlockRef {
     let hash_of = |n: u64| {
         if n == 0 {
@@ -75,6 +76,7 @@ pub fn block(number: u64, fork: u8) -> BlockRef {
         } else {
             hash_of(number - 1)
         },
+        timestamp: crate::Timestamp(1_700_000_000u64.saturating_add(number.saturating_mul(12))),
     }
 }
 

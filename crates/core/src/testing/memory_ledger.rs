@@ -45,7 +45,6 @@ enum Mutation {
 #[derive(Debug, Clone)]
 struct Block {
     r: BlockRef,
-    timestamp: Timestamp,
     /// Transactions in order, each with its hash and mutations.
     txs: Vec<(B256, Vec<Mutation>)>,
 }
@@ -188,7 +187,7 @@ impl Chain {
     fn next_timestamp(&self) -> Timestamp {
         match &self.pending {
             Some(p) => p.timestamp,
-            None => Timestamp(self.time.max(self.head().timestamp.0 + 1)),
+            None => Timestamp(self.time.max(self.head().r.timestamp.0 + 1)),
         }
     }
 
@@ -238,7 +237,7 @@ impl Chain {
 
     fn mine(&mut self, txs: Vec<Vec<Mutation>>) -> Vec<TxReceipt> {
         let parent = self.head().r;
-        let timestamp = Timestamp(self.time.max(self.head().timestamp.0 + 1));
+        let timestamp = Timestamp(self.time.max(self.head().r.timestamp.0 + 1));
         self.time = timestamp.0;
         let number = parent.number + 1;
         let mut pre = Vec::new();
@@ -275,8 +274,8 @@ impl Chain {
                 number,
                 hash,
                 parent_hash: parent.hash,
+                timestamp,
             },
-            timestamp,
             txs,
         });
         receipts
@@ -374,8 +373,8 @@ impl InMemoryLedger {
                 number: 0,
                 hash: keccak256(b"healthledger in-memory genesis"),
                 parent_hash: B256::ZERO,
+                timestamp: Timestamp(1_700_000_000),
             },
-            timestamp: Timestamp(1_700_000_000),
             txs: vec![(
                 keccak256(b"genesis tx"),
                 vec![Mutation::Event(LedgerEvent::RegistrarAdded(admin))],
@@ -438,7 +437,7 @@ impl InMemoryLedger {
     /// from there. `Invalid` unless `at` is after the head's timestamp.
     pub fn mine_at(&self, at: Timestamp) -> LedgerResult<BlockRef> {
         let mut c = self.lock();
-        let head = c.head().timestamp;
+        let head = c.head().r.timestamp;
         if at <= head {
             return Err(LedgerError::Invalid(format!(
                 "block time {at} is not after the head's {head}"
@@ -504,14 +503,14 @@ impl InMemoryLedger {
         c.fork_salt += 1;
         c.rebuild_state();
         for b in dropped {
-            c.time = c.time.max(b.timestamp.0);
+            c.time = c.time.max(b.r.timestamp.0);
             c.mine(b.txs.into_iter().map(|(_, m)| m).collect());
         }
     }
 
     /// The timestamp of the head block.
     pub fn now(&self) -> Timestamp {
-        self.lock().head().timestamp
+        self.lock().head().r.timestamp
     }
 
     /// Test hook: a transaction whose log the decoder refuses, as a
@@ -531,7 +530,7 @@ impl InMemoryLedger {
         let mut c = self.lock();
         match at {
             ReadAt::Latest => {
-                let now = c.head().timestamp;
+                let now = c.head().r.timestamp;
                 Ok(f(&c.state, now))
             }
             ReadAt::Block(b) => {
@@ -544,7 +543,7 @@ impl InMemoryLedger {
                             b.number, b.hash
                         ))
                     })?;
-                let now = c.blocks[n].timestamp;
+                let now = c.blocks[n].r.timestamp;
                 if n + 1 == c.blocks.len() {
                     return Ok(f(&c.state, now));
                 }

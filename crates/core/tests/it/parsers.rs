@@ -3,7 +3,7 @@
 
 use healthledger_core::{
     B256, BlockRef, BloodGroup, Cid, ContentType, DateOfBirth, Email, HhNumber, Name, PhoneNumber,
-    RecordId, Role, WalletAddress,
+    RecordId, Role, Timestamp, WalletAddress,
 };
 use proptest::prelude::*;
 
@@ -43,8 +43,13 @@ proptest! {
     }
 
     #[test]
-    fn block_refs_round_trip(number in any::<u64>(), h in any::<[u8; 32]>(), p in any::<[u8; 32]>()) {
-        let b = BlockRef { number, hash: B256::from(h), parent_hash: B256::from(p) };
+    fn block_refs_round_trip(
+        number in any::<u64>(),
+        h in any::<[u8; 32]>(),
+        p in any::<[u8; 32]>(),
+        t in any::<u64>(),
+    ) {
+        let b = BlockRef { number, hash: B256::from(h), parent_hash: B256::from(p), timestamp: Timestamp(t) };
         prop_assert_eq!(b.to_string().parse::<BlockRef>().unwrap(), b);
     }
 

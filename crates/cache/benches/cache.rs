@@ -111,16 +111,15 @@ fn ingest_events() -> Vec<LedgerEvent> {
                     let name = format!("{} {}", rng.word(), rng.word());
                     let p = fixtures::patient(next_hh, wallet(u64::from(next_hh)), &name);
                     patients.push(p.clone());
-                    LedgerEvent::registration(p)
+                    LedgerEvent::registration(p, fixtures::registrar())
                 }
                 7..10 => {
                     next_hh += 1;
                     doctors.push(next_hh);
-                    LedgerEvent::registration(fixtures::doctor(
-                        next_hh,
-                        wallet(u64::from(next_hh)),
-                        "Dr. Bench",
-                    ))
+                    LedgerEvent::registration(
+                        fixtures::doctor(next_hh, wallet(u64::from(next_hh)), "Dr. Bench"),
+                        fixtures::registrar(),
+                    )
                 }
                 10..90 => {
                     serial += 1;
@@ -259,11 +258,10 @@ async fn run(label: &str, c: &SqlCache) {
             .map(|i| {
                 let n = b * PATIENT_BLOCK + i;
                 let name = format!("{} {}", rng.word(), rng.word());
-                LedgerEvent::registration(fixtures::patient(
-                    100_000 + n,
-                    wallet(u64::from(n)),
-                    &name,
-                ))
+                LedgerEvent::registration(
+                    fixtures::patient(100_000 + n, wallet(u64::from(n)), &name),
+                    fixtures::registrar(),
+                )
             })
             .collect();
         blocks.push((block, cache::in_block(&block, events)));

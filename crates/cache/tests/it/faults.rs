@@ -21,7 +21,10 @@ async fn a_connection_dropped_mid_block_leaves_nothing_and_a_retry_succeeds() {
     let hh = 700_000;
     let p = fixtures::patient(hh, TestWallet::from_seed(7).address(), "Asha Rao");
     let b1 = cache::block(1, 0);
-    let events = cache::in_block(&b1, vec![LedgerEvent::registration(p.clone())]);
+    let events = cache::in_block(
+        &b1,
+        vec![LedgerEvent::registration(p.clone(), fixtures::registrar())],
+    );
 
     // Another session holds a lock that lets the block's reads and row
     // writes through but stops it at the journal insert, its last write.

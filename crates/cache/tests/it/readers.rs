@@ -24,7 +24,13 @@ fn registrations(first: u64, last: u64) -> Vec<(BlockRef, Vec<ChainEvent>)> {
         .map(|n| {
             let b = cache::block(n, 0);
             let p = patient(400_000 + n as u32);
-            (b, cache::in_block(&b, vec![LedgerEvent::registration(p)]))
+            (
+                b,
+                cache::in_block(
+                    &b,
+                    vec![LedgerEvent::registration(p, fixtures::registrar())],
+                ),
+            )
         })
         .collect()
 }
@@ -39,7 +45,13 @@ async fn memory_database_outlives_the_idle_timeout() {
     let b = cache::block(1, 0);
     c.apply_block(
         &b,
-        &cache::in_block(&b, vec![LedgerEvent::registration(patient(410_000))]),
+        &cache::in_block(
+            &b,
+            vec![LedgerEvent::registration(
+                patient(410_000),
+                fixtures::registrar(),
+            )],
+        ),
     )
     .await
     .unwrap();

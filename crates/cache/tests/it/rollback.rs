@@ -226,13 +226,10 @@ fn event(e: &Ev) -> LedgerEvent {
             role,
             name,
             wallet,
-        } => LedgerEvent::registration(profile(
-            hh_of(hh),
-            role,
-            name,
-            hh_of(wallet.unwrap_or(hh)),
-            1,
-        )),
+        } => LedgerEvent::registration(
+            profile(hh_of(hh), role, name, hh_of(wallet.unwrap_or(hh)), 1),
+            fixtures::registrar(),
+        ),
         Ev::Update {
             hh,
             role,

@@ -249,9 +249,9 @@ pub async fn apply_block_projects_events(c: &dyn CachePort) {
         c,
         1,
         vec![
-            LedgerEvent::registration(p.clone()),
-            LedgerEvent::registration(d.clone()),
-            LedgerEvent::registration(dc.clone()),
+            LedgerEvent::registration(p.clone(), fixtures::registrar()),
+            LedgerEvent::registration(d.clone(), fixtures::registrar()),
+            LedgerEvent::registration(dc.clone(), fixtures::registrar()),
         ],
     )
     .await;
@@ -310,7 +310,10 @@ pub async fn apply_block_projects_events(c: &dyn CachePort) {
 pub async fn apply_block_is_idempotent_and_checks_linkage(c: &dyn CachePort) {
     let p = fixtures::patient(240_000, wallet(240_000), "Ravi Kumar");
     let b1 = block(1, 0);
-    let events = in_block(&b1, vec![LedgerEvent::registration(p.clone())]);
+    let events = in_block(
+        &b1,
+        vec![LedgerEvent::registration(p.clone(), fixtures::registrar())],
+    );
     c.apply_block(&b1, &events).await.expect("apply");
     c.apply_block(&b1, &events)
         .await
@@ -362,7 +365,12 @@ pub async fn apply_block_is_idempotent_and_checks_linkage(c: &dyn CachePort) {
 /// no checkpoint move.
 pub async fn apply_block_is_atomic(c: &dyn CachePort) {
     let p = fixtures::patient(250_000, wallet(250_000), "Asha Rao");
-    apply(c, 1, vec![LedgerEvent::registration(p.clone())]).await;
+    apply(
+        c,
+        1,
+        vec![LedgerEvent::registration(p.clone(), fixtures::registrar())],
+    )
+    .await;
     let fresh = fixtures::patient(250_001, wallet(250_001), "New Patient");
     let clash = fixtures::doctor(250_002, wallet(250_000), "Dr. Clash");
     let r = record(250_000, 3, 250_002, "ECG", "ecg", date(2026, 1, 1));
@@ -370,9 +378,9 @@ pub async fn apply_block_is_atomic(c: &dyn CachePort) {
     let events = in_block(
         &b2,
         vec![
-            LedgerEvent::registration(fresh.clone()),
+            LedgerEvent::registration(fresh.clone(), fixtures::registrar()),
             LedgerEvent::RecordCreated(r.clone()),
-            LedgerEvent::registration(clash),
+            LedgerEvent::registration(clash, fixtures::registrar()),
         ],
     );
     let err = c
@@ -404,8 +412,8 @@ pub async fn rollback_restores_earlier_versions(c: &dyn CachePort) {
         c,
         1,
         vec![
-            LedgerEvent::registration(p.clone()),
-            LedgerEvent::registration(d.clone()),
+            LedgerEvent::registration(p.clone(), fixtures::registrar()),
+            LedgerEvent::registration(d.clone(), fixtures::registrar()),
         ],
     )
     .await;
@@ -559,7 +567,12 @@ pub async fn rollback_restores_replaced_records(c: &dyn CachePort) {
 pub async fn rollback_leaves_db_only_data_untouched(c: &dyn CachePort) {
     let p = fixtures::patient(266_000, wallet(266_000), "Meera Iyer");
     let user = p.hh();
-    apply(c, 1, vec![LedgerEvent::registration(p.clone())]).await;
+    apply(
+        c,
+        1,
+        vec![LedgerEvent::registration(p.clone(), fixtures::registrar())],
+    )
+    .await;
     let extras = ProfileExtras {
         notes: Some(Note::new("prefers mornings").expect("note")),
         ..Default::default()
@@ -672,7 +685,15 @@ pub async fn rollback_leaves_db_only_data_untouched(c: &dyn CachePort) {
 /// undone block changed as they are, upserted ones included.
 pub async fn rollback_overrides_upserts_only_where_blocks_wrote(c: &dyn CachePort) {
     let v = |name: &str| fixtures::patient(267_000, wallet(267_000), name);
-    apply(c, 1, vec![LedgerEvent::registration(v("Version One"))]).await;
+    apply(
+        c,
+        1,
+        vec![LedgerEvent::registration(
+            v("Version One"),
+            fixtures::registrar(),
+        )],
+    )
+    .await;
     c.upsert_profile(&v("Version Two"), src(1))
         .await
         .expect("upsert between blocks");
@@ -726,7 +747,12 @@ pub async fn rollback_overrides_upserts_only_where_blocks_wrote(c: &dyn CachePor
 pub async fn pruned_blocks_are_final(c: &dyn CachePort) {
     for n in 1..=4 {
         let p = fixtures::patient(270_000 + n as u32, wallet(270_000 + n), "Pruned Patient");
-        apply(c, n, vec![LedgerEvent::registration(p)]).await;
+        apply(
+            c,
+            n,
+            vec![LedgerEvent::registration(p, fixtures::registrar())],
+        )
+        .await;
     }
     assert_eq!(c.prune_journal(3).await.expect("prune"), 2);
     assert_eq!(
@@ -753,7 +779,13 @@ fn registrations(first: u64, last: u64, fork: u8, base: u32) -> Vec<(BlockRef, V
             let b = block(n, fork);
             let hh_number = base + n as u32;
             let p = fixtures::patient(hh_number, wallet(u64::from(hh_number)), "Batch Patient");
-            (b, in_block(&b, vec![LedgerEvent::registration(p)]))
+            (
+                b,
+                in_block(
+                    &b,
+                    vec![LedgerEvent::registration(p, fixtures::registrar())],
+                ),
+            )
         })
         .collect()
 }
@@ -776,7 +808,10 @@ pub async fn apply_blocks_is_atomic(c: &dyn CachePort) {
     let mut batch = registrations(1, 5, 0, base);
     let b3 = block(3, 0);
     let clash = fixtures::doctor(base + 90, wallet(u64::from(base) + 1), "Dr. Clash");
-    batch[2].1 = in_block(&b3, vec![LedgerEvent::registration(clash)]);
+    batch[2].1 = in_block(
+        &b3,
+        vec![LedgerEvent::registration(clash, fixtures::registrar())],
+    );
     for finalized in [0, 2, 5] {
         let err = c
             .apply_blocks(&batch, finalized)
@@ -827,7 +862,10 @@ pub async fn apply_blocks_resumes_after_a_failed_batch(c: &dyn CachePort) {
     let mut bad = registrations(3, 5, 0, base);
     let b4 = block(4, 0);
     let clash = fixtures::doctor(base + 90, wallet(u64::from(base) + 2), "Dr. Clash");
-    bad[1].1 = in_block(&b4, vec![LedgerEvent::registration(clash)]);
+    bad[1].1 = in_block(
+        &b4,
+        vec![LedgerEvent::registration(clash, fixtures::registrar())],
+    );
     let err = c.apply_blocks(&bad, 4).await.expect_err("clash in block 4");
     assert!(matches!(err, CacheError::Conflict(_)), "{err}");
     assert_eq!(c.checkpoint().await.expect("checkpoint"), Some(block(2, 0)));

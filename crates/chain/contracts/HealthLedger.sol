@@ -97,9 +97,16 @@ contract HealthLedger {
 
     // ----------------------------------------------------------------- events
 
-    event PatientRegistered(uint32 indexed hh, address indexed wallet, Patient profile);
-    event DoctorRegistered(uint32 indexed hh, address indexed wallet, Doctor profile);
-    event DiagnosticCenterRegistered(uint32 indexed hh, address indexed wallet, DiagnosticCenter profile);
+    /// `registrar` issued the HH number: it sent the registration itself, or
+    /// (`attested`) the patient sent it carrying that registrar's attestation.
+    event PatientRegistered(
+        uint32 indexed hh, address indexed wallet, address indexed registrar, Patient profile, bool attested
+    );
+    /// Doctors and diagnostic centers are registered by `registrar` itself.
+    event DoctorRegistered(uint32 indexed hh, address indexed wallet, address indexed registrar, Doctor profile);
+    event DiagnosticCenterRegistered(
+        uint32 indexed hh, address indexed wallet, address indexed registrar, DiagnosticCenter profile
+    );
     /// `profile` is `abi.encode` of the role's profile struct.
     event ProfileUpdated(uint32 indexed hh, uint8 indexed role, bytes profile);
     event RecordCreated(
@@ -152,7 +159,7 @@ contract HealthLedger {
 
     /// What `connect` checks to know the address holds this contract, at this
     /// interface version.
-    string public constant INTERFACE = "HealthLedger/2";
+    string public constant INTERFACE = "HealthLedger/3";
     /// Half the secp256k1 order: signatures with a larger `s` are malleable copies.
     uint256 private constant HALF_ORDER = 0x7fffffffffffffffffffffffffffffff5d576e7357a4501ddfe92f46681b20a0;
 
@@ -258,6 +265,7 @@ contract HealthLedger {
     function registerPatient(Patient calldata p) external {
         if (!isRegistrar[msg.sender]) revert NotAuthorized(msg.sender);
         _storePatient(p);
+        emit PatientRegistered(p.hh, p.wallet, msg.sender, p, false);
     }
 
     /// A patient registers from their own wallet with a registrar's
@@ -269,6 +277,7 @@ contract HealthLedger {
         address registrar = _recover(structHash, attestation);
         if (registrar == address(0) || !isRegistrar[registrar]) revert InvalidSignature(registrar);
         _storePatient(p);
+        emit PatientRegistered(p.hh, p.wallet, registrar, p, true);
     }
 
     function registerDoctor(Doctor calldata d) external {
@@ -276,7 +285,7 @@ contract HealthLedger {
         rules.checkDoctor(d);
         _register(d.hh, d.wallet, ROLE_DOCTOR);
         doctors[d.hh] = d;
-        emit DoctorRegistered(d.hh, d.wallet, d);
+        emit DoctorRegistered(d.hh, d.wallet, msg.sender, d);
     }
 
     function registerDiagnosticCenter(DiagnosticCenter calldata c) external {
@@ -284,14 +293,15 @@ contract HealthLedger {
         rules.checkCenter(c);
         _register(c.hh, c.wallet, ROLE_DIAGNOSTIC_CENTER);
         centers[c.hh] = c;
-        emit DiagnosticCenterRegistered(c.hh, c.wallet, c);
+        emit DiagnosticCenterRegistered(c.hh, c.wallet, msg.sender, c);
     }
 
+    // The caller emits PatientRegistered: passing the registrar and the flag
+    // in here costs about 1.4 KiB of code (the optimizer stops inlining).
     function _storePatient(Patient calldata p) private {
         rules.checkPatient(p);
         _register(p.hh, p.wallet, ROLE_PATIENT);
         patients[p.hh] = p;
-        emit PatientRegistered(p.hh, p.wallet, p);
     }
 
     function _register(uint32 hh, address wallet, uint8 role) private {

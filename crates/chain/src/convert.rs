@@ -219,11 +219,19 @@ fn decode_profile(role: u8, data: &[u8]) -> Result<Profile> {
 pub(crate) fn event_from_abi(e: &HealthLedgerEvents) -> Result<Option<LedgerEvent>> {
     use HealthLedgerEvents as E;
     Ok(Some(match e {
-        E::PatientRegistered(e) => LedgerEvent::PatientRegistered(patient_from_abi(&e.profile)?),
-        E::DoctorRegistered(e) => LedgerEvent::DoctorRegistered(doctor_from_abi(&e.profile)?),
-        E::DiagnosticCenterRegistered(e) => {
-            LedgerEvent::DiagnosticCenterRegistered(center_from_abi(&e.profile)?)
-        }
+        E::PatientRegistered(e) => LedgerEvent::PatientRegistered {
+            profile: patient_from_abi(&e.profile)?,
+            registrar: wallet(e.registrar)?,
+            attested: e.attested,
+        },
+        E::DoctorRegistered(e) => LedgerEvent::DoctorRegistered {
+            profile: doctor_from_abi(&e.profile)?,
+            registrar: wallet(e.registrar)?,
+        },
+        E::DiagnosticCenterRegistered(e) => LedgerEvent::DiagnosticCenterRegistered {
+            profile: center_from_abi(&e.profile)?,
+            registrar: wallet(e.registrar)?,
+        },
         E::ProfileUpdated(e) => LedgerEvent::ProfileUpdated(decode_profile(e.role, &e.profile)?),
         E::RecordCreated(e) => LedgerEvent::RecordCreated(record_from_parts(
             e.patientHH,

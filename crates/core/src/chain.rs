@@ -130,12 +130,32 @@ pub struct AuditAnchor {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum LedgerEvent {
-    /// A patient registered.
-    PatientRegistered(PatientProfile),
-    /// A doctor registered.
-    DoctorRegistered(DoctorProfile),
-    /// A diagnostic center registered.
-    DiagnosticCenterRegistered(DiagnosticCenterProfile),
+    /// A patient registered: `registrar` issued the HH number, sending the
+    /// registration itself, or (`attested`) signing the attestation the
+    /// patient sent it with from their own wallet.
+    PatientRegistered {
+        /// The registered profile.
+        profile: PatientProfile,
+        /// The registrar that issued the HH number.
+        registrar: WalletAddress,
+        /// Whether the patient registered themselves with the registrar's
+        /// attestation (rather than the registrar sending it).
+        attested: bool,
+    },
+    /// A doctor registered (always by a registrar, itself).
+    DoctorRegistered {
+        /// The registered profile.
+        profile: DoctorProfile,
+        /// The registrar that sent the registration.
+        registrar: WalletAddress,
+    },
+    /// A diagnostic center registered (always by a registrar, itself).
+    DiagnosticCenterRegistered {
+        /// The registered profile.
+        profile: DiagnosticCenterProfile,
+        /// The registrar that sent the registration.
+        registrar: WalletAddress,
+    },
     /// A profile was replaced by a new version.
     ProfileUpdated(Profile),
     /// A record pointer was created.
@@ -168,21 +188,56 @@ impl LedgerEvent {
     /// The profile a registration event carries, if it is one.
     pub fn registered_profile(&self) -> Option<Profile> {
         match self {
-            LedgerEvent::PatientRegistered(p) => Some(Profile::Patient(p.clone())),
-            LedgerEvent::DoctorRegistered(p) => Some(Profile::Doctor(p.clone())),
-            LedgerEvent::DiagnosticCenterRegistered(p) => {
-                Some(Profile::DiagnosticCenter(p.clone()))
+            LedgerEvent::PatientRegistered { profile, .. } => {
+                Some(Profile::Patient(profile.clone()))
+            }
+            LedgerEvent::DoctorRegistered { profile, .. } => Some(Profile::Doctor(profile.clone())),
+            LedgerEvent::DiagnosticCenterRegistered { profile, .. } => {
+                Some(Profile::DiagnosticCenter(profile.clone()))
             }
             _ => None,
         }
     }
 
-    /// The registration event for `profile`.
-    pub fn registration(profile: Profile) -> Self {
+    /// The registrar that issued the HH number of a registration event, and
+    /// whether the patient sent it with that registrar's attestation.
+    pub fn registered_by(&self) -> Option<(WalletAddress, bool)> {
+        match self {
+            LedgerEvent::PatientRegistered {
+                registrar,
+                attested,
+                ..
+            } => Some((*registrar, *attested)),
+            LedgerEvent::DoctorRegistered { registrar, .. }
+            | LedgerEvent::DiagnosticCenterRegistered { registrar, .. } => {
+                Some((*registrar, false))
+            }
+            _ => None,
+        }
+    }
+
+    /// The event of `registrar` registering `profile` itself.
+    pub fn registration(profile: Profile, registrar: WalletAddress) -> Self {
         match profile {
-            Profile::Patient(p) => LedgerEvent::PatientRegistered(p),
-            Profile::Doctor(p) => LedgerEvent::DoctorRegistered(p),
-            Profile::DiagnosticCenter(p) => LedgerEvent::DiagnosticCenterRegistered(p),
+            Profile::Patient(profile) => LedgerEvent::PatientRegistered {
+                profile,
+                registrar,
+                attested: false,
+            },
+            Profile::Doctor(profile) => LedgerEvent::DoctorRegistered { profile, registrar },
+            Profile::DiagnosticCenter(profile) => {
+                LedgerEvent::DiagnosticCenterRegistered { profile, registrar }
+            }
+        }
+    }
+
+    /// The event of a patient registering from their own wallet with
+    /// `registrar`'s attestation.
+    pub fn attested_registration(profile: PatientProfile, registrar: WalletAddress) -> Self {
+        LedgerEvent::PatientRegistered {
+            profile,
+            registrar,
+            attested: true,
         }
     }
 }
@@ -249,6 +304,35 @@ mod tests {
         ] {
             assert!(bad.parse::<BlockRef>().is_err(), "{bad}");
         }
+    }
+
+    // Built from the testing fixtures, so it runs with the `testing` feature.
+    #[cfg(feature = "testing")]
+    #[test]
+    fn registration_events_name_their_registrar() {
+        let registrar: WalletAddress = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
+            .parse()
+            .unwrap();
+        let wallet = crate::testing::TestWallet::from_seed(1).address();
+        let patient = crate::testing::fixtures::patient(100_001, wallet, "Asha Rao");
+        let doctor = crate::testing::fixtures::doctor(100_002, wallet, "Dr. Sen");
+        let direct = LedgerEvent::registration(patient.clone(), registrar);
+        assert_eq!(direct.registered_profile(), Some(patient.clone()));
+        assert_eq!(direct.registered_by(), Some((registrar, false)));
+        let Profile::Patient(p) = patient.clone() else {
+            unreachable!("a patient fixture")
+        };
+        let attested = LedgerEvent::attested_registration(p, registrar);
+        assert_eq!(attested.registered_profile(), Some(patient));
+        assert_eq!(attested.registered_by(), Some((registrar, true)));
+        let doc = LedgerEvent::registration(doctor.clone(), registrar);
+        assert_eq!(doc.registered_profile(), Some(doctor));
+        assert_eq!(doc.registered_by(), Some((registrar, false)));
+        let other = LedgerEvent::RegistrarAdded(registrar);
+        assert_eq!(
+            (other.registered_profile(), other.registered_by()),
+            (None, None)
+        );
     }
 
     #[test]

@@ -73,7 +73,7 @@ pub struct EvmLedger {
 }
 
 /// The interface version this adapter speaks (the contract's `INTERFACE`).
-const INTERFACE: &str = "HealthLedger/2";
+const INTERFACE: &str = "HealthLedger/3";
 
 impl fmt::Debug for EvmLedger {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

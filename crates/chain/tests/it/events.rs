@@ -50,7 +50,7 @@ async fn every_event_decodes_to_the_exact_values_written() {
     let start = l.head().await.unwrap().number + 1;
     let trio = register_trio(l, 300_000).await;
     for (p, _) in &trio {
-        expected.push((None, LedgerEvent::registration(p.clone())));
+        expected.push((None, LedgerEvent::registration(p.clone(), admin)));
     }
     let [(patient, pw), (doctor, dw), (center, cw)] = trio;
 

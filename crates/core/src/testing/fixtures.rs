@@ -182,3 +182,9 @@ pub fn patients(first: u32, count: u32, name: &str) -> Vec<Profile> {
         })
         .collect()
 }
+
+/// The wallet that registered fixture profiles in hand-built events (a
+/// cache test's `LedgerEvent::registration(profile, fixtures::registrar())`).
+pub fn registrar() -> WalletAddress {
+    TestWallet::from_seed(0x7265_6769_7374_7261).address()
+}

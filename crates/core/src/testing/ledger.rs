@@ -685,8 +685,8 @@ pub async fn events_replay_every_write_in_order(l: &dyn LedgerPort) {
     for (i, (p, _)) in trio.iter().enumerate() {
         assert_eq!(
             kinds[i],
-            &LedgerEvent::registration(p.clone()),
-            "registration {i}"
+            &LedgerEvent::registration(p.clone(), l.signer()),
+            "registration {i}, sent by the registrar itself"
         );
     }
     match kinds[3] {
@@ -1101,7 +1101,7 @@ pub async fn events_carry_every_kind_exactly(l: &dyn LedgerPort, clock: &dyn Cha
     let mut expected = Vec::new();
     let trio = register_trio(l, 177_000).await;
     for (p, _) in &trio {
-        expected.push(LedgerEvent::registration(p.clone()));
+        expected.push(LedgerEvent::registration(p.clone(), l.signer()));
     }
     let [(patient, pw), (doctor, dw), (_, cw)] = trio;
     let (p, d) = (patient.hh(), doctor.hh());
@@ -1350,10 +1350,21 @@ pub async fn registration_is_issued_by_registrars(l: &dyn LedgerPort, chain: &dy
         }
     }
 
-    as_patient
+    let registered = as_patient
         .register_attested(&patient, &good)
         .await
         .expect("a patient registers with a registrar's attestation");
+    let Profile::Patient(attested) = patient.clone() else {
+        unreachable!("fixtures::patient is a patient")
+    };
+    assert_eq!(
+        event_kinds(l, registered.block_number, registered.block_number).await,
+        vec![LedgerEvent::attested_registration(
+            attested,
+            registrar_key.address()
+        )],
+        "the event names the attesting registrar, not the sender"
+    );
     assert_eq!(
         l.profile(patient.hh(), Role::Patient, ReadAt::Latest)
             .await
@@ -1416,7 +1427,7 @@ pub async fn registrars_are_the_admins_to_name(l: &dyn LedgerPort, chain: &dyn C
         events,
         vec![
             LedgerEvent::RegistrarAdded(helper.address()),
-            LedgerEvent::registration(doc),
+            LedgerEvent::registration(doc, helper.address()),
             LedgerEvent::RegistrarRemoved(helper.address()),
         ]
     );
@@ -1850,7 +1861,7 @@ pub async fn events_in_one_block_are_numbered_in_order(
             .expect("each event names one of the transactions");
         assert_eq!(
             e.event,
-            LedgerEvent::registration(profile.clone()),
+            LedgerEvent::registration(profile.clone(), l.signer()),
             "its own event"
         );
     }

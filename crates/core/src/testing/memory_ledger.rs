@@ -120,9 +120,9 @@ impl LedgerState {
             LedgerEvent::ProviderReinstated(hh) => {
                 self.suspended.remove(hh);
             }
-            LedgerEvent::PatientRegistered(_)
-            | LedgerEvent::DoctorRegistered(_)
-            | LedgerEvent::DiagnosticCenterRegistered(_) => {}
+            LedgerEvent::PatientRegistered { .. }
+            | LedgerEvent::DoctorRegistered { .. }
+            | LedgerEvent::DiagnosticCenterRegistered { .. } => {}
         }
     }
 
@@ -715,6 +715,7 @@ impl LedgerPort for InMemoryLedger {
             Self::check_registration(tip, profile)?;
             Ok(vec![Mutation::Event(LedgerEvent::registration(
                 profile.clone(),
+                self.signer,
             ))])
         })
         .await
@@ -727,12 +728,12 @@ impl LedgerPort for InMemoryLedger {
     ) -> LedgerResult<TxReceipt> {
         self.transact(|c| {
             let tip = c.tip();
-            if profile.role() != Role::Patient {
+            let Profile::Patient(patient) = profile else {
                 return Err(LedgerError::AccessDenied(format!(
                     "a {} is registered by a registrar, not with an attestation",
                     profile.role()
                 )));
-            }
+            };
             if self.signer != profile.wallet() {
                 return Err(LedgerError::AccessDenied(format!(
                     "signer {} is not the wallet {} the attestation is for",
@@ -752,16 +753,17 @@ impl LedgerPort for InMemoryLedger {
                 .recover_address_from_prehash(&digest)
                 .ok()
                 .and_then(|a| WalletAddress::new(a).ok());
-            if !registrar.is_some_and(|r| tip.registrars.contains(&r)) {
+            let Some(registrar) = registrar.filter(|r| tip.registrars.contains(r)) else {
                 return Err(LedgerError::AccessDenied(format!(
                     "the attestation of HH number {} for {} is not signed by a registrar",
                     profile.hh(),
                     profile.wallet()
                 )));
-            }
+            };
             Self::check_registration(tip, profile)?;
-            Ok(vec![Mutation::Event(LedgerEvent::registration(
-                profile.clone(),
+            Ok(vec![Mutation::Event(LedgerEvent::attested_registration(
+                patient.clone(),
+                registrar,
             ))])
         })
         .await

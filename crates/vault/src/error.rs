@@ -34,6 +34,19 @@ pub enum Error {
         /// What did not match.
         reason: String,
     },
+    /// A key record kept changing while a rotation tried to rewrite it
+    /// (other rotations or writers on the same store); running the rotation
+    /// again resumes it.
+    #[error(
+        "the key record of {cid} changed under the KEK rotation {attempts} times in a row; \
+         run the rotation again to resume it"
+    )]
+    RotationContended {
+        /// The object whose key record kept changing.
+        cid: String,
+        /// How often it was read again.
+        attempts: usize,
+    },
     /// The operating system's random number generator failed.
     #[error("the system random number generator failed: {0}")]
     Random(String),
@@ -103,6 +116,7 @@ impl From<Error> for VaultError {
                 | object_store::Error::NotImplemented { .. } => VaultError::other(message),
                 _ => VaultError::Unavailable(message),
             },
+            Error::RotationContended { .. } => VaultError::Conflict(message),
             Error::Random(_) | Error::Worker(_) => VaultError::other(err),
         }
     }

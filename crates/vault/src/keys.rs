@@ -122,6 +122,17 @@ impl Kek {
         &self.id
     }
 
+    /// Whether `other` has the same key bytes, compared in constant time.
+    pub(crate) fn same_key(&self, other: &Kek) -> bool {
+        // Hand-rolled rather than a crate for one comparison: OR of the XORs
+        // of every byte, so the time does not depend on where they differ.
+        self.key
+            .iter()
+            .zip(&other.key)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+    }
+
     fn cipher(&self) -> Aes256GcmSiv {
         Aes256GcmSiv::new(&self.key.into())
     }
@@ -189,6 +200,94 @@ impl fmt::Debug for Kek {
         f.debug_struct("Kek")
             .field("id", &self.id)
             .field("key", &"<redacted>")
+            .finish()
+    }
+}
+
+/// The KEKs a vault holds: the current one, which wraps every new record,
+/// and the others, which only unwrap (those being rotated away from, or the
+/// next one during a rotation run by another process). A record is unwrapped
+/// by the KEK whose id it names, so a reader holding both KEKs of a rotation
+/// reads every record whichever way the rotation has got.
+#[derive(Clone)]
+pub(crate) struct Keyring {
+    current: Kek,
+    others: Vec<Kek>,
+}
+
+impl Keyring {
+    /// A keyring wrapping under `current` and also unwrapping under `others`;
+    /// ids must be distinct.
+    pub(crate) fn new(current: Kek, others: Vec<Kek>) -> Result<Self> {
+        let mut ring = Self {
+            current,
+            others: Vec::new(),
+        };
+        for kek in others {
+            ring.add(kek)?;
+        }
+        Ok(ring)
+    }
+
+    /// Adds a KEK for unwrapping; an id already in the ring is refused.
+    pub(crate) fn add(&mut self, kek: Kek) -> Result<()> {
+        if self.get(kek.id()).is_some() {
+            return Err(Error::config(
+                "KEK id",
+                kek.id(),
+                "each KEK of a vault needs its own id",
+            ));
+        }
+        self.others.push(kek);
+        Ok(())
+    }
+
+    /// The KEK new records are wrapped under.
+    pub(crate) fn current(&self) -> &Kek {
+        &self.current
+    }
+
+    /// Makes `new` current, keeping the previous current KEK for unwrapping.
+    pub(crate) fn promote(&mut self, new: Kek) {
+        self.others.retain(|k| k.id() != new.id());
+        let old = std::mem::replace(&mut self.current, new);
+        self.others.push(old);
+    }
+
+    /// The KEK named `id`, if the ring holds it.
+    pub(crate) fn get(&self, id: &str) -> Option<&Kek> {
+        std::iter::once(&self.current)
+            .chain(&self.others)
+            .find(|k| k.id() == id)
+    }
+
+    /// The ids of every KEK in the ring, the current one first.
+    pub(crate) fn ids(&self) -> Vec<String> {
+        std::iter::once(&self.current)
+            .chain(&self.others)
+            .map(|k| k.id().to_owned())
+            .collect()
+    }
+
+    /// Unwraps the key record of `cid` under the KEK it names.
+    pub(crate) fn unwrap(&self, record: &[u8], cid: &cid::Cid) -> Result<DataKey> {
+        match record_kek_id(record).as_deref().and_then(|id| self.get(id)) {
+            Some(kek) => kek.unwrap(record, cid),
+            // A malformed record, or one under a KEK this vault does not
+            // hold: the current KEK's unwrap says which.
+            None => self.current.unwrap(record, cid),
+        }
+    }
+}
+
+impl fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Keyring")
+            .field("current", &self.current.id())
+            .field(
+                "others",
+                &self.others.iter().map(Kek::id).collect::<Vec<_>>(),
+            )
             .finish()
     }
 }

@@ -18,7 +18,9 @@
 //! # Backends
 //!
 //! [`Vault::builder`] takes a URL and hands it to `object_store::parse_url_opts`:
-//! `file:///absolute/dir` (the embedded default), `memory://`, and behind the
+//! `file:///absolute/dir` (the embedded default; every write is fsynced, file
+//! and directory, before `put` returns, since its CID may be anchored on chain
+//! right after), `memory://`, and behind the
 //! features of the same name `s3://bucket/prefix` (`s3`), `gs://bucket`
 //! (`gcs`) and `az://container` (`azure`). Store options (endpoints,
 //! credentials) go through [`VaultBuilder::option`]; [`VaultPort::health`]
@@ -43,8 +45,12 @@
 //! record to the object's CID and the KEK id (see [`keys`] for the record
 //! layout). Sealing the same plaintext twice therefore gives two unrelated
 //! ciphertexts and CIDs. [`Vault::rotate_kek`] re-wraps every key record
-//! under a new KEK without touching content; afterwards the old KEK opens
-//! nothing. Key material is zeroized on drop and never printed: `Debug`
+//! under a new KEK without touching content. A vault holds a keyring: the
+//! current KEK wraps, and every KEK it holds (see
+//! [`VaultBuilder::previous_kek`]) unwraps the records that name it, so reads
+//! go on during a rotation, in this process or another, and after one that was
+//! interrupted. Once every process wraps under the new KEK and a rotation ran
+//! to its end, the old KEK can be destroyed and opens nothing. Key material is zeroized on drop and never printed: `Debug`
 //! shows key ids only, errors never quote keys.
 //!
 //! # Sealed format
@@ -85,7 +91,13 @@
 //! # Shredding
 //!
 //! [`VaultPort::shred`] first writes the tombstone, then deletes the key
-//! record and the local ciphertext. Without the data key the content can
+//! record and the local ciphertext. Reads look for the tombstone before they
+//! read the key record, so a shred that stopped half-way already releases
+//! nothing, and shredding again finishes it. A rotation never writes a
+//! shredded key back: it rewrites a record only if it is unchanged since it
+//! was read (a conditional put on its e-tag where the store has them), skips
+//! and deletes the records of tombstoned CIDs, and looks for a tombstone again
+//! after each rewrite (the argument is in the `rotate` module). Without the data key the content can
 //! never be decrypted again, even where copies of the ciphertext survive;
 //! `get` says `NotFound` and `verify` says `Shredded` from then on. A
 //! deleted key record may still linger in backups of the store or on disk,

@@ -222,3 +222,27 @@ async fn large_objects_upload_in_parts_to_s3() {
         "an upload was left behind: {incoming}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_on_s3_rewrites_with_conditional_puts_and_skips_shredded_keys() {
+    let moto = Moto::start();
+    let v = moto.vault("rotation");
+    let mut kept = Vec::new();
+    for i in 0..3u8 {
+        let data = Bytes::from(vec![i; 500]);
+        kept.push((v.put(data.clone()).await.unwrap(), data));
+    }
+    let gone = v.put(Bytes::from_static(b"gone")).await.unwrap();
+    v.shred(&gone.cid).await.unwrap();
+    let report = v.rotate_kek(crate::other_kek()).await.unwrap();
+    assert_eq!((report.rewrapped, report.shredded), (3, 0), "{report:?}");
+    for (sealed, data) in &kept {
+        assert_eq!(&v.get(&sealed.cid).await.unwrap(), data);
+    }
+    assert!(matches!(
+        v.get(&gone.cid).await,
+        Err(VaultError::NotFound(_))
+    ));
+    let again = v.rotate_kek(crate::other_kek()).await.unwrap();
+    assert_eq!(again.already_current, 3, "{again:?}");
+}

@@ -1,13 +1,21 @@
 //! Support shared by the integration tests: raw reads, writes and bit flips
 //! of the store under a vault, and the conformance suite's
-//! [`VaultBackdoor`] over them.
+//! [`VaultBackdoor`] over them, and a store that injects failures and
+//! chosen interleavings ([`HookStore`]).
+
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use futures::StreamExt;
+use futures::stream::BoxStream;
 use healthledger_core::Cid;
 use healthledger_core::testing::{StoredBytes, VaultBackdoor};
 use healthledger_vault::Vault;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload, PutResult,
+};
 
 /// The bytes stored at `path`.
 pub(crate) async fn read<S: ObjectStore + ?Sized>(store: &S, path: &Path) -> Vec<u8> {
@@ -67,5 +75,167 @@ impl VaultBackdoor for StoreBackdoor<'_> {
 
     async fn flip_key_byte(&self, cid: &Cid, offset: usize) {
         flip_stored_bit(self.0.store(), &self.0.key_location(cid), offset * 8).await;
+    }
+}
+
+/// Which kind of store operation a [`HookStore`] hook is called for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Op {
+    /// A put, or the start of a multipart upload.
+    Put,
+    /// A read of the content (the hook runs after the store answered).
+    Get,
+    /// A read of the metadata only.
+    Head,
+    /// A delete.
+    Delete,
+}
+
+/// What a hook decides: carry on with the operation, or fail it.
+pub(crate) type HookFuture = futures::future::BoxFuture<'static, object_store::Result<()>>;
+type Hook = Arc<dyn Fn(Op, &Path) -> HookFuture + Send + Sync>;
+
+/// An injected failure, as a store would report it.
+pub(crate) fn injected(op: Op, path: &Path) -> object_store::Error {
+    object_store::Error::Generic {
+        store: "HookStore",
+        source: format!("injected failure of {op:?} {path}").into(),
+    }
+}
+
+/// An object store that calls a hook before every put, head and delete and
+/// after every get, so a test can fail an operation or hold it until something else
+/// happened (an injected crash or a chosen interleaving).
+#[derive(Clone)]
+pub(crate) struct HookStore {
+    inner: Arc<dyn ObjectStore>,
+    hook: Arc<Mutex<Option<Hook>>>,
+}
+
+impl HookStore {
+    pub(crate) fn new(inner: Arc<dyn ObjectStore>) -> Self {
+        Self {
+            inner,
+            hook: Arc::default(),
+        }
+    }
+
+    /// The store under the hooks.
+    pub(crate) fn inner(&self) -> &Arc<dyn ObjectStore> {
+        &self.inner
+    }
+
+    /// Calls `hook` before every operation from now on.
+    pub(crate) fn set(&self, hook: impl Fn(Op, &Path) -> HookFuture + Send + Sync + 'static) {
+        *self.hook.lock().unwrap() = Some(Arc::new(hook));
+    }
+
+    /// Fails every `op` on a path containing `needle`.
+    pub(crate) fn fail(&self, op: Op, needle: &'static str) {
+        self.set(move |o, path| {
+            let failure = (o == op && path.as_ref().contains(needle)).then(|| injected(o, path));
+            Box::pin(async move { failure.map_or(Ok(()), Err) })
+        });
+    }
+
+    /// No more hooks.
+    pub(crate) fn clear(&self) {
+        *self.hook.lock().unwrap() = None;
+    }
+
+    fn current(&self) -> Option<Hook> {
+        self.hook.lock().unwrap().clone()
+    }
+
+    async fn run(&self, op: Op, path: &Path) -> object_store::Result<()> {
+        match self.current() {
+            Some(hook) => hook(op, path).await,
+            None => Ok(()),
+        }
+    }
+}
+
+impl std::fmt::Debug for HookStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HookStore({:?})", self.inner)
+    }
+}
+
+impl std::fmt::Display for HookStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HookStore({})", self.inner)
+    }
+}
+
+#[async_trait]
+impl ObjectStore for HookStore {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
+        self.run(Op::Put, location).await?;
+        self.inner.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
+        self.run(Op::Put, location).await?;
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(
+        &self,
+        location: &Path,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
+        if options.head {
+            self.run(Op::Head, location).await?;
+            return self.inner.get_opts(location, options).await;
+        }
+        // A get's hook runs once the store answered, so a test can hold a
+        // caller that has read something until the test changed it.
+        let got = self.inner.get_opts(location, options).await?;
+        self.run(Op::Get, location).await?;
+        Ok(got)
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, object_store::Result<Path>>,
+    ) -> BoxStream<'static, object_store::Result<Path>> {
+        let this = self.clone();
+        let checked = locations
+            .then(move |path| {
+                let this = this.clone();
+                async move {
+                    let path = path?;
+                    this.run(Op::Delete, &path).await?;
+                    Ok(path)
+                }
+            })
+            .boxed();
+        self.inner.delete_stream(checked)
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(
+        &self,
+        from: &Path,
+        to: &Path,
+        options: CopyOptions,
+    ) -> object_store::Result<()> {
+        self.inner.copy_opts(from, to, options).await
     }
 }

@@ -1,7 +1,11 @@
 //! [`Vault`]: the [`VaultPort`] implementation over any `object_store`.
 
+mod io;
+mod rotate;
+
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -9,15 +13,17 @@ use futures::stream::{self, BoxStream, StreamExt};
 use healthledger_core::{
     ByteStream, Cid, ObjectStatus, SealedObject, VaultError, VaultHealth, VaultPort, VaultResult,
 };
+use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+use object_store::{ObjectStore, ObjectStoreExt, ObjectStoreScheme, PutPayload};
 use tokio::sync::RwLock;
 use url::Url;
 
 use crate::error::{Error, Result};
-use crate::keys::{DataKey, Kek, fill_random, record_kek_id};
+use crate::keys::{DataKey, Kek, Keyring};
 use crate::seal::{Opener, Sealer};
 use crate::unixfs::{CidHasher, CidOptions, CidVersion};
+use io::{HashWorker, Reader, Sink};
 
 /// Ciphertexts up to this size are written with one `put`; larger ones are
 /// uploaded in parts of this size, so memory stays bounded.
@@ -40,6 +46,7 @@ pub struct VaultBuilder {
     url: String,
     options: Vec<(String, String)>,
     kek: Option<Kek>,
+    previous: Vec<Kek>,
     cid_options: CidOptions,
 }
 
@@ -51,6 +58,7 @@ impl fmt::Debug for VaultBuilder {
             .field("url", &redact(&self.url))
             .field("options", &option_names)
             .field("kek", &self.kek)
+            .field("previous", &self.previous)
             .field("cid_options", &self.cid_options)
             .finish()
     }
@@ -60,6 +68,15 @@ impl VaultBuilder {
     /// Sets the key-encryption key (required).
     pub fn kek(mut self, kek: Kek) -> Self {
         self.kek = Some(kek);
+        self
+    }
+
+    /// Adds a KEK that unwraps key records but wraps none (may be called
+    /// several times): the KEK being rotated away from, so every record
+    /// reads while a rotation is under way, or the next KEK while another
+    /// process rotates to it. See [`Vault::rotate_kek`].
+    pub fn previous_kek(mut self, kek: Kek) -> Self {
+        self.previous.push(kek);
         self
     }
 
@@ -85,6 +102,10 @@ impl VaultBuilder {
         let url = Url::parse(&self.url).map_err(|e| {
             Error::config("vault URL", redact(&self.url), &format!("not a URL: {e}"))
         })?;
+        let local = matches!(
+            ObjectStoreScheme::parse(&url),
+            Ok((ObjectStoreScheme::Local, _))
+        );
         let (store, root) = object_store::parse_url_opts(&url, self.options).map_err(|e| {
             // object_store quotes the URL as given, credentials included.
             let reason = e.to_string().replace(&self.url, &redact(&self.url));
@@ -94,13 +115,16 @@ impl VaultBuilder {
                 &format!("no object store for it: {reason}"),
             )
         })?;
-        Vault::with_store(
-            Arc::from(store),
-            root,
-            redact(&self.url),
-            kek,
-            self.cid_options,
-        )
+        let store: Arc<dyn ObjectStore> = if local {
+            // A CID may be anchored on chain as soon as `put` returns, so a
+            // file must be on disk by then: object_store's local store only
+            // fsyncs files and their directories when asked.
+            Arc::new(LocalFileSystem::new().with_fsync(true))
+        } else {
+            Arc::from(store)
+        };
+        let vault = Vault::with_store(store, root, redact(&self.url), kek, self.cid_options)?;
+        vault.add_previous(self.previous)
     }
 }
 
@@ -124,7 +148,12 @@ pub struct Vault {
     store: Arc<dyn ObjectStore>,
     root: Path,
     backend: String,
-    kek: RwLock<Kek>,
+    /// The KEKs. Writes hold it for reading until their key record is
+    /// stored; a rotation takes it for writing only to switch KEKs.
+    keys: RwLock<Arc<Keyring>>,
+    /// Whether the store still seems to offer conditional updates; cleared
+    /// the first time it says it does not.
+    conditional_updates: AtomicBool,
     cid_options: CidOptions,
 }
 
@@ -144,6 +173,10 @@ pub struct Rotation {
     pub rewrapped: usize,
     /// Key records already under the new KEK (an interrupted rotation).
     pub already_current: usize,
+    /// Key records of shredded objects, left by a shred that stopped before
+    /// its key delete or shredded while the rotation ran: deleted, never
+    /// re-wrapped.
+    pub shredded: usize,
 }
 
 impl Vault {
@@ -155,6 +188,7 @@ impl Vault {
             url: url.into(),
             options: Vec::new(),
             kek: None,
+            previous: Vec::new(),
             cid_options: CidOptions::KUBO_V1,
         }
     }
@@ -175,9 +209,20 @@ impl Vault {
             store,
             root,
             backend: backend.into(),
-            kek: RwLock::new(kek),
+            keys: RwLock::new(Arc::new(Keyring::new(kek, Vec::new())?)),
+            conditional_updates: AtomicBool::new(true),
             cid_options,
         })
+    }
+
+    /// This vault, also unwrapping under `previous` (see
+    /// [`VaultBuilder::previous_kek`]).
+    pub fn add_previous(mut self, previous: Vec<Kek>) -> Result<Self> {
+        let ring = Arc::make_mut(self.keys.get_mut());
+        for kek in previous {
+            ring.add(kek)?;
+        }
+        Ok(self)
     }
 
     /// Where the ciphertext of `cid` is stored: `<root>/objects/<cid>`.
@@ -207,71 +252,19 @@ impl Vault {
 
     /// The id of the KEK in use.
     pub async fn key_id(&self) -> String {
-        self.kek.read().await.id().to_owned()
+        self.keys.read().await.current().id().to_owned()
     }
 
-    /// Re-wraps every data key under `new`, leaving content untouched, then
-    /// uses `new` from now on; the old KEK opens nothing afterwards. Reads
-    /// and writes through this vault wait until the rotation is done. The
-    /// new KEK needs a new id. A rotation that stops half-way (a damaged key
-    /// record, a store error) can be resumed by calling it again with the
-    /// same `new` KEK: records already under it are checked and skipped.
-    pub async fn rotate_kek(&self, new: Kek) -> Result<Rotation> {
-        let mut current = self.kek.write().await;
-        if new.id() == current.id() {
-            return Err(Error::config(
-                "new KEK id",
-                new.id(),
-                "a rotated KEK needs an id different from the current one",
-            ));
-        }
-        let prefix = self.root.clone().join("keys");
-        let mut listing = self.store.list(Some(&prefix));
-        let mut report = Rotation {
-            rewrapped: 0,
-            already_current: 0,
-        };
-        while let Some(meta) = listing.next().await {
-            let meta = meta.map_err(|e| Error::store("list", &prefix, e))?;
-            let Some(name) = meta.location.filename() else {
-                continue;
-            };
-            let cid: Cid = name
-                .parse()
-                .map_err(|e| Error::integrity(name, format!("a key record names no CID: {e}")))?;
-            let record = self.read_all(&meta.location).await?;
-            let key = if record_kek_id(&record).as_deref() == Some(new.id()) {
-                // Check it really unwraps under the new KEK before skipping.
-                new.unwrap(&record, cid.inner())?;
-                report.already_current += 1;
-                continue;
-            } else {
-                current.unwrap(&record, cid.inner())?
-            };
-            let rewrapped = new.wrap(&key, cid.inner())?;
-            self.store
-                .put(&meta.location, PutPayload::from(rewrapped))
-                .await
-                .map_err(|e| Error::store("put", &meta.location, e))?;
-            report.rewrapped += 1;
-        }
-        tracing::info!(
-            from = current.id(),
-            to = new.id(),
-            rewrapped = report.rewrapped,
-            "vault KEK rotated"
-        );
-        *current = new;
-        Ok(report)
+    /// The ids of every KEK this vault holds, the one in use first.
+    pub async fn key_ids(&self) -> Vec<String> {
+        self.keys.read().await.ids()
     }
 
-    async fn read_all(&self, path: &Path) -> Result<Bytes> {
-        let got = self
-            .store
-            .get(path)
-            .await
-            .map_err(|e| Error::store("get", path, e))?;
-        got.bytes().await.map_err(|e| Error::store("get", path, e))
+    async fn delete_if_present(&self, path: &Path) -> Result<()> {
+        match self.store.delete(path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(Error::store("delete", path, e)),
+        }
     }
 
     async fn exists(&self, path: &Path) -> Result<bool> {
@@ -353,13 +346,13 @@ impl Vault {
         let cid = Cid::from_inner(hasher.finish().await?);
         let object = self.object_location(&cid);
         sink.finish(self, &object).await?;
-        // Writes hold the KEK for reading so that a rotation never misses a
-        // record written while it lists.
-        let kek = self.kek.read().await;
-        let record = kek.wrap(&key, cid.inner())?;
+        // Writes hold the keyring for reading until the record is stored so
+        // that a rotation never misses a record wrapped under the old KEK.
+        let keys = self.keys.read().await;
+        let record = keys.current().wrap(&key, cid.inner())?;
         let key_path = self.key_location(&cid);
         let written = self.store.put(&key_path, PutPayload::from(record)).await;
-        drop(kek);
+        drop(keys);
         if let Err(e) = written {
             // Without its key the ciphertext is useless: do not leave it.
             if let Err(cleanup) = self.store.delete(&object).await {
@@ -377,20 +370,26 @@ impl Vault {
     /// The data key of `cid`, or why there is none.
     async fn data_key(&self, cid: &Cid) -> Result<DataKey> {
         let key_path = self.key_location(cid);
-        // Hold the KEK from before the key record is read until it is
-        // unwrapped: a rotation finishing in between would otherwise unwrap
-        // an old-KEK record under the new KEK and report false tampering.
-        let kek = self.kek.read().await;
+        let tombstone = self.tombstone_location(cid);
+        // The tombstone is looked at before the key record: a shred writes
+        // it first, so a shred that stopped before deleting the key (or is
+        // still running) already keeps the content from being read.
+        if self.exists(&tombstone).await? {
+            return Err(Error::Shredded(cid.to_string()));
+        }
+        // The keyring unwraps a record under whichever KEK it names, so a
+        // rotation running meanwhile makes no difference.
+        let keys = Arc::clone(&*self.keys.read().await);
         match self.store.get(&key_path).await {
             Ok(got) => {
                 let record = got
                     .bytes()
                     .await
                     .map_err(|e| Error::store("get", &key_path, e))?;
-                kek.unwrap(&record, cid.inner())
+                keys.unwrap(&record, cid.inner())
             }
             Err(object_store::Error::NotFound { .. }) => {
-                if self.exists(&self.tombstone_location(cid)).await? {
+                if self.exists(&tombstone).await? {
                     Err(Error::Shredded(cid.to_string()))
                 } else if self.exists(&self.object_location(cid)).await? {
                     Err(Error::integrity(cid, "its key record is missing"))
@@ -447,236 +446,13 @@ impl Vault {
         })?;
         Ok((
             size,
-            Reader {
-                cid: *cid,
-                opener: Some(Opener::new(&key)),
-                hasher: Some(HashWorker::for_size(hasher, size)),
+            Reader::new(
+                *cid,
+                Opener::new(&key),
+                HashWorker::for_size(hasher, size),
                 ciphertext,
-                failed: None,
-            },
+            ),
         ))
-    }
-}
-
-/// Reads and verifies one object, a batch of segments at a time.
-struct Reader {
-    cid: Cid,
-    opener: Option<Opener>,
-    hasher: Option<HashWorker>,
-    ciphertext: BoxStream<'static, Result<Bytes>>,
-    /// A failure found after some segments of the same batch verified: those
-    /// are released first, the failure on the next call.
-    failed: Option<Error>,
-}
-
-impl Reader {
-    /// Appends the next verified plaintext (about [`BATCH`] bytes) to `out`;
-    /// `None` once the end was verified or a failure was reported. Nothing
-    /// unverified is ever left in `out`; the segments that verified before a
-    /// failure are released before it.
-    async fn fill(&mut self, out: &mut Vec<u8>) -> Option<Result<()>> {
-        if let Some(e) = self.failed.take() {
-            return Some(Err(e));
-        }
-        let start = out.len();
-        match self.fill_batch(out).await {
-            Some(Err(e)) if out.len() > start => {
-                self.failed = Some(e);
-                Some(Ok(()))
-            }
-            filled => filled,
-        }
-    }
-
-    async fn fill_batch(&mut self, out: &mut Vec<u8>) -> Option<Result<()>> {
-        let start = out.len();
-        loop {
-            let (Some(opener), Some(hasher)) = (self.opener.as_mut(), self.hasher.as_mut()) else {
-                return None;
-            };
-            match self.ciphertext.next().await {
-                Some(Ok(bytes)) => {
-                    if let Err(e) = hasher.feed(bytes.clone()).await {
-                        self.opener = None;
-                        return Some(Err(e));
-                    }
-                    if let Err(reason) = opener.update(&bytes, out) {
-                        self.opener = None;
-                        return Some(Err(Error::integrity(self.cid, reason)));
-                    }
-                    if out.len() - start >= BATCH {
-                        return Some(Ok(()));
-                    }
-                }
-                Some(Err(e)) => {
-                    self.opener = None;
-                    return Some(Err(e));
-                }
-                None => {
-                    let (Some(opener), Some(hasher)) = (self.opener.take(), self.hasher.take())
-                    else {
-                        return None;
-                    };
-                    if let Err(reason) = opener.finish(out) {
-                        return Some(Err(Error::integrity(self.cid, reason)));
-                    }
-                    let found = match hasher.finish().await {
-                        Ok(found) => found,
-                        Err(e) => return Some(Err(e)),
-                    };
-                    if found != *self.cid.inner() {
-                        return Some(Err(Error::integrity(
-                            self.cid,
-                            format!("its stored bytes hash to {found}"),
-                        )));
-                    }
-                    return Some(Ok(()));
-                }
-            }
-        }
-    }
-}
-
-/// Computes a CID beside the cipher: inline for small objects, on a
-/// blocking worker thread for large ones, so hashing and encryption use
-/// two cores.
-enum HashWorker {
-    /// Hashing on the calling task.
-    Inline(CidHasher),
-    /// Hashing on a blocking thread, fed through a bounded channel.
-    Thread {
-        tx: tokio::sync::mpsc::Sender<Bytes>,
-        task: tokio::task::JoinHandle<cid::Cid>,
-    },
-    /// Only while switching from one to the other.
-    Moving,
-}
-
-impl HashWorker {
-    fn for_size(hasher: CidHasher, size: u64) -> Self {
-        if size > INLINE_HASH_LIMIT {
-            Self::spawn(hasher)
-        } else {
-            Self::Inline(hasher)
-        }
-    }
-
-    fn spawn(mut hasher: CidHasher) -> Self {
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(4);
-        let task = tokio::task::spawn_blocking(move || {
-            while let Some(bytes) = rx.blocking_recv() {
-                hasher.update(&bytes);
-            }
-            hasher.finish()
-        });
-        Self::Thread { tx, task }
-    }
-
-    async fn feed(&mut self, bytes: Bytes) -> Result<()> {
-        if let Self::Inline(hasher) = self {
-            if bytes.len() as u64 <= INLINE_HASH_LIMIT {
-                hasher.update(&bytes);
-                return Ok(());
-            }
-            if let Self::Inline(hasher) = std::mem::replace(self, Self::Moving) {
-                *self = Self::spawn(hasher);
-            }
-        }
-        match self {
-            Self::Thread { tx, .. } => tx
-                .send(bytes)
-                .await
-                .map_err(|_| Error::Worker("the CID hashing thread stopped".to_owned())),
-            Self::Inline(_) | Self::Moving => {
-                Err(Error::Worker("the CID hasher was lost".to_owned()))
-            }
-        }
-    }
-
-    async fn finish(self) -> Result<cid::Cid> {
-        match self {
-            Self::Inline(hasher) => Ok(hasher.finish()),
-            Self::Thread { tx, task } => {
-                drop(tx);
-                task.await
-                    .map_err(|e| Error::Worker(format!("the CID hashing thread failed: {e}")))
-            }
-            Self::Moving => Err(Error::Worker("the CID hasher was lost".to_owned())),
-        }
-    }
-}
-
-/// Where a new object's ciphertext goes while its CID is not yet known.
-enum Sink {
-    /// Small so far: kept in memory, written with one `put` at the end.
-    Buffer(Vec<Bytes>),
-    /// Large: a multipart upload to `incoming/<random>`, renamed at the end.
-    Upload { path: Path, writer: WriteMultipart },
-}
-
-impl Sink {
-    async fn write(&mut self, vault: &Vault, data: Bytes) -> Result<()> {
-        match self {
-            Self::Buffer(buf) => {
-                buf.push(data);
-                if buf.iter().map(Bytes::len).sum::<usize>() > PART_SIZE {
-                    let mut name = [0u8; 16];
-                    fill_random(&mut name)?;
-                    let name: String = name.iter().map(|b| format!("{b:02x}")).collect();
-                    let path = vault.location("incoming", &name);
-                    let upload = vault
-                        .store
-                        .put_multipart(&path)
-                        .await
-                        .map_err(|e| Error::store("put_multipart", &path, e))?;
-                    let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
-                    for bytes in buf.drain(..) {
-                        writer.put(bytes);
-                    }
-                    *self = Self::Upload { path, writer };
-                }
-            }
-            Self::Upload { path, writer } => {
-                writer
-                    .wait_for_capacity(PARTS_IN_FLIGHT)
-                    .await
-                    .map_err(|e| Error::store("put_multipart", path, e))?;
-                writer.put(data);
-            }
-        }
-        Ok(())
-    }
-
-    async fn finish(self, vault: &Vault, object: &Path) -> Result<()> {
-        match self {
-            Self::Buffer(buf) => {
-                vault
-                    .store
-                    .put(object, buf.into_iter().collect::<PutPayload>())
-                    .await
-                    .map_err(|e| Error::store("put", object, e))?;
-            }
-            Self::Upload { path, writer } => {
-                writer
-                    .finish()
-                    .await
-                    .map_err(|e| Error::store("put_multipart", &path, e))?;
-                vault
-                    .store
-                    .rename(&path, object)
-                    .await
-                    .map_err(|e| Error::store("rename", &path, e))?;
-            }
-        }
-        Ok(())
-    }
-
-    async fn abort(self) {
-        if let Self::Upload { path, writer } = self
-            && let Err(e) = writer.abort().await
-        {
-            tracing::warn!(%path, error = %e, "aborting an unfinished upload failed");
-        }
     }
 }
 
@@ -769,10 +545,7 @@ impl VaultPort for Vault {
                 .map_err(|e| Error::store("put", &tombstone, e))?;
         }
         for path in [&key_path, &object] {
-            match self.store.delete(path).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(Error::store("delete", path, e).into()),
-            }
+            self.delete_if_present(path).await?;
         }
         tracing::info!(%cid, "vault object shredded");
         Ok(())

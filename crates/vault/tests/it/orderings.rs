@@ -1,0 +1,334 @@
+//! Crash-safe orderings: a shred stopped after any step releases nothing, a
+//! rotation never writes back a key shredded while it runs (on a store with
+//! conditional puts and on one without), an interrupted rotation breaks no
+//! read, and `file://` vaults fsync.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use healthledger_core::{Cid, ObjectStatus, SealedObject, VaultError, VaultPort};
+use healthledger_vault::{CidOptions, Kek, Vault};
+use object_store::ObjectStore;
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use tokio::sync::{Notify, mpsc};
+
+use crate::support::{HookStore, Op, injected, read};
+use crate::{kek, other_kek};
+
+fn vault_on(store: &HookStore, keys: Kek) -> Vault {
+    Vault::with_store(
+        Arc::new(store.clone()),
+        Path::from("vault"),
+        "test://",
+        keys,
+        CidOptions::KUBO_V1,
+    )
+    .unwrap()
+}
+
+/// A hooked store on memory (conditional puts) or on a local directory
+/// (none); the directory lives as long as the returned guard.
+fn stores() -> Vec<(&'static str, HookStore, Option<tempfile::TempDir>)> {
+    let dir = tempfile::tempdir().unwrap();
+    let local = LocalFileSystem::new_with_prefix(dir.path())
+        .unwrap()
+        .with_fsync(true);
+    vec![
+        ("memory", HookStore::new(Arc::new(InMemory::new())), None),
+        ("file", HookStore::new(Arc::new(local)), Some(dir)),
+    ]
+}
+
+async fn exists(store: &dyn ObjectStore, path: &Path) -> bool {
+    use object_store::ObjectStoreExt;
+    match store.head(path).await {
+        Ok(_) => true,
+        Err(object_store::Error::NotFound { .. }) => false,
+        Err(e) => panic!("head {path}: {e}"),
+    }
+}
+
+async fn assert_shredded(v: &Vault, cid: &Cid, what: &str) {
+    let got = v.get(cid).await;
+    assert!(
+        matches!(got, Err(VaultError::NotFound(_))),
+        "{what}: get must be NotFound, got {got:?}"
+    );
+    let streamed = v.get_stream(cid).await.map(drop);
+    assert!(
+        matches!(streamed, Err(VaultError::NotFound(_))),
+        "{what}: get_stream must be NotFound, got {streamed:?}"
+    );
+    assert_eq!(
+        v.verify(cid).await.unwrap(),
+        ObjectStatus::Shredded,
+        "{what}"
+    );
+}
+
+#[tokio::test]
+async fn a_shred_stopped_after_its_tombstone_releases_nothing() {
+    for (backend, store, _dir) in stores() {
+        let v = vault_on(&store, kek());
+        let sealed = v.put(Bytes::from_static(b"biopsy result")).await.unwrap();
+        let key_path = v.key_location(&sealed.cid);
+        let object = v.object_location(&sealed.cid);
+
+        // Stopped between the tombstone and the key delete: the key record
+        // is still there, and still nothing reads the content.
+        store.fail(Op::Delete, "/keys/");
+        let err = v.shred(&sealed.cid).await.unwrap_err();
+        assert!(
+            matches!(err, VaultError::Unavailable(_)),
+            "{backend}: {err:?}"
+        );
+        assert!(exists(store.inner().as_ref(), &key_path).await, "{backend}");
+        assert_shredded(&v, &sealed.cid, &format!("{backend}, key delete failed")).await;
+        let reopened = vault_on(&store, kek());
+        assert_shredded(&reopened, &sealed.cid, &format!("{backend}, reopened")).await;
+
+        // Stopped between the key delete and the content delete.
+        store.fail(Op::Delete, "/objects/");
+        assert!(v.shred(&sealed.cid).await.is_err(), "{backend}");
+        assert!(
+            !exists(store.inner().as_ref(), &key_path).await,
+            "{backend}"
+        );
+        assert!(exists(store.inner().as_ref(), &object).await, "{backend}");
+        assert_shredded(
+            &v,
+            &sealed.cid,
+            &format!("{backend}, content delete failed"),
+        )
+        .await;
+
+        // Shredding again finishes the job.
+        store.clear();
+        v.shred(&sealed.cid).await.unwrap();
+        assert!(!exists(store.inner().as_ref(), &object).await, "{backend}");
+        assert_shredded(&v, &sealed.cid, backend).await;
+    }
+}
+
+#[tokio::test]
+async fn a_shred_that_could_not_write_its_tombstone_changed_nothing() {
+    for (backend, store, _dir) in stores() {
+        let v = vault_on(&store, kek());
+        let data = Bytes::from_static(b"allergy list");
+        let sealed = v.put(data.clone()).await.unwrap();
+        store.fail(Op::Put, "/shredded/");
+        assert!(v.shred(&sealed.cid).await.is_err(), "{backend}");
+        store.clear();
+        assert_eq!(v.get(&sealed.cid).await.unwrap(), data, "{backend}");
+        v.shred(&sealed.cid).await.unwrap();
+        assert_shredded(&v, &sealed.cid, backend).await;
+    }
+}
+
+/// Holds the first `op` on the key record of `cid` until the test says go,
+/// telling the test when it got there.
+fn hold(store: &HookStore, op: Op, cid: &Cid) -> (mpsc::UnboundedReceiver<()>, Arc<Notify>) {
+    let (reached_tx, reached) = mpsc::unbounded_channel();
+    let go = Arc::new(Notify::new());
+    let needle = format!("/keys/{cid}");
+    let released = Arc::clone(&go);
+    let once = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    store.set(move |o, path| {
+        let hit = o == op
+            && path.as_ref().ends_with(&needle)
+            && !once.swap(true, std::sync::atomic::Ordering::SeqCst);
+        let reached_tx = reached_tx.clone();
+        let go = Arc::clone(&released);
+        Box::pin(async move {
+            if hit {
+                let _ = reached_tx.send(());
+                go.notified().await;
+            }
+            Ok(())
+        })
+    });
+    (reached, go)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_never_writes_back_a_key_shredded_while_it_runs() {
+    // The shred runs to its end while the rotation holds the record it read
+    // (Get) or is about to write it back (Put).
+    for op in [Op::Get, Op::Put] {
+        for (backend, store, _dir) in stores() {
+            let what = format!("{backend}, shred during the rotation's {op:?}");
+            let v = Arc::new(vault_on(&store, kek()));
+            let mut kept: Vec<(SealedObject, Bytes)> = Vec::new();
+            for i in 0..3u8 {
+                let data = Bytes::from(vec![i; 100]);
+                kept.push((v.put(data.clone()).await.unwrap(), data));
+            }
+            let target = v.put(Bytes::from_static(b"to be shredded")).await.unwrap();
+            let (mut reached, go) = hold(&store, op, &target.cid);
+            let rotating = tokio::spawn({
+                let v = Arc::clone(&v);
+                async move { v.rotate_kek(other_kek()).await }
+            });
+            reached.recv().await.unwrap();
+            // The held request belongs to the rotation; the shred's own
+            // requests pass (the hold fires once).
+            v.shred(&target.cid).await.unwrap();
+            go.notify_one();
+            let report = rotating.await.unwrap().unwrap();
+            assert_eq!(report.rewrapped, 3, "{what}: {report:?}");
+            assert_eq!(report.shredded, 1, "{what}: {report:?}");
+            assert!(
+                !exists(store.inner().as_ref(), &v.key_location(&target.cid)).await,
+                "{what}: the shredded key record was written back"
+            );
+            assert_shredded(&v, &target.cid, &what).await;
+            let new_only = vault_on(&store, other_kek());
+            for (sealed, data) in &kept {
+                assert_eq!(&new_only.get(&sealed.cid).await.unwrap(), data, "{what}");
+            }
+            assert_shredded(&new_only, &target.cid, &what).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_beside_many_concurrent_shreds_resurrects_none() {
+    for (backend, store, _dir) in stores() {
+        let v = Arc::new(vault_on(&store, kek()));
+        let mut sealed = Vec::new();
+        for i in 0..40u8 {
+            sealed.push(v.put(Bytes::from(vec![i; 64])).await.unwrap());
+        }
+        let doomed: Vec<Cid> = sealed.iter().step_by(2).map(|s| s.cid).collect();
+        let rotating = tokio::spawn({
+            let v = Arc::clone(&v);
+            async move { v.rotate_kek(other_kek()).await }
+        });
+        let shredding = tokio::spawn({
+            let v = Arc::clone(&v);
+            let doomed = doomed.clone();
+            async move {
+                for cid in doomed {
+                    v.shred(&cid).await.unwrap();
+                    tokio::task::yield_now().await;
+                }
+            }
+        });
+        let report = rotating.await.unwrap().unwrap();
+        shredding.await.unwrap();
+        assert!(
+            report.rewrapped + report.shredded >= 20,
+            "{backend}: {report:?}"
+        );
+        for (i, s) in sealed.iter().enumerate() {
+            let key_left = exists(store.inner().as_ref(), &v.key_location(&s.cid)).await;
+            if i % 2 == 0 {
+                assert!(!key_left, "{backend}: object {i}'s shredded key is back");
+                assert_shredded(&v, &s.cid, backend).await;
+            } else {
+                assert!(key_left, "{backend}: object {i} lost its key");
+                assert_eq!(v.get(&s.cid).await.unwrap(), vec![i as u8; 64]);
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_interrupted_rotation_breaks_no_read() {
+    for (backend, store, _dir) in stores() {
+        let v = vault_on(&store, kek());
+        let mut sealed = Vec::new();
+        for i in 0..6u8 {
+            let data = Bytes::from(vec![i; 1_000]);
+            sealed.push((v.put(data.clone()).await.unwrap(), data));
+        }
+        // The third rewrite fails, as a crash or a network error would.
+        let puts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        store.set(move |op, path| {
+            let failure = (op == Op::Put
+                && path.as_ref().contains("/keys/")
+                && puts.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 2)
+                .then(|| injected(op, path));
+            Box::pin(async move { failure.map_or(Ok(()), Err) })
+        });
+        let err = v.rotate_kek(other_kek()).await.unwrap_err();
+        assert!(
+            matches!(err, healthledger_vault::Error::Store { .. }),
+            "{backend}: {err:?}"
+        );
+        store.clear();
+        assert_eq!(v.key_id().await, "test-kek-2", "{backend}");
+        // Half the records are under each KEK; every reader holding both
+        // reads everything, whichever KEK it writes under.
+        let both_new_first = vault_on(&store, other_kek())
+            .add_previous(vec![kek()])
+            .unwrap();
+        let both_old_first = vault_on(&store, kek())
+            .add_previous(vec![other_kek()])
+            .unwrap();
+        for reader in [&v, &both_new_first, &both_old_first] {
+            for (s, data) in &sealed {
+                assert_eq!(&reader.get(&s.cid).await.unwrap(), data, "{backend}");
+                assert_eq!(reader.verify(&s.cid).await.unwrap(), ObjectStatus::Intact);
+            }
+        }
+        // An object written in between is readable too.
+        let during = v.put(Bytes::from_static(b"mid-rotation")).await.unwrap();
+        assert_eq!(
+            &both_old_first.get(&during.cid).await.unwrap()[..],
+            b"mid-rotation"
+        );
+        // Resuming finishes it; the old KEK alone then opens nothing.
+        let report = v.rotate_kek(other_kek()).await.unwrap();
+        assert_eq!(
+            report.rewrapped + report.already_current,
+            7,
+            "{backend}: {report:?}"
+        );
+        assert!(report.rewrapped >= 1, "{backend}: {report:?}");
+        let old_only = vault_on(&store, kek());
+        for (s, _) in &sealed {
+            assert!(
+                matches!(old_only.get(&s.cid).await, Err(VaultError::Integrity(_))),
+                "{backend}"
+            );
+        }
+        let stored = read(store.inner().as_ref(), &v.key_location(&during.cid)).await;
+        assert!(!stored.is_empty());
+    }
+}
+
+#[tokio::test]
+async fn a_kek_reusing_an_id_with_other_bytes_is_refused() {
+    let store = HookStore::new(Arc::new(InMemory::new()));
+    let v = vault_on(&store, kek());
+    let impostor = Kek::new("test-kek-1", [1; 32]).unwrap();
+    let err = v.rotate_kek(impostor).await.unwrap_err();
+    assert!(
+        matches!(err, healthledger_vault::Error::Config { .. }),
+        "{err:?}"
+    );
+    let err = vault_on(&store, kek())
+        .add_previous(vec![Kek::new("test-kek-1", [2; 32]).unwrap()])
+        .unwrap_err();
+    assert!(
+        matches!(err, healthledger_vault::Error::Config { .. }),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn file_vaults_fsync_every_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = Vault::builder(format!("file://{}", dir.path().display()))
+        .kek(kek())
+        .build()
+        .unwrap();
+    // object_store's local store shows its settings in Debug only.
+    let shown = format!("{:?}", v.store());
+    assert!(shown.contains("fsync: true"), "{shown}");
+    let sealed = v.put(Bytes::from_static(b"durable")).await.unwrap();
+    assert_eq!(&v.get(&sealed.cid).await.unwrap()[..], b"durable");
+}

@@ -136,6 +136,21 @@
 //! every query and index), the extra cost is paid only by writes, and
 //! pruning is a range delete.
 //!
+//! # Layout
+//!
+//! The code is split by what it does: `connect` (the builder, pools,
+//! migration locks), `dialect` (statement plumbing and what differs between
+//! the backends), `rows/` (one module per table family: reading rows,
+//! `upsert_*` and deleting), `apply` (block application), `undo` (the undo
+//! log and rollback), `journal` (the journal and the sync state),
+//! `snapshot` (whole-state writes), `search`, `access_log`, `db_only`
+//! (extras, notifications, sessions) and `port` (the [`CachePort`] impl,
+//! opening transactions and delegating). One verb names one act:
+//! `upsert_*` inserts or replaces, `insert_*` appends, `load_*` reads one
+//! value, `delete_*` removes.
+//!
+//! [`CachePort`]: healthledger_core::CachePort
+//!
 //! # Errors
 //!
 //! Failures map onto [`healthledger_core::CacheError`] with the operation as
@@ -149,10 +164,21 @@
 //! whose patient is not its id's; anything else is
 //! `Other`. URLs in errors and `Debug` output have their password redacted.
 
-mod cache;
-mod convert;
-mod error;
-mod migration;
+mod dialect;
 
-pub use cache::{SqlCache, SqlCacheBuilder};
+mod access_log;
+mod apply;
+mod connect;
+mod convert;
+mod db_only;
+mod error;
+mod journal;
+mod migration;
+mod port;
+mod rows;
+mod search;
+mod snapshot;
+mod undo;
+
+pub use connect::{SqlCache, SqlCacheBuilder};
 pub use error::{Error, Result};

@@ -40,7 +40,8 @@ pub use chain::{
 pub use error::{BoxError, CacheError, LedgerError, ValidationError, VaultError};
 pub use ids::{Cid, HhNumber, RecordId, Role, Timestamp, WalletAddress};
 pub use ports::cache::{
-    BlockAdmission, CacheCounts, CachePort, CacheResult, ChainSource, RecordQuery, admit_block,
+    BlockAdmission, CacheCounts, CachePort, CacheResult, ChainSnapshot, ChainSource, RecordQuery,
+    admit_block,
 };
 pub use ports::ledger::{
     Authorization, ConsentAction, LedgerPort, LedgerResult, ReadAt, RelayedSignature,

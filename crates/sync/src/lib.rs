@@ -1,6 +1,48 @@
-//! Reconciliation of the chain into the cache: targeted, full, incremental and
-//! live synchronization with reorg handling, drift verification and repair.
+//! Reconciliation of the chain into the cache: targeted, full, incremental
+//! and live synchronization, exact under reorgs and crashes.
 //!
-//! Architecture invariant: this crate depends on `healthledger-core` only and
-//! talks to the ledger and the cache through their ports. It is filled by the
-//! sync issue; today it only declares its place in the workspace.
+//! Architecture invariant: this crate depends on `healthledger-core` only
+//! and talks to the ledger and the cache through their ports; adapters
+//! appear only in its dev-dependencies.
+//!
+//! - [`plan`]: a pure planner from the cache's checkpoint and the chain's
+//!   head and finalized block to the next step ([`plan::Plan`]) and, after
+//!   a reorg, the fork point;
+//! - [`SyncEngine::sync_patient`] and friends (`targeted`): one entity read
+//!   at the head and upserted, with an [`Outcome`];
+//! - [`SyncEngine::full_sync`] (`full`): the whole state at one pinned
+//!   block through the bulk reads, installed in one cache transaction that
+//!   sets the checkpoint, so incremental sync continues with no gap and no
+//!   double;
+//! - [`SyncEngine::sync`] (`backfill`, `reorg`): step until the head:
+//!   final blocks through a pipeline of concurrent `eth_getLogs` ranges
+//!   applied in large batches without undo, blocks near the head with
+//!   their headers and exact undo, and after a reorg the canonical branch
+//!   fetched first and switched to in one transaction;
+//! - [`SyncEngine::follow`] (`follow`): sync on every new head and prune
+//!   undo data that became final, until [`Stopper::stop`];
+//! - [`SyncEngine::status`] and progress events ([`Progress`]).
+//!
+//! Crash safety: every cache write is one transaction that moves the
+//! checkpoint with its data, so a crash loses at most the batch being
+//! written, and a restart resumes from the checkpoint.
+//!
+//! One writer per cache: the engine assumes it is the only writer of its
+//! cache's chain data; running two followers on one cache is the caller's
+//! to prevent (a lease is not provided yet).
+
+mod backfill;
+mod engine;
+mod error;
+mod follow;
+mod full;
+pub mod plan;
+mod reorg;
+mod status;
+mod targeted;
+
+pub use backfill::Stopper;
+pub use engine::{StepReport, SyncConfig, SyncEngine};
+pub use error::{Error, Result};
+pub use status::{Phase, Progress, ProgressFn, RECENT_QUARANTINED, SyncStatus};
+pub use targeted::{Outcome, Stale};

@@ -28,6 +28,20 @@ pub struct ChainSource {
     pub tx_hash: B256,
 }
 
+/// The whole chain state at one block, as a full sync reads it through the
+/// ledger's bulk reads: what [`CachePort::replace_chain_state`] installs.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ChainSnapshot {
+    /// Every registered profile, in its current version.
+    pub profiles: Vec<Profile>,
+    /// Every record.
+    pub records: Vec<MedicalRecord>,
+    /// Every grant ever made, in its current state (revoked or not).
+    pub grants: Vec<AccessGrant>,
+    /// The latest audit anchor, if any.
+    pub anchor: Option<AuditAnchor>,
+}
+
 /// A record search. Every given criterion must hold.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct RecordQuery {
@@ -150,8 +164,46 @@ pub trait CachePort: Send + Sync + Debug {
     /// reorg the caller re-syncs what it upserted from the dropped fork.
     async fn rollback_to(&self, number: u64) -> CacheResult<()>;
 
+    /// Rolls back to `fork_point` ([`Self::rollback_to`]) and applies
+    /// `batch` ([`Self::apply_blocks`]) in one transaction, so that readers
+    /// never see the state between the two branches of a reorg: they see
+    /// the old branch until the new one is applied in full. After a failure
+    /// nothing changed (the old branch is still applied). The batch's first
+    /// block must lie above `fork_point`.
+    async fn switch_branch(
+        &self,
+        fork_point: u64,
+        batch: &[(BlockRef, Vec<ChainEvent>)],
+        finalized: u64,
+    ) -> CacheResult<()>;
+
+    /// Replaces every cached chain value with `snapshot`, the state at
+    /// block `at`, in one transaction: profiles, records and grants not in
+    /// the snapshot are removed, the rest written; the journal and its undo
+    /// data are cleared; the checkpoint becomes `at`, and `at` is final
+    /// (rolling back below it is `Conflict`). DB-only data is untouched.
+    /// The snapshot obeys the rules the cache enforces elsewhere: two
+    /// profiles with one wallet or one HH number are `Conflict`, a record
+    /// naming a patient other than the one its id embeds is `Invalid`, and
+    /// after a refusal nothing changed.
+    async fn replace_chain_state(&self, at: &BlockRef, snapshot: &ChainSnapshot)
+    -> CacheResult<()>;
+
+    /// Removes the cached profile of `hh` (a targeted sync found it gone
+    /// from the chain); whether there was one. Its records, grants and
+    /// DB-only data stay.
+    async fn remove_profile(&self, hh: HhNumber) -> CacheResult<bool>;
+
+    /// Removes the index row of record `id`; whether there was one.
+    async fn remove_record(&self, id: RecordId) -> CacheResult<bool>;
+
     /// The last applied block.
     async fn checkpoint(&self) -> CacheResult<Option<BlockRef>>;
+
+    /// The final block: the highest block applied as final, pruned, or
+    /// installed by [`Self::replace_chain_state`]. Nothing at or below it
+    /// can be rolled back; `None` while every applied block can be.
+    async fn final_block(&self) -> CacheResult<Option<BlockRef>>;
 
     /// Journaled blocks with numbers in `from..=to`, ascending.
     async fn journal(&self, from: u64, to: u64) -> CacheResult<Vec<BlockRef>>;

@@ -15,6 +15,12 @@ use crate::{
     Role, Session, SessionTokenHash, Timestamp,
 };
 
+mod whole_state;
+pub use whole_state::{
+    removals_remove_one_row, replace_chain_state_installs_a_snapshot,
+    switch_branch_swaps_branches_atomically,
+};
+
 /// Runs every cache conformance test, each on a fresh cache from `fresh`.
 pub async fn all<C, F, Fut>(fresh: F)
 where
@@ -47,6 +53,9 @@ where
     records_belong_to_the_patient_of_their_id(&fresh().await).await;
     access_log_is_hash_chained(&fresh().await).await;
     access_log_is_checked_against_the_anchor(&fresh().await).await;
+    switch_branch_swaps_branches_atomically(&fresh().await).await;
+    replace_chain_state_installs_a_snapshot(&fresh().await).await;
+    removals_remove_one_row(&fresh().await).await;
 }
 
 fn hh(n: u32) -> HhNumber {

@@ -12,10 +12,10 @@ use async_trait::async_trait;
 
 use crate::{
     AccessGrant, AccessLogEntry, AuditAnchor, BlockAdmission, BlockRef, CacheCounts, CacheError,
-    CachePort, CacheResult, ChainEvent, ChainSource, HhNumber, LedgerEvent, LogVerification,
-    MedicalRecord, NewAccessLogEntry, NewNotification, Notification, PatientProfile, Profile,
-    ProfileExtras, RecordId, RecordQuery, Role, Session, SessionTokenHash, Timestamp,
-    WalletAddress, admit_block, first_broken_link, search_words,
+    CachePort, CacheResult, ChainEvent, ChainSnapshot, ChainSource, HhNumber, LedgerEvent,
+    LogVerification, MedicalRecord, NewAccessLogEntry, NewNotification, Notification,
+    PatientProfile, Profile, ProfileExtras, RecordId, RecordQuery, Role, Session, SessionTokenHash,
+    Timestamp, WalletAddress, admit_block, first_broken_link, search_words,
 };
 
 /// A value an applied block replaced, to restore on rollback.
@@ -27,7 +27,7 @@ enum Undo {
     Anchor(Option<AuditAnchor>),
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct State {
     profiles: BTreeMap<HhNumber, Profile>,
     records: BTreeMap<RecordId, MedicalRecord>,
@@ -200,6 +200,27 @@ impl State {
     }
 }
 
+impl State {
+    /// Undoes every block above `number`; refused below the final block.
+    fn rollback(&mut self, number: u64) -> CacheResult<()> {
+        if let Some(p) = self.pruned.filter(|p| p.number > number) {
+            return Err(CacheError::Conflict(format!(
+                "cannot roll back to {number}: block {} is final (pruned, or applied at or below the finalized height)",
+                p.number
+            )));
+        }
+        let above: Vec<u64> = self.journal.range(number + 1..).map(|(n, _)| *n).collect();
+        for n in above.into_iter().rev() {
+            if let Some((_, undo)) = self.journal.remove(&n) {
+                for u in undo.into_iter().rev() {
+                    self.undo(u);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 fn restore<K: Ord, V>(map: &mut BTreeMap<K, V>, key: K, value: Option<V>) {
     match value {
         Some(v) => map.insert(key, v),
@@ -296,26 +317,90 @@ impl CachePort for InMemoryCache {
     }
 
     async fn rollback_to(&self, number: u64) -> CacheResult<()> {
-        let mut s = self.lock();
-        if let Some(p) = s.pruned.filter(|p| p.number > number) {
-            return Err(CacheError::Conflict(format!(
-                "cannot roll back to {number}: block {} is final (pruned, or applied at or below the finalized height)",
-                p.number
+        self.lock().rollback(number)
+    }
+
+    async fn switch_branch(
+        &self,
+        fork_point: u64,
+        batch: &[(BlockRef, Vec<ChainEvent>)],
+        finalized: u64,
+    ) -> CacheResult<()> {
+        if let Some((b, _)) = batch.iter().find(|(b, _)| b.number <= fork_point) {
+            return Err(CacheError::Invalid(format!(
+                "block {} of the new branch is not above the fork point {fork_point}",
+                b.number
             )));
         }
-        let above: Vec<u64> = s.journal.range(number + 1..).map(|(n, _)| *n).collect();
-        for n in above.into_iter().rev() {
-            if let Some((_, undo)) = s.journal.remove(&n) {
-                for u in undo.into_iter().rev() {
-                    s.undo(u);
-                }
-            }
+        let mut s = self.lock();
+        let before = s.clone();
+        let result = s
+            .rollback(fork_point)
+            .and_then(|()| s.apply_batch(batch, Some(finalized)));
+        if result.is_err() {
+            *s = before;
         }
+        result
+    }
+
+    async fn replace_chain_state(
+        &self,
+        at: &BlockRef,
+        snapshot: &ChainSnapshot,
+    ) -> CacheResult<()> {
+        let mut s = self.lock();
+        let mut next = State {
+            extras: std::mem::take(&mut s.extras),
+            notifications: std::mem::take(&mut s.notifications),
+            sessions: std::mem::take(&mut s.sessions),
+            access_log: std::mem::take(&mut s.access_log),
+            ..State::default()
+        };
+        let loaded = (|| {
+            for p in &snapshot.profiles {
+                if next.profiles.contains_key(&p.hh()) {
+                    return Err(CacheError::Conflict(format!(
+                        "the snapshot holds HH number {} twice",
+                        p.hh()
+                    )));
+                }
+                next.put_profile(p)?;
+            }
+            for r in &snapshot.records {
+                next.put_record(r)?;
+            }
+            for g in &snapshot.grants {
+                next.put_grant(g);
+            }
+            Ok(())
+        })();
+        if let Err(e) = loaded {
+            s.extras = next.extras;
+            s.notifications = next.notifications;
+            s.sessions = next.sessions;
+            s.access_log = next.access_log;
+            return Err(e);
+        }
+        next.anchor = snapshot.anchor;
+        next.pruned = Some(*at);
+        *s = next;
         Ok(())
+    }
+
+    async fn remove_profile(&self, hh: HhNumber) -> CacheResult<bool> {
+        Ok(self.lock().profiles.remove(&hh).is_some())
+    }
+
+    async fn remove_record(&self, id: RecordId) -> CacheResult<bool> {
+        Ok(self.lock().records.remove(&id).is_some())
     }
 
     async fn checkpoint(&self) -> CacheResult<Option<BlockRef>> {
         Ok(self.lock().checkpoint())
+    }
+
+    async fn final_block(&self) -> CacheResult<Option<BlockRef>> {
+        Ok(self.lock().pruned)
     }
 
     async fn journal(&self, from: u64, to: u64) -> CacheResult<Vec<BlockRef>> {

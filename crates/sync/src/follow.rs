@@ -1,0 +1,60 @@
+//! Follow mode: sync to the head, prune the undo data of blocks that became
+//! final, wait for the next head, repeat, until asked to stop.
+
+use std::time::Duration;
+
+use crate::{Result, SyncEngine, backfill::Stopper};
+
+impl SyncEngine {
+    /// A handle that asks this engine (and its clones) to stop after the
+    /// batch it is writing: wire it to SIGINT/SIGTERM.
+    pub fn stopper(&self) -> Stopper {
+        Stopper(self.stop.clone())
+    }
+
+    /// Follows the chain until [`Stopper::stop`]: every `poll_interval` it
+    /// syncs to the head (full, incremental or a branch switch, as
+    /// planned) and prunes the journal below the finalized block. A failed
+    /// step is logged, kept in the status, and retried after
+    /// `retry_delay`; an error no retry can fix (a reorg deeper than the
+    /// cache can undo) ends the follow with that error.
+    pub async fn follow(&self) -> Result<()> {
+        while !self.stopping() {
+            let wait = match self.sync().await {
+                Ok(_) => {
+                    self.prune().await?;
+                    self.config.poll_interval
+                }
+                Err(e) if e.is_retryable() => {
+                    tracing::warn!(error = %e, "sync step failed; retrying");
+                    self.config.retry_delay
+                }
+                Err(e) => return Err(e),
+            };
+            self.sleep(wait).await;
+        }
+        Ok(())
+    }
+
+    /// Forgets the undo data of blocks at or below both the finalized
+    /// block and the checkpoint.
+    async fn prune(&self) -> Result<u64> {
+        let finalized = self.ledger.finalized().await?;
+        let Some(cp) = self.cache.checkpoint().await? else {
+            return Ok(0);
+        };
+        let below = finalized.number.min(cp.number).saturating_add(1);
+        Ok(self.cache.prune_journal(below).await?)
+    }
+
+    /// Sleeps `total`, waking early when a stop is requested.
+    async fn sleep(&self, total: Duration) {
+        let slice = Duration::from_millis(50);
+        let mut left = total;
+        while !left.is_zero() && !self.stopping() {
+            let d = left.min(slice);
+            tokio::time::sleep(d).await;
+            left -= d;
+        }
+    }
+}

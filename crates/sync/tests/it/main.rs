@@ -1,0 +1,9 @@
+//! The sync engine's integration tests: every operation on the in-memory
+//! fakes, error paths on mocks, a property test of "the cache equals the
+//! projection of the canonical chain" through reorgs and crashes.
+
+mod anvil;
+mod errors;
+mod fakes;
+mod property;
+mod support;

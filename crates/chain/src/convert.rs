@@ -31,7 +31,7 @@ pub(crate) fn hh(n: u32) -> Result<HhNumber> {
     check(HhNumber::new(n))
 }
 
-fn wallet(a: Address) -> Result<WalletAddress> {
+pub(crate) fn wallet(a: Address) -> Result<WalletAddress> {
     check(WalletAddress::new(a))
 }
 
@@ -260,13 +260,19 @@ pub(crate) fn event_from_abi(e: &HealthLedgerEvents) -> Result<Option<LedgerEven
         }),
         E::RegistrarAdded(e) => LedgerEvent::RegistrarAdded(wallet(e.registrar)?),
         E::RegistrarRemoved(e) => LedgerEvent::RegistrarRemoved(wallet(e.registrar)?),
-        // Admin handovers and cancelled nonces change nothing the cache
-        // holds: they are the contract's own bookkeeping.
         E::ProviderSuspended(e) => LedgerEvent::ProviderSuspended(hh(e.hh)?),
         E::ProviderReinstated(e) => LedgerEvent::ProviderReinstated(hh(e.hh)?),
-        E::AdminTransferStarted(_) | E::AdminChanged(_) | E::NonceInvalidated(_) => {
-            return Ok(None);
-        }
+        E::AdminTransferStarted(e) => LedgerEvent::AdminTransferStarted {
+            admin: wallet(e.admin)?,
+            pending_admin: wallet(e.pendingAdmin)?,
+        },
+        E::AdminChanged(e) => LedgerEvent::AdminChanged {
+            previous: wallet(e.previousAdmin)?,
+            admin: wallet(e.admin)?,
+        },
+        // A cancelled nonce changes nothing the cache holds: it is the
+        // contract's own bookkeeping.
+        E::NonceInvalidated(_) => return Ok(None),
     }))
 }
 

@@ -17,10 +17,14 @@
 //!   number, one wallet per HH number and one HH number per wallet across all
 //!   roles. HH numbers are issued, never taken: a *registrar* registers
 //!   everyone, and a patient may register from their own wallet only with a
-//!   registrar's EIP-712 `PatientAttestation(hh, wallet, deadline)`. The
-//!   admin (the deployer, handed over in two steps: `transferAdmin`,
-//!   `acceptAdmin`) names and removes registrars. Only the owner's wallet,
-//!   directly or by signature, updates.
+//!   registrar's EIP-712 `PatientAttestation(hh, wallet, deadline)`; each
+//!   registration event names the registrar that issued the HH number (and,
+//!   for a patient, whether it came with that registrar's attestation). The
+//!   admin (the deployer) names and removes registrars and hands its role
+//!   over in two steps (`transferAdmin` offers, the offered wallet's
+//!   `acceptAdmin` takes it: `AdminTransferStarted`, `AdminChanged`; a new
+//!   offer replaces a pending one; registrars stay as they were). Only the
+//!   owner's wallet, directly or by signature, updates.
 //! - **Validation**: every value is checked on chain as the Rust domain
 //!   types check it (HH range, text lengths in characters, no control
 //!   characters, ISO dates, the eight blood groups, email syntax, content

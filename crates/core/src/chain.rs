@@ -182,6 +182,21 @@ pub enum LedgerEvent {
     ProviderSuspended(HhNumber),
     /// The admin reinstated a suspended provider.
     ProviderReinstated(HhNumber),
+    /// The admin offered the admin role to `pending_admin` (the first step
+    /// of a handover); it replaces any earlier offer.
+    AdminTransferStarted {
+        /// The admin making the offer.
+        admin: WalletAddress,
+        /// The wallet that becomes admin when it accepts.
+        pending_admin: WalletAddress,
+    },
+    /// The offered wallet accepted: `admin` holds the role, `previous` lost it.
+    AdminChanged {
+        /// The admin before the handover.
+        previous: WalletAddress,
+        /// The new admin.
+        admin: WalletAddress,
+    },
 }
 
 impl LedgerEvent {

@@ -7,9 +7,9 @@ use alloy::{
 };
 use async_trait::async_trait;
 use healthledger_core::{
-    AccessGrant, AuditAnchor, Authorization, BlockRef, ConsentAction, EventBatch, HhNumber,
-    LedgerError, LedgerPort, LedgerResult, MedicalRecord, NewRecord, Profile, ReadAt, RecordId,
-    RelayedSignature, Role, Timestamp, TxReceipt, WalletAddress,
+    AccessGrant, AdminRole, AuditAnchor, Authorization, BlockRef, ConsentAction, EventBatch,
+    HhNumber, LedgerError, LedgerPort, LedgerResult, MedicalRecord, NewRecord, Profile, ReadAt,
+    RecordId, RelayedSignature, Role, Timestamp, TxReceipt, WalletAddress,
 };
 
 use crate::{
@@ -100,6 +100,35 @@ impl LedgerPort for EvmLedger {
                 registrar: wallet.address(),
             })
             .await?)
+    }
+
+    async fn transfer_admin(&self, wallet: WalletAddress) -> LedgerResult<TxReceipt> {
+        Ok(self
+            .send(HealthLedger::transferAdminCall {
+                newAdmin: wallet.address(),
+            })
+            .await?)
+    }
+
+    async fn accept_admin(&self) -> LedgerResult<TxReceipt> {
+        Ok(self.send(HealthLedger::acceptAdminCall {}).await?)
+    }
+
+    async fn admin(&self, at: ReadAt) -> LedgerResult<AdminRole> {
+        // Two getters: pin both to one block (the head's, for `Latest`), so
+        // a handover landing between them cannot mix two states.
+        let at = match at {
+            ReadAt::Latest => ReadAt::Block(self.head().await?),
+            pinned => pinned,
+        };
+        let admin = self.call_at(HealthLedger::adminCall {}, at).await?;
+        let pending = self.call_at(HealthLedger::pendingAdminCall {}, at).await?;
+        Ok(AdminRole {
+            admin: convert::wallet(admin)?,
+            pending: (!pending.is_zero())
+                .then(|| convert::wallet(pending))
+                .transpose()?,
+        })
     }
 
     async fn suspend_provider(&self, hh: HhNumber) -> LedgerResult<TxReceipt> {

@@ -28,6 +28,17 @@ pub enum ReadAt {
     Block(BlockRef),
 }
 
+/// Who holds the ledger's admin role, and the wallet it is offered to while
+/// a two-step handover is under way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct AdminRole {
+    /// The admin: names and removes registrars, suspends and reinstates
+    /// providers, offers the role to a successor.
+    pub admin: WalletAddress,
+    /// The wallet the admin offered the role to, until it accepts.
+    pub pending: Option<WalletAddress>,
+}
+
 /// Shorthand for ledger results.
 pub type LedgerResult<T> = Result<T, LedgerError>;
 
@@ -139,6 +150,22 @@ pub trait LedgerPort: Send + Sync + Debug {
 
     /// Takes the registrar role from `wallet`. Admin only.
     async fn remove_registrar(&self, wallet: WalletAddress) -> LedgerResult<TxReceipt>;
+
+    /// Offers the admin role to `wallet`, the first step of a handover
+    /// (admin only, else `AccessDenied`). The admin keeps every power until
+    /// `wallet` accepts; a second offer replaces a pending one, so the admin
+    /// withdraws an offer by making another (to itself, say). Registrars are
+    /// left as they are.
+    async fn transfer_admin(&self, wallet: WalletAddress) -> LedgerResult<TxReceipt>;
+
+    /// Accepts the admin role offered to the signer, the second step (which
+    /// proves the new admin can sign). `AccessDenied` for any other wallet
+    /// and when nothing is offered. The previous admin loses every admin
+    /// power, though not a registrar role it holds.
+    async fn accept_admin(&self) -> LedgerResult<TxReceipt>;
+
+    /// The admin and the wallet a pending handover offers the role to.
+    async fn admin(&self, at: ReadAt) -> LedgerResult<AdminRole>;
 
     /// Suspends a doctor or diagnostic center (admin only): until
     /// reinstated it cannot create records (`AccessDenied`) and cannot be

@@ -15,8 +15,8 @@ use async_trait::async_trait;
 
 use super::fixtures::{self, TestWallet, date};
 use crate::{
-    AuditAnchor, Authorization, ChainEvent, ConsentAction, HhNumber, LedgerError, LedgerEvent,
-    LedgerPort, Line, Name, Profile, ReadAt, RelayedSignature, Role, Timestamp,
+    AdminRole, AuditAnchor, Authorization, ChainEvent, ConsentAction, HhNumber, LedgerError,
+    LedgerEvent, LedgerPort, Line, Name, Profile, ReadAt, RelayedSignature, Role, Timestamp,
 };
 
 /// Control over a test chain that the port itself does not offer.
@@ -69,6 +69,7 @@ pub async fn all(l: &dyn LedgerPort, clock: &dyn ChainControl) {
     deadlines_hold_up_to_their_block_time(l, clock).await;
     pinned_reads_see_their_block(l).await;
     bulk_reads_return_whole_values(l).await;
+    admin_hands_over_in_two_steps(l, clock).await;
 }
 
 fn hh(n: u32) -> HhNumber {
@@ -1999,5 +2000,145 @@ pub async fn record_ids_belong_to_their_creator(l: &dyn LedgerPort) {
             .expect("read")
             .map(|r| r.creator),
         Some(center.hh())
+    );
+}
+
+/// The admin role moves in two steps: the admin offers it, the offered
+/// wallet accepts. A stranger can neither offer nor accept; the pending
+/// admin has no powers until it accepts; a second offer replaces the first;
+/// the old admin then loses every admin power (registrars stay as they
+/// were); each step is an event and pinned reads see each stage. Hands the
+/// role back at the end, so the suite's ledger is admin again.
+pub async fn admin_hands_over_in_two_steps(l: &dyn LedgerPort, chain: &dyn ChainControl) {
+    let old = l.signer();
+    let role = |admin, pending| AdminRole { admin, pending };
+    assert_eq!(
+        l.admin(ReadAt::Latest).await.expect("admin"),
+        role(old, None),
+        "the deployer is admin, nothing offered"
+    );
+
+    let stranger = TestWallet::from_seed(179_990);
+    let as_stranger = chain.as_wallet(&stranger).await;
+    assert_denied(
+        "a stranger offering itself the admin role",
+        as_stranger.transfer_admin(stranger.address()).await,
+    );
+    assert_denied(
+        "accepting when nothing is offered",
+        as_stranger.accept_admin().await,
+    );
+
+    let first = TestWallet::from_seed(179_991);
+    let as_first = chain.as_wallet(&first).await;
+    let offered = l
+        .transfer_admin(first.address())
+        .await
+        .expect("the admin offers the role");
+    let at_offer = l
+        .block(offered.block_number)
+        .await
+        .expect("block")
+        .expect("the offer's block");
+    assert_eq!(
+        l.admin(ReadAt::Latest).await.expect("admin"),
+        role(old, Some(first.address()))
+    );
+    let helper = TestWallet::from_seed(179_992).address();
+    assert_denied(
+        "the pending admin naming a registrar before accepting",
+        as_first.add_registrar(helper).await,
+    );
+    assert_denied(
+        "a stranger accepting another's offer",
+        as_stranger.accept_admin().await,
+    );
+
+    let second = TestWallet::from_seed(179_993);
+    let as_second = chain.as_wallet(&second).await;
+    l.transfer_admin(second.address())
+        .await
+        .expect("a second offer");
+    assert_eq!(
+        l.admin(ReadAt::Latest).await.expect("admin"),
+        role(old, Some(second.address())),
+        "the second offer replaces the first"
+    );
+    assert_denied("accepting a replaced offer", as_first.accept_admin().await);
+    l.add_registrar(helper)
+        .await
+        .expect("the admin keeps its powers while an offer is pending");
+
+    let accepted = as_second
+        .accept_admin()
+        .await
+        .expect("the pending admin accepts");
+    assert_eq!(
+        l.admin(ReadAt::Latest).await.expect("admin"),
+        role(second.address(), None)
+    );
+    assert_eq!(
+        l.admin(ReadAt::Block(at_offer))
+            .await
+            .expect("pinned admin"),
+        role(old, Some(first.address())),
+        "a pinned read sees the handover as it stood"
+    );
+    assert_denied("accepting twice", as_second.accept_admin().await);
+    assert_denied(
+        "the old admin naming a registrar",
+        l.add_registrar(TestWallet::from_seed(179_994).address())
+            .await,
+    );
+    assert_denied(
+        "the old admin removing a registrar",
+        l.remove_registrar(helper).await,
+    );
+    assert_denied(
+        "the old admin offering the role again",
+        l.transfer_admin(old).await,
+    );
+    let [_, (doctor, _), _] = register_trio(l, 179_950).await;
+    assert_denied(
+        "the old admin suspending a provider",
+        l.suspend_provider(doctor.hh()).await,
+    );
+    let removed = as_second
+        .remove_registrar(helper)
+        .await
+        .expect("the new admin removes a registrar");
+
+    assert_eq!(
+        event_kinds(l, offered.block_number, accepted.block_number).await,
+        vec![
+            LedgerEvent::AdminTransferStarted {
+                admin: old,
+                pending_admin: first.address(),
+            },
+            LedgerEvent::AdminTransferStarted {
+                admin: old,
+                pending_admin: second.address(),
+            },
+            LedgerEvent::RegistrarAdded(helper),
+            LedgerEvent::AdminChanged {
+                previous: old,
+                admin: second.address(),
+            },
+        ]
+    );
+    assert_eq!(
+        event_kinds(l, removed.block_number, removed.block_number).await,
+        vec![LedgerEvent::RegistrarRemoved(helper)]
+    );
+
+    // Hand the role back for the rest of the suite.
+    as_second
+        .transfer_admin(old)
+        .await
+        .expect("the new admin offers the role back");
+    l.accept_admin().await.expect("the old admin accepts it");
+    assert_eq!(
+        l.admin(ReadAt::Latest).await.expect("admin"),
+        role(old, None)
     );
 }

@@ -23,10 +23,10 @@ use async_trait::async_trait;
 use futures::channel::oneshot;
 
 use crate::{
-    AccessGrant, AuditAnchor, Authorization, BlockRef, ChainEvent, ConsentAction, EventBatch,
-    HhNumber, LedgerError, LedgerEvent, LedgerPort, LedgerResult, LogPosition, MedicalRecord,
-    NewRecord, Profile, QuarantinedLog, ReadAt, RecordId, RelayedSignature, Role, Timestamp,
-    TxReceipt, WalletAddress,
+    AccessGrant, AdminRole, AuditAnchor, Authorization, BlockRef, ChainEvent, ConsentAction,
+    EventBatch, HhNumber, LedgerError, LedgerEvent, LedgerPort, LedgerResult, LogPosition,
+    MedicalRecord, NewRecord, Profile, QuarantinedLog, ReadAt, RecordId, RelayedSignature, Role,
+    Timestamp, TxReceipt, WalletAddress,
 };
 
 /// One state change a transaction makes; a block's list of them replays the
@@ -35,6 +35,8 @@ use crate::{
 enum Mutation {
     Event(LedgerEvent),
     NonceUsed(WalletAddress),
+    /// The deployer becomes admin (the contract's constructor: no event).
+    AdminSet(WalletAddress),
     /// A log the decoder refuses (see [`InMemoryLedger::emit_undecodable`]).
     Undecodable {
         topic: B256,
@@ -61,6 +63,11 @@ struct LedgerState {
     /// Every (patient, grantee) pair ever granted, in first-grant order.
     grant_order: Vec<(HhNumber, HhNumber)>,
     registrars: BTreeSet<WalletAddress>,
+    /// The wallet that names registrars and suspends providers (set at
+    /// genesis, so never `None` on a chain).
+    admin: Option<WalletAddress>,
+    /// The wallet the admin offered the role to, until it accepts.
+    pending_admin: Option<WalletAddress>,
     suspended: BTreeSet<HhNumber>,
     nonces: HashMap<WalletAddress, u64>,
     last_anchor: Option<AuditAnchor>,
@@ -70,6 +77,7 @@ impl LedgerState {
     fn apply(&mut self, m: &Mutation) {
         match m {
             Mutation::NonceUsed(w) => *self.nonces.entry(*w).or_default() += 1,
+            Mutation::AdminSet(w) => self.admin = Some(*w),
             Mutation::Event(e) => self.apply_event(e),
             Mutation::Undecodable { .. } => {}
         }
@@ -120,6 +128,13 @@ impl LedgerState {
             LedgerEvent::ProviderReinstated(hh) => {
                 self.suspended.remove(hh);
             }
+            LedgerEvent::AdminTransferStarted { pending_admin, .. } => {
+                self.pending_admin = Some(*pending_admin);
+            }
+            LedgerEvent::AdminChanged { admin, .. } => {
+                self.admin = Some(*admin);
+                self.pending_admin = None;
+            }
             LedgerEvent::PatientRegistered { .. }
             | LedgerEvent::DoctorRegistered { .. }
             | LedgerEvent::DiagnosticCenterRegistered { .. } => {}
@@ -151,8 +166,6 @@ struct Chain {
     automine: bool,
     /// Writes waiting for the next block (only when automine is off).
     pending: Option<Pending>,
-    /// The wallet that may add and remove registrars.
-    admin: WalletAddress,
     /// The state at one older block, kept for repeated pinned reads.
     snapshot: Option<(B256, Arc<LedgerState>)>,
 }
@@ -323,7 +336,7 @@ impl Chain {
                         topic: *topic,
                         reason: reason.clone(),
                     }),
-                    Mutation::NonceUsed(_) => continue,
+                    Mutation::NonceUsed(_) | Mutation::AdminSet(_) => continue,
                 }
                 log_index += 1;
             }
@@ -377,7 +390,10 @@ impl InMemoryLedger {
             },
             txs: vec![(
                 keccak256(b"genesis tx"),
-                vec![Mutation::Event(LedgerEvent::RegistrarAdded(admin))],
+                vec![
+                    Mutation::AdminSet(admin),
+                    Mutation::Event(LedgerEvent::RegistrarAdded(admin)),
+                ],
             )],
         };
         let mut chain = Chain {
@@ -388,7 +404,6 @@ impl InMemoryLedger {
             finality_depth: 2,
             automine: true,
             pending: None,
-            admin,
             snapshot: None,
         };
         chain.rebuild_state();
@@ -672,7 +687,7 @@ impl InMemoryLedger {
     }
 
     fn check_admin(&self, c: &Chain) -> LedgerResult<()> {
-        if self.signer == c.admin {
+        if c.tip().admin == Some(self.signer) {
             Ok(())
         } else {
             Err(LedgerError::AccessDenied(format!(
@@ -800,6 +815,50 @@ impl LedgerPort for InMemoryLedger {
             Ok(vec![Mutation::Event(LedgerEvent::RegistrarRemoved(wallet))])
         })
         .await
+    }
+
+    async fn transfer_admin(&self, wallet: WalletAddress) -> LedgerResult<TxReceipt> {
+        self.transact(|c| {
+            self.check_admin(c)?;
+            Ok(vec![Mutation::Event(LedgerEvent::AdminTransferStarted {
+                admin: self.signer,
+                pending_admin: wallet,
+            })])
+        })
+        .await
+    }
+
+    async fn accept_admin(&self) -> LedgerResult<TxReceipt> {
+        self.transact(|c| {
+            let tip = c.tip();
+            let (Some(previous), Some(pending)) = (tip.admin, tip.pending_admin) else {
+                return Err(LedgerError::AccessDenied(format!(
+                    "signer {} accepts the admin role, but none is offered",
+                    self.signer
+                )));
+            };
+            if pending != self.signer {
+                return Err(LedgerError::AccessDenied(format!(
+                    "signer {} accepts the admin role, which is offered to {pending}",
+                    self.signer
+                )));
+            }
+            Ok(vec![Mutation::Event(LedgerEvent::AdminChanged {
+                previous,
+                admin: self.signer,
+            })])
+        })
+        .await
+    }
+
+    async fn admin(&self, at: ReadAt) -> LedgerResult<AdminRole> {
+        self.read(at, |st, _| {
+            st.admin.map(|admin| AdminRole {
+                admin,
+                pending: st.pending_admin,
+            })
+        })?
+        .ok_or_else(|| LedgerError::Unavailable("the chain has no admin before genesis".into()))
     }
 
     async fn suspend_provider(&self, hh: HhNumber) -> LedgerResult<TxReceipt> {

@@ -44,7 +44,7 @@ pub use ports::cache::{
     admit_block,
 };
 pub use ports::ledger::{
-    Authorization, ConsentAction, LedgerPort, LedgerResult, ReadAt, RelayedSignature,
+    AdminRole, Authorization, ConsentAction, LedgerPort, LedgerResult, ReadAt, RelayedSignature,
 };
 pub use ports::vault::{
     ByteStream, ObjectStatus, SealedObject, VaultHealth, VaultPort, VaultResult,

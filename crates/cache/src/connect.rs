@@ -26,6 +26,7 @@ pub struct SqlCacheBuilder {
     max_connections: Option<u32>,
     idle_timeout: Option<Duration>,
     connect_timeout: Duration,
+    local_socket: bool,
 }
 
 impl fmt::Debug for SqlCacheBuilder {
@@ -36,6 +37,7 @@ impl fmt::Debug for SqlCacheBuilder {
             .field("max_connections", &self.max_connections)
             .field("idle_timeout", &self.idle_timeout)
             .field("connect_timeout", &self.connect_timeout)
+            .field("local_socket", &self.local_socket)
             .finish()
     }
 }
@@ -50,6 +52,7 @@ impl SqlCacheBuilder {
             max_connections: None,
             idle_timeout: None,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            local_socket: true,
         }
     }
 
@@ -58,6 +61,19 @@ impl SqlCacheBuilder {
     /// (default 10 s; the driver retries a refused connection until then).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
+        self
+    }
+
+    /// PostgreSQL on this machine (`localhost`, `127.0.0.1` or `[::1]`):
+    /// whether to connect through the server's Unix socket when it has one
+    /// in `/var/run/postgresql`, `/run/postgresql` or `/tmp` and accepts
+    /// the URL's user there (default `true`; otherwise TCP). sqlx 0.9 does
+    /// not set `TCP_NODELAY`, so on TCP every statement larger than a
+    /// segment waits about 40 ms for a delayed ACK (Nagle's algorithm); a
+    /// Unix socket has no such wait, which lets a batch travel as a few
+    /// large statements.
+    pub fn local_socket(mut self, enabled: bool) -> Self {
+        self.local_socket = enabled;
         self
     }
 
@@ -128,19 +144,27 @@ impl SqlCacheBuilder {
                 if let Some(idle) = self.idle_timeout {
                     opts.idle_timeout(idle);
                 }
+                let socket = match self.local_socket {
+                    true => local_socket(&self.url, self.connect_timeout).await,
+                    false => None,
+                };
                 opts.max_connections(self.max_connections.unwrap_or(DEFAULT_PG_CONNECTIONS))
                     // sqlx keeps prepared statements per connection; a
                     // generic plan made while a table was small (a seq
                     // scan) would otherwise stay as the table grows. Our
                     // statements are cheap to plan, so plan each execution.
-                    .map_sqlx_postgres_opts(|o| {
-                        o.options([("plan_cache_mode", "force_custom_plan")])
+                    .map_sqlx_postgres_opts(move |o| {
+                        let o = o.options([("plan_cache_mode", "force_custom_plan")]);
+                        match &socket {
+                            Some(dir) => o.socket(dir),
+                            None => o,
+                        }
                     });
                 if let Some(schema) = &self.schema {
                     if !valid_schema_name(schema) {
                         return Err(Error::InvalidSchemaName(schema.clone()));
                     }
-                    create_schema(&self.url, &shown, schema, self.connect_timeout).await?;
+                    create_schema(&opts, &shown, schema, self.connect_timeout).await?;
                     opts.set_schema_search_path(schema.clone());
                 }
             }
@@ -266,6 +290,59 @@ async fn lock_migrations(path: &str, timeout: Duration) -> Result<Option<Databas
     Ok(Some(db))
 }
 
+/// The directory of the Unix socket of the PostgreSQL server a loopback
+/// `url` names, if the server listens on one in a usual place and lets the
+/// URL's user in through it (a `local` rule of `pg_hba.conf` may differ
+/// from the `host` rule the URL would meet). `None` for other URLs, for a
+/// URL that already chooses a socket (`?host=/dir`), and when the probe
+/// fails (then TCP is used, as the URL says).
+async fn local_socket(url: &str, timeout: Duration) -> Option<std::path::PathBuf> {
+    let rest = url.split_once("://")?.1;
+    let (authority, query) = match rest.find(['/', '?']) {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    if query.contains("host=") {
+        return None;
+    }
+    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let (host, port) = match hostport.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(':') && !p.contains(']') => (h, p.parse().ok()?),
+        _ => (hostport, 5432u16),
+    };
+    if !matches!(host, "localhost" | "127.0.0.1" | "[::1]") {
+        return None;
+    }
+    let dir = ["/var/run/postgresql", "/run/postgresql", "/tmp"]
+        .into_iter()
+        .map(std::path::PathBuf::from)
+        .find(|d| d.join(format!(".s.PGSQL.{port}")).exists())?;
+    let mut opts = ConnectOptions::new(url.to_owned());
+    let probe_dir = dir.clone();
+    opts.sqlx_logging(false)
+        .max_connections(1)
+        .connect_timeout(timeout)
+        .acquire_timeout(timeout)
+        .map_sqlx_postgres_opts(move |o| o.socket(&probe_dir));
+    match Database::connect(opts).await {
+        Ok(db) => {
+            let ok = db.execute_unprepared("SELECT 1").await.is_ok();
+            if let Err(e) = db.close().await {
+                tracing::warn!(error = %e, "closing the socket probe failed");
+            }
+            ok.then_some(dir)
+        }
+        Err(e) => {
+            tracing::warn!(
+                error = %e,
+                socket = %dir.display(),
+                "PostgreSQL's Unix socket refused the URL's user; using TCP, where sqlx 0.9 stalls large statements"
+            );
+            None
+        }
+    }
+}
+
 /// Whether `name` is a plain lowercase identifier that needs no quoting.
 fn valid_schema_name(name: &str) -> bool {
     !name.is_empty()
@@ -278,10 +355,14 @@ fn valid_schema_name(name: &str) -> bool {
 
 /// Creates a PostgreSQL schema if it is missing, on a short-lived
 /// connection.
-async fn create_schema(url: &str, shown: &str, schema: &str, timeout: Duration) -> Result<()> {
-    let mut opts = ConnectOptions::new(url.to_owned());
-    opts.sqlx_logging(false)
-        .max_connections(1)
+async fn create_schema(
+    pool: &ConnectOptions,
+    shown: &str,
+    schema: &str,
+    timeout: Duration,
+) -> Result<()> {
+    let mut opts = pool.clone();
+    opts.max_connections(1)
         .connect_timeout(timeout)
         .acquire_timeout(timeout);
     let db = Database::connect(opts)

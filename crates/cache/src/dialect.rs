@@ -41,15 +41,6 @@ impl SqlCache {
         Statement::from_sql_and_values(self.backend, sql, values)
     }
 
-    /// A JSON-valued parameter placeholder.
-    pub(crate) fn json_param(&self, p: &str) -> String {
-        if self.pg() {
-            format!("CAST({p} AS JSONB)")
-        } else {
-            p.to_owned()
-        }
-    }
-
     /// A JSON column read back as text.
     pub(crate) fn json_out(&self, col: &str) -> String {
         if self.pg() {
@@ -144,5 +135,132 @@ impl SqlCache {
             .await?;
         }
         Ok(())
+    }
+}
+
+/// How a column travels in a JSON row parameter (see
+/// [`SqlCache::json_rows`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Col {
+    /// A 64-bit integer (a JSON number).
+    Int,
+    /// Text (a JSON string).
+    Text,
+    /// Bytes, as a JSON string of lowercase hex digits.
+    Bytes,
+    /// A JSON document, stored as `JSONB` on PostgreSQL and as text on
+    /// SQLite.
+    Json,
+}
+
+/// Lowercase hex of `bytes`, as [`Col::Bytes`] columns carry them.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+    s
+}
+
+impl SqlCache {
+    /// A `SELECT` of the rows in the JSON array parameter `p` (objects
+    /// keyed by column name), one output column per `cols` entry, named as
+    /// it. A whole table's worth of rows thus travels as one parameter:
+    /// statements have no row limit and are prepared once per shape.
+    /// PostgreSQL expands it with `json_to_recordset`, SQLite with
+    /// `json_each`. It ends in `WHERE true`, which SQLite needs before an
+    /// `ON CONFLICT` clause of an `INSERT … SELECT`.
+    pub(crate) fn json_rows(&self, p: &str, cols: &[(&str, Col)]) -> String {
+        let exprs: Vec<String>;
+        let source;
+        if self.pg() {
+            exprs = cols
+                .iter()
+                .map(|(n, t)| match t {
+                    Col::Bytes => format!("decode(x.{n}, 'hex') AS {n}"),
+                    _ => format!("x.{n} AS {n}"),
+                })
+                .collect();
+            let defs: Vec<String> = cols
+                .iter()
+                .map(|(n, t)| {
+                    let ty = match t {
+                        Col::Int => "bigint",
+                        Col::Text | Col::Bytes => "text",
+                        Col::Json => "jsonb",
+                    };
+                    format!("{n} {ty}")
+                })
+                .collect();
+            source = format!(
+                "json_to_recordset(CAST({p} AS json)) AS x({})",
+                defs.join(", ")
+            );
+        } else {
+            exprs = cols
+                .iter()
+                .map(|(n, t)| match t {
+                    Col::Bytes => format!("unhex(x.value ->> '{n}') AS {n}"),
+                    Col::Json => format!("x.value -> '{n}' AS {n}"),
+                    Col::Int | Col::Text => format!("x.value ->> '{n}' AS {n}"),
+                })
+                .collect();
+            source = format!("json_each({p}) AS x");
+        }
+        format!("SELECT {} FROM {source} WHERE true", exprs.join(", "))
+    }
+
+    /// A subquery of the values in the JSON array parameter `p` (numbers
+    /// for [`Col::Int`], strings for [`Col::Text`]), for `IN (…)`.
+    pub(crate) fn json_list(&self, p: &str, ty: Col) -> String {
+        match (self.pg(), ty) {
+            (true, Col::Int) => format!(
+                "SELECT CAST(value AS bigint) FROM json_array_elements_text(CAST({p} AS json))"
+            ),
+            (true, _) => format!("SELECT value FROM json_array_elements_text(CAST({p} AS json))"),
+            (false, _) => format!("SELECT value FROM json_each({p})"),
+        }
+    }
+
+    /// Inserts the JSON `rows` into `table` in one statement; with a `key`,
+    /// rows whose key exists replace it (`ON CONFLICT … DO UPDATE`, only
+    /// where `guard` holds, if given). Returns how many rows were written.
+    pub(crate) async fn insert_json_rows<C: ConnectionTrait>(
+        &self,
+        c: &C,
+        context: &str,
+        table: &str,
+        cols: &[(&str, Col)],
+        key: Option<(&[&str], Option<&str>)>,
+        rows: Vec<serde_json::Value>,
+    ) -> Result<u64> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let names: Vec<&str> = cols.iter().map(|(n, _)| *n).collect();
+        let mut sql = format!(
+            "INSERT INTO {table} ({}) {}",
+            names.join(", "),
+            self.json_rows("$1", cols)
+        );
+        if let Some((key, guard)) = key {
+            let set: Vec<String> = names
+                .iter()
+                .filter(|n| !key.contains(n))
+                .map(|n| format!("{n} = excluded.{n}"))
+                .collect();
+            sql += &format!(
+                " ON CONFLICT ({}) DO UPDATE SET {}",
+                key.join(", "),
+                set.join(", ")
+            );
+            if let Some(g) = guard {
+                sql += &format!(" WHERE {g}");
+            }
+        }
+        let doc = serde_json::Value::Array(rows).to_string();
+        self.exec(c, context, &sql, vals![doc]).await
     }
 }

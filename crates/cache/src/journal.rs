@@ -7,12 +7,9 @@ use sea_orm::{ConnectionTrait, DatabaseTransaction, QueryResult};
 
 use crate::SqlCache;
 use crate::convert::{clamp, get, hash_col, hash_of, int, ts_col, ts_of, uint};
-use crate::dialect::{Params, vals};
+use crate::dialect::vals;
+use crate::dialect::{Col, hex};
 use crate::error::{Error, Result};
-
-/// How many journal rows one statement writes at most (about 80 bytes of
-/// parameters each, so a statement stays under [`BATCH_BYTES`]).
-pub(crate) const JOURNAL_ROWS: usize = 100;
 
 /// The checkpoint and the highest pruned block.
 pub(crate) struct SyncState {
@@ -120,37 +117,38 @@ impl SqlCache {
         Ok(hashes)
     }
 
-    /// Journals applied blocks in multi-row statements of at most
-    /// [`JOURNAL_ROWS`] rows.
+    /// Journals applied blocks in one statement.
     pub(crate) async fn insert_journal(
         &self,
         tx: &DatabaseTransaction,
         blocks: &[BlockRef],
     ) -> Result<()> {
-        for chunk in blocks.chunks(JOURNAL_ROWS) {
-            let mut p = Params::default();
-            let mut tuples = Vec::with_capacity(chunk.len());
-            for b in chunk {
-                tuples.push(format!(
-                    "({}, {}, {}, {})",
-                    p.push(int("block number", b.number)?),
-                    p.push(hash_col(b.hash)),
-                    p.push(hash_col(b.parent_hash)),
-                    p.push(ts_col(b.timestamp))
-                ));
-            }
-            self.exec(
-                tx,
-                "journaling blocks",
-                &format!(
-                    "INSERT INTO journal (number, hash, parent_hash, block_time) VALUES {}",
-                    tuples.join(", ")
-                ),
-                p.0,
-            )
-            .await?;
-        }
-        Ok(())
+        let rows = blocks
+            .iter()
+            .map(|b| -> Result<serde_json::Value> {
+                Ok(serde_json::json!({
+                    "number": int("block number", b.number)?,
+                    "hash": hex(b.hash.as_slice()),
+                    "parent_hash": hex(b.parent_hash.as_slice()),
+                    "block_time": ts_col(b.timestamp),
+                }))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.insert_json_rows(
+            tx,
+            "journaling blocks",
+            "journal",
+            &[
+                ("number", Col::Int),
+                ("hash", Col::Bytes),
+                ("parent_hash", Col::Bytes),
+                ("block_time", Col::Int),
+            ],
+            None,
+            rows,
+        )
+        .await
+        .map(drop)
     }
 
     /// Records `b` as the final block: nothing below it can be rolled back.

@@ -8,9 +8,8 @@ use healthledger_core::{
 use sea_orm::DatabaseTransaction;
 
 use crate::SqlCache;
-use crate::apply::BATCH_ROWS;
+use crate::apply::record_row;
 use crate::convert::{hh_col, serial_key};
-use crate::dialect::Params;
 use crate::error::Result;
 
 /// The tables of chain data, children before parents (the role tables
@@ -83,14 +82,12 @@ impl SqlCache {
             }
             self.upsert_profile_in(tx, p, source).await?;
         }
-        for chunk in snapshot.records.chunks(BATCH_ROWS) {
-            let mut p = Params::default();
-            let tuples = chunk
-                .iter()
-                .map(|r| self.record_values(&mut p, r, source))
-                .collect::<CacheResult<Vec<_>>>()?;
-            self.upsert_record_rows(tx, &tuples, p).await?;
-        }
+        let records = snapshot
+            .records
+            .iter()
+            .map(|r| record_row(r, source))
+            .collect::<CacheResult<Vec<_>>>()?;
+        self.upsert_records_bulk(tx, records).await?;
         for g in &snapshot.grants {
             self.upsert_grant_in(tx, g, source).await?;
         }

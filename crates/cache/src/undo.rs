@@ -9,14 +9,12 @@ use sea_orm::DatabaseTransaction;
 
 use crate::SqlCache;
 use crate::convert::{clamp, get};
-use crate::dialect::{Params, vals};
+use crate::dialect::Col;
+use crate::dialect::vals;
 use crate::error::{Error, Result};
 use crate::journal::block_of;
 
 use serde::{Deserialize, Serialize};
-
-/// See [`BATCH_ROWS`].
-pub(crate) const BATCH_BYTES: usize = 8 * 1024;
 
 /// The value a block's event replaced: the before-image the undo log keeps
 /// (as JSON) so that a rollback can put it back. `None` means there was no
@@ -43,57 +41,36 @@ pub(crate) enum Before {
 }
 
 impl SqlCache {
-    pub(crate) async fn insert_undo_rows(
-        &self,
-        tx: &DatabaseTransaction,
-        tuples: &[String],
-        p: Params,
-    ) -> Result<()> {
-        self.exec(
-            tx,
-            "writing the undo log",
-            &format!(
-                "INSERT INTO undo_log (block_number, step, image) VALUES {}",
-                tuples.join(", ")
-            ),
-            p.0,
-        )
-        .await
-        .map(drop)
-    }
-
-    /// Appends blocks' before-images to the undo log, in order, in
-    /// multi-row statements of about [`BATCH_BYTES`].
+    /// Appends blocks' before-images to the undo log, in order, in one
+    /// statement.
     pub(crate) async fn insert_undo(
         &self,
         tx: &DatabaseTransaction,
         blocks: &[(i64, Vec<Before>)],
     ) -> CacheResult<()> {
-        let mut p = Params::default();
-        let mut tuples = Vec::new();
-        let mut bytes = 0;
+        let mut rows = Vec::new();
         for (number, befores) in blocks {
             for (step, before) in befores.iter().enumerate() {
-                let step = i64::try_from(step).map_err(CacheError::other)?;
-                let image = serde_json::to_string(before).map_err(CacheError::other)?;
-                bytes += image.len();
-                tuples.push(format!(
-                    "({}, {}, {})",
-                    p.push(*number),
-                    p.push(step),
-                    self.json_param(&p.push(image))
-                ));
-                if bytes >= BATCH_BYTES {
-                    self.insert_undo_rows(tx, &tuples, std::mem::take(&mut p))
-                        .await?;
-                    tuples.clear();
-                    bytes = 0;
-                }
+                rows.push(serde_json::json!({
+                    "block_number": number,
+                    "step": step,
+                    "image": serde_json::to_value(before).map_err(CacheError::other)?,
+                }));
             }
         }
-        if !tuples.is_empty() {
-            self.insert_undo_rows(tx, &tuples, p).await?;
-        }
+        self.insert_json_rows(
+            tx,
+            "writing the undo log",
+            "undo_log",
+            &[
+                ("block_number", Col::Int),
+                ("step", Col::Int),
+                ("image", Col::Json),
+            ],
+            None,
+            rows,
+        )
+        .await?;
         Ok(())
     }
 

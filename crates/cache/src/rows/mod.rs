@@ -13,7 +13,7 @@ mod grants;
 mod profiles;
 mod records;
 
-pub(crate) use profiles::patient_of_row;
+pub(crate) use profiles::{PROFILE_SELECT, patient_of_row, profile_of_row};
 
 pub(crate) fn source_of(
     row: &QueryResult,

@@ -15,7 +15,10 @@ use crate::convert::{
 use crate::dialect::vals;
 use crate::error::{Error, Result};
 
-pub(crate) const PROFILE_SQL: &str = "SELECT u.role, u.wallet, u.source_block, u.source_tx,
+/// A profile's columns (`users` joined with its role's table); a filter
+/// on `u` follows.
+pub(crate) const PROFILE_SELECT: &str =
+    "SELECT u.hh, u.role, u.wallet, u.source_block, u.source_tx,
         p.name AS p_name, p.date_of_birth AS p_dob, p.gender AS p_gender,
         p.blood_group AS p_blood, p.home_address AS p_address, p.email AS p_email,
         d.name AS d_name, d.specialization AS d_spec, d.hospital AS d_hospital,
@@ -24,8 +27,7 @@ pub(crate) const PROFILE_SQL: &str = "SELECT u.role, u.wallet, u.source_block, u
     FROM users u
     LEFT JOIN patients p ON p.hh = u.hh
     LEFT JOIN doctors d ON d.hh = u.hh
-    LEFT JOIN diagnostic_centers c ON c.hh = u.hh
-    WHERE u.hh = $1";
+    LEFT JOIN diagnostic_centers c ON c.hh = u.hh";
 
 pub(crate) fn patient_of_row(row: &QueryResult) -> Result<PatientProfile> {
     let t = "patients";
@@ -48,29 +50,35 @@ impl SqlCache {
         c: &C,
         hh: HhNumber,
     ) -> Result<Option<(Profile, ChainSource)>> {
-        let Some(row) = self
-            .one(c, "reading a profile", PROFILE_SQL, vals![hh_col(hh)])
+        let sql = format!("{PROFILE_SELECT} WHERE u.hh = $1");
+        self.one(c, "reading a profile", &sql, vals![hh_col(hh)])
             .await?
-        else {
-            return Ok(None);
-        };
+            .map(|row| profile_of_row(&row))
+            .transpose()
+    }
+}
+
+/// A profile and its source from a [`PROFILE_SELECT`] row.
+pub(crate) fn profile_of_row(row: &QueryResult) -> Result<(Profile, ChainSource)> {
+    {
         let t = "users";
-        let role = role_of(t, get(&row, t, "role")?)?;
-        let wallet: WalletAddress = parse(t, get::<String>(&row, t, "wallet")?)?;
-        let source = source_of(&row, t, "source_block", "source_tx")?;
+        let hh = hh_of(t, get(row, t, "hh")?)?;
+        let role = role_of(t, get(row, t, "role")?)?;
+        let wallet: WalletAddress = parse(t, get::<String>(row, t, "wallet")?)?;
+        let source = source_of(row, t, "source_block", "source_tx")?;
         let profile = match role {
             Role::Patient => {
                 let t = "patients";
-                let dob = date_of(t, get(&row, t, "p_dob")?)?;
+                let dob = date_of(t, get(row, t, "p_dob")?)?;
                 Profile::Patient(PatientProfile {
                     hh,
                     wallet,
-                    name: parse(t, get::<String>(&row, t, "p_name")?)?,
+                    name: parse(t, get::<String>(row, t, "p_name")?)?,
                     date_of_birth: DateOfBirth::new(dob).map_err(|e| Error::corrupt(t, e))?,
-                    gender: parse(t, get::<String>(&row, t, "p_gender")?)?,
-                    blood_group: parse(t, get::<String>(&row, t, "p_blood")?)?,
-                    home_address: parse(t, get::<String>(&row, t, "p_address")?)?,
-                    email: parse(t, get::<String>(&row, t, "p_email")?)?,
+                    gender: parse(t, get::<String>(row, t, "p_gender")?)?,
+                    blood_group: parse(t, get::<String>(row, t, "p_blood")?)?,
+                    home_address: parse(t, get::<String>(row, t, "p_address")?)?,
+                    email: parse(t, get::<String>(row, t, "p_email")?)?,
                 })
             }
             Role::Doctor => {
@@ -78,10 +86,10 @@ impl SqlCache {
                 Profile::Doctor(DoctorProfile {
                     hh,
                     wallet,
-                    name: parse(t, get::<String>(&row, t, "d_name")?)?,
-                    specialization: parse(t, get::<String>(&row, t, "d_spec")?)?,
-                    hospital: parse(t, get::<String>(&row, t, "d_hospital")?)?,
-                    email: parse(t, get::<String>(&row, t, "d_email")?)?,
+                    name: parse(t, get::<String>(row, t, "d_name")?)?,
+                    specialization: parse(t, get::<String>(row, t, "d_spec")?)?,
+                    hospital: parse(t, get::<String>(row, t, "d_hospital")?)?,
+                    email: parse(t, get::<String>(row, t, "d_email")?)?,
                 })
             }
             Role::DiagnosticCenter => {
@@ -89,15 +97,17 @@ impl SqlCache {
                 Profile::DiagnosticCenter(DiagnosticCenterProfile {
                     hh,
                     wallet,
-                    name: parse(t, get::<String>(&row, t, "c_name")?)?,
-                    location: parse(t, get::<String>(&row, t, "c_location")?)?,
-                    email: parse(t, get::<String>(&row, t, "c_email")?)?,
+                    name: parse(t, get::<String>(row, t, "c_name")?)?,
+                    location: parse(t, get::<String>(row, t, "c_location")?)?,
+                    email: parse(t, get::<String>(row, t, "c_email")?)?,
                 })
             }
         };
-        Ok(Some((profile, source)))
+        Ok((profile, source))
     }
+}
 
+impl SqlCache {
     /// Checks ownership rules, then writes the profile.
     pub(crate) async fn upsert_profile_in<C: ConnectionTrait>(
         &self,

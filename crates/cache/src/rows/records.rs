@@ -1,15 +1,13 @@
 //! Record index rows: reading, multi-row upserts and deleting.
 
-use healthledger_core::{CacheError, CacheResult, ChainSource, HhNumber, MedicalRecord, RecordId};
+use healthledger_core::{CacheResult, ChainSource, HhNumber, MedicalRecord, RecordId};
 use sea_orm::{ConnectionTrait, QueryResult};
 
 use super::source_of;
 use crate::SqlCache;
-use crate::convert::{
-    date_col, get, hash_col, hh_col, hh_of, int, parse, record_id_of, serial_key, ts_col, ts_of,
-    words_doc,
-};
-use crate::dialect::{Params, vals};
+use crate::apply::record_row;
+use crate::convert::{get, hh_col, hh_of, parse, record_id_of, serial_key, ts_of};
+use crate::dialect::vals;
 use crate::error::{Error, Result};
 
 impl SqlCache {
@@ -74,71 +72,15 @@ impl SqlCache {
             .collect()
     }
 
-    /// Pushes one record's column values and returns its `VALUES` tuple.
-    pub(crate) fn record_values(
-        &self,
-        p: &mut Params,
-        r: &MedicalRecord,
-        source: ChainSource,
-    ) -> CacheResult<String> {
-        if r.patient != r.id.patient() {
-            return Err(CacheError::Invalid(format!(
-                "record {} names patient {}, but its id belongs to patient {}",
-                r.id,
-                r.patient,
-                r.id.patient()
-            )));
-        }
-        let meta = serde_json::to_string(&r.meta).map_err(CacheError::other)?;
-        let cols = [
-            p.push(r.id.to_string()),
-            p.push(hh_col(r.id.patient())),
-            p.push(serial_key(r.id.serial())),
-            p.push(hh_col(r.creator)),
-            p.push(r.cid.to_string()),
-            p.push(r.meta.record_type.as_str().to_lowercase()),
-            p.push(date_col(r.meta.date)),
-            self.json_param(&p.push(meta)),
-            p.push(words_doc(&r.meta.search_words())),
-            p.push(ts_col(r.created_at)),
-            p.push(hash_col(source.tx_hash)),
-            p.push(int("block number", source.block_number)?),
-        ];
-        Ok(format!("({})", cols.join(", ")))
-    }
-
-    /// Inserts or replaces records, given as `VALUES` tuples.
-    pub(crate) async fn upsert_record_rows<C: ConnectionTrait>(
-        &self,
-        c: &C,
-        tuples: &[String],
-        p: Params,
-    ) -> Result<()> {
-        let sql = format!(
-            "INSERT INTO records (record_id, patient, serial_key, creator, cid,
-                record_type_lower, test_date, metadata, search_text, created_at,
-                tx_hash, block_number)
-             VALUES {}
-             ON CONFLICT (patient, serial_key) DO UPDATE SET record_id = excluded.record_id,
-                creator = excluded.creator, cid = excluded.cid,
-                record_type_lower = excluded.record_type_lower,
-                test_date = excluded.test_date, metadata = excluded.metadata,
-                search_text = excluded.search_text, created_at = excluded.created_at,
-                tx_hash = excluded.tx_hash, block_number = excluded.block_number",
-            tuples.join(", ")
-        );
-        self.exec(c, "writing records", &sql, p.0).await.map(drop)
-    }
-
     pub(crate) async fn upsert_record_in<C: ConnectionTrait>(
         &self,
         c: &C,
         r: &MedicalRecord,
         source: ChainSource,
     ) -> CacheResult<()> {
-        let mut p = Params::default();
-        let tuple = self.record_values(&mut p, r, source)?;
-        Ok(self.upsert_record_rows(c, &[tuple], p).await?)
+        let row = record_row(r, source)?;
+        self.upsert_records_bulk(c, vec![row]).await?;
+        Ok(())
     }
 
     pub(crate) async fn delete_record<C: ConnectionTrait>(

@@ -4,11 +4,16 @@
 //! at most 1 per 100) and entities/s, beside the one-by-one reads of the
 //! same entities measured in the same run.
 //!
-//! The chain is built on a local anvil (interval mining, writes pipelined):
-//! 2,000 patients, 10,000 records and 2,000 grants by default; set
-//! `HL_BULK_PATIENTS`, `HL_BULK_RECORDS` to change the sizes (building
-//! 100,000 records takes minutes on anvil, whose state-root work grows with
-//! the contract's storage).
+//! The chain is built on a local anvil once and kept: 10,000 patients,
+//! 100,000 records and 10,000 grants by default (set `HL_BULK_PATIENTS`,
+//! `HL_BULK_RECORDS` to change the sizes). Anvil recomputes the state root
+//! at every mined block at a cost that grows with the contract's storage,
+//! so the build mines few, full blocks (interval mining every
+//! `HL_BULK_BLOCK_SECS`, 5 s by default, with thousands of writes in
+//! flight), then saves the node's state (`anvil_dumpState`) under
+//! `target/bench-state/`, named by the sizes and the contract's bytecode.
+//! Later runs load that state into a fresh anvil (`anvil_loadState`) in
+//! seconds; delete the file to rebuild.
 //!
 //! Run with `cargo bench -p healthledger-chain --bench bulk` (or `cargo xtask bench`).
 
@@ -23,7 +28,11 @@ use std::{
     time::Instant,
 };
 
-use alloy::{node_bindings::Anvil, primitives::B256};
+use alloy::{
+    node_bindings::{Anvil, AnvilInstance},
+    primitives::{Address, B256, Bytes, keccak256},
+    providers::{Provider, ProviderBuilder},
+};
 use futures::{StreamExt, stream};
 use healthledger_chain::{EvmLedger, EvmLedgerConfig, SignerKey};
 use healthledger_core::{
@@ -35,7 +44,8 @@ use tokio::{
     net::TcpListener,
 };
 
-const IN_FLIGHT: usize = 256;
+/// Writes in flight while building: enough to fill a block per interval.
+const IN_FLIGHT: usize = 2_048;
 
 fn size(var: &str, default: u64) -> u64 {
     std::env::var(var)
@@ -125,39 +135,43 @@ async fn counting_proxy(upstream: String, count: Arc<AtomicU64>) -> String {
     url
 }
 
-#[tokio::main(flavor = "multi_thread")]
-async fn main() {
-    let patients = size("HL_BULK_PATIENTS", 2_000) as u32;
-    let records = size("HL_BULK_RECORDS", 10_000);
-    let anvil_path = tools_dir().join("bin").join("anvil");
-    assert!(
-        anvil_path.is_file(),
-        "anvil is not installed at {}: run `cargo xtask setup`",
-        anvil_path.display()
-    );
-    let anvil = Anvil::at(anvil_path)
-        .block_time(1)
-        // No --prune-history: the reads are pinned to a block, whose state
-        // the node must keep.
-        .args(["--gas-limit", "1000000000"])
-        .try_spawn()
-        .expect("anvil starts");
-    let key_of =
-        |i: usize| SignerKey::from_bytes(&B256::from_slice(&anvil.keys()[i].to_bytes())).unwrap();
-    let contract = EvmLedger::deploy(&anvil.endpoint(), &key_of(0))
+/// Where the built chain of these sizes is kept, named by the sizes and a
+/// hash of the contract's artifact (a changed contract builds anew).
+fn state_file(patients: u32, records: u64) -> PathBuf {
+    let artifact = include_bytes!("../contracts/HealthLedger.json");
+    let tag = keccak256(artifact);
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"));
+    target.join("bench-state").join(format!(
+        "bulk-{patients}-{records}-{}.json",
+        &tag.to_string()[2..14]
+    ))
+}
+
+fn key_of(anvil: &AnvilInstance, i: usize) -> SignerKey {
+    SignerKey::from_bytes(&B256::from_slice(&anvil.keys()[i].to_bytes())).unwrap()
+}
+
+/// A connection to the ledger at `contract` signing with anvil's key `i`,
+/// patient with receipts: a build block holds thousands of writes.
+async fn connect(anvil: &AnvilInstance, contract: Address, i: usize) -> EvmLedger {
+    let mut config = EvmLedgerConfig::new(anvil.endpoint(), contract, key_of(anvil, i));
+    config.poll_interval = std::time::Duration::from_millis(500);
+    config.receipt_timeout = std::time::Duration::from_secs(1_800);
+    config.rebroadcast_after = std::time::Duration::from_secs(600);
+    EvmLedger::connect(config).await.unwrap()
+}
+
+/// Deploys the contract and writes the patients, a doctor and a center,
+/// records by the center, and a grant from every patient to the doctor.
+async fn build(anvil: &AnvilInstance, patients: u32, records: u64) -> Address {
+    let contract = EvmLedger::deploy(&anvil.endpoint(), &key_of(anvil, 0))
         .await
         .unwrap();
-    let ledger = Arc::new(
-        EvmLedger::connect(EvmLedgerConfig::new(anvil.endpoint(), contract, key_of(0)))
-            .await
-            .unwrap(),
-    );
-
-    // Build: patients, one doctor and one center, records by the center,
-    // and a grant from every patient to the doctor.
+    let ledger = Arc::new(connect(anvil, contract, 0).await);
     let built = Instant::now();
-    let center_key = key_of(1);
-    let center_wallet = healthledger_core::WalletAddress::new(center_key.address()).unwrap();
+    let center_wallet = healthledger_core::WalletAddress::new(key_of(anvil, 1).address()).unwrap();
     let center = fixtures::diagnostic_center(999_998, center_wallet, "Bulk Labs");
     let doctor = fixtures::doctor(
         999_997,
@@ -175,11 +189,11 @@ async fn main() {
         .buffer_unordered(IN_FLIGHT)
         .collect::<Vec<_>>()
         .await;
-    let as_center = Arc::new(
-        EvmLedger::connect(EvmLedgerConfig::new(anvil.endpoint(), contract, center_key))
-            .await
-            .unwrap(),
+    println!(
+        "chain/bulk build: {patients} patients after {:.0} s",
+        built.elapsed().as_secs_f64()
     );
+    let as_center = Arc::new(connect(anvil, contract, 1).await);
     stream::iter(0..records)
         .map(|i| {
             let l = Arc::clone(&as_center);
@@ -199,6 +213,10 @@ async fn main() {
         .buffer_unordered(IN_FLIGHT)
         .collect::<Vec<()>>()
         .await;
+    println!(
+        "chain/bulk build: {records} records after {:.0} s",
+        built.elapsed().as_secs_f64()
+    );
     let deadline = Timestamp(Timestamp::now().0 + 86_400);
     stream::iter(0..patients)
         .map(|i| {
@@ -227,11 +245,81 @@ async fn main() {
         "chain/bulk: built {patients} patients, {records} records, {patients} grants in {:.1} s",
         built.elapsed().as_secs_f64()
     );
+    contract
+}
+
+fn spawn_anvil(block_secs: Option<u64>) -> AnvilInstance {
+    let anvil_path = tools_dir().join("bin").join("anvil");
+    assert!(
+        anvil_path.is_file(),
+        "anvil is not installed at {}: run `cargo xtask setup`",
+        anvil_path.display()
+    );
+    let mut anvil = Anvil::at(anvil_path)
+        // No --prune-history: the reads are pinned to a block, whose state
+        // the node must keep.
+        .args(["--gas-limit", "1000000000"]);
+    if let Some(secs) = block_secs {
+        anvil = anvil.block_time(secs);
+    }
+    anvil.try_spawn().expect("anvil starts")
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let patients = size("HL_BULK_PATIENTS", 10_000) as u32;
+    let records = size("HL_BULK_RECORDS", 100_000);
+    let saved = state_file(patients, records);
+    let (anvil, contract) = match std::fs::read(&saved) {
+        Ok(bytes) => {
+            let saved_state: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            let contract: Address = saved_state["contract"].as_str().unwrap().parse().unwrap();
+            let state: Bytes = saved_state["state"].as_str().unwrap().parse().unwrap();
+            let anvil = spawn_anvil(None);
+            let started = Instant::now();
+            let node = ProviderBuilder::new().connect_http(anvil.endpoint_url());
+            let loaded: bool = node
+                .raw_request("anvil_loadState".into(), (state,))
+                .await
+                .unwrap();
+            assert!(loaded, "anvil loads the saved state");
+            println!(
+                "chain/bulk: loaded the saved chain {} in {:.1} s",
+                saved.display(),
+                started.elapsed().as_secs_f64()
+            );
+            (anvil, contract)
+        }
+        Err(_) => {
+            let anvil = spawn_anvil(Some(size("HL_BULK_BLOCK_SECS", 5)));
+            let contract = build(&anvil, patients, records).await;
+            let node = ProviderBuilder::new().connect_http(anvil.endpoint_url());
+            let state: Bytes = node
+                .raw_request("anvil_dumpState".into(), ())
+                .await
+                .unwrap();
+            std::fs::create_dir_all(saved.parent().unwrap()).unwrap();
+            let json =
+                serde_json::json!({ "contract": contract.to_string(), "state": state.to_string() });
+            std::fs::write(&saved, serde_json::to_vec(&json).unwrap()).unwrap();
+            println!(
+                "chain/bulk: saved the chain ({} MB) to {}",
+                state.len() / 1_000_000,
+                saved.display()
+            );
+            (anvil, contract)
+        }
+    };
+    let base = 300_000u32;
+    // A fresh block on top, so the pinned block is one whose state the node
+    // holds whether the chain was built or loaded.
+    let node = ProviderBuilder::new().connect_http(anvil.endpoint_url());
+    let _: serde_json::Value = node.raw_request("evm_mine".into(), ()).await.unwrap();
 
     // Read everything at one pinned block through the counting proxy.
     let count = Arc::new(AtomicU64::new(0));
     let proxy = counting_proxy(anvil.endpoint(), Arc::clone(&count)).await;
-    let reader = EvmLedger::connect(EvmLedgerConfig::new(proxy, contract, key_of(2)))
+    let reader = EvmLedger::connect(EvmLedgerConfig::new(proxy, contract, key_of(&anvil, 2)))
         .await
         .unwrap();
     let at = ReadAt::Block(reader.head().await.unwrap());

@@ -53,7 +53,11 @@ async fn main() -> Result<()> {
     ))
     .await?;
     // A throwaway key-encryption key: in production it comes from config.
+    // Its key store lives apart from the content (production: another
+    // bucket, with its backup retention as the erasure horizon).
     let vault = Vault::builder(format!("file://{}", data.join("vault").display()))
+        .key_store(format!("file://{}", data.join("vault-keys").display()))
+        .erasure_horizon(std::time::Duration::ZERO)
         .kek(Kek::generate("quickstart-kek")?)
         .build()?;
     println!("HealthLedger quickstart");
@@ -118,7 +122,7 @@ async fn run(ledger: &dyn LedgerPort, cache: &dyn CachePort, vault: &dyn VaultPo
     //    with the center's signature. A failure after the seal leaves only
     //    an unreferenced sealed object, never a pointer to missing content.
     let report = Bytes::from_static(b"%PDF-1.7 ... haemoglobin 13.5 g/dL ...");
-    let sealed = vault.put(report.clone()).await?;
+    let sealed = vault.put(hh, report.clone()).await?;
     let mut new = fixtures::record(
         555_555,
         1_700_000_000_123,

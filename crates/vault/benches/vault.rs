@@ -25,7 +25,7 @@ use aes_gcm_siv::aead::{AeadInOut, KeyInit};
 use aes_gcm_siv::{Aes256GcmSiv, Nonce};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt, stream};
-use healthledger_core::{VaultError, VaultPort};
+use healthledger_core::{HhNumber, VaultError, VaultPort};
 use healthledger_vault::{Kek, Vault};
 use sha2::{Digest, Sha256};
 
@@ -34,6 +34,11 @@ const MIB: usize = 1024 * 1024;
 const SEGMENT: usize = 64 * 1024;
 /// The CID's leaf chunk.
 const CID_CHUNK: usize = 256 * 1024;
+
+/// The patient every benchmarked object belongs to.
+fn patient() -> HhNumber {
+    HhNumber::new(555_555).expect("HH number")
+}
 
 fn mb_per_s(bytes: usize, elapsed: Duration) -> f64 {
     bytes as f64 / 1e6 / elapsed.as_secs_f64()
@@ -112,7 +117,7 @@ async fn seal_and_open(v: &Vault, len: usize, rounds: usize) -> (f64, f64, f64) 
     let start = Instant::now();
     for _ in 0..rounds {
         cids.push(
-            v.put_stream(pieces(data.clone(), MIB))
+            v.put_stream(patient(), pieces(data.clone(), MIB))
                 .await
                 .expect("put")
                 .cid,
@@ -162,7 +167,7 @@ async fn peak_while_sealing(v: &Vault, total: usize) -> (f64, f64, f64) {
     let reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
     let before = status_kib("VmRSS:").unwrap_or(0);
     let start = Instant::now();
-    let sealed = v.put_stream(input).await.expect("put 1 GiB");
+    let sealed = v.put_stream(patient(), input).await.expect("put 1 GiB");
     let rate = mb_per_s(total, start.elapsed());
     let peak = status_kib("VmHWM:").unwrap_or(0);
     if !reset {
@@ -189,7 +194,9 @@ fn main() {
         .build()
         .expect("runtime");
     let dir = tempfile::tempdir().expect("temp dir");
-    let vault = Vault::builder(format!("file://{}", dir.path().display()))
+    let vault = Vault::builder(format!("file://{}/content", dir.path().display()))
+        .key_store(format!("file://{}/keys", dir.path().display()))
+        .erasure_horizon(Duration::ZERO)
         .kek(Kek::generate("bench").expect("kek"))
         .build()
         .expect("vault");

@@ -26,24 +26,78 @@ pub enum Error {
     /// The object's key was destroyed.
     #[error("object {0} was shredded and can never be read again")]
     Shredded(String),
-    /// Stored bytes failed a check: CID, segment tag, key unwrap, format.
-    #[error("object {cid} failed an integrity check: {reason}")]
-    Integrity {
-        /// The object concerned.
-        cid: String,
+    /// Every object of this patient was erased (their subject key was
+    /// destroyed); nothing more is sealed for them.
+    #[error("patient {0} was erased from the vault; nothing is sealed for them any more")]
+    Erased(String),
+    /// Stored bytes failed authentication: a segment, the header, or a key
+    /// record was damaged, reordered, truncated or moved.
+    #[error("{object} is damaged: {reason}")]
+    Tampered {
+        /// What failed (an object's CID, a key record).
+        object: String,
         /// What did not match.
         reason: String,
     },
+    /// A record names a KEK this vault holds, but does not unwrap under it:
+    /// another key configured under that id, or a damaged record.
+    #[error("a key record does not unwrap under KEK {key_id:?}: {reason}")]
+    WrongKek {
+        /// The KEK's id (never the key).
+        key_id: String,
+        /// What failed.
+        reason: String,
+    },
+    /// A record names a KEK this vault does not hold.
+    #[error(
+        "a key record is wrapped under KEK {key_id:?}, which this vault does not hold \
+         (it holds {held:?}): configure it with previous_kek, or this is the wrong key"
+    )]
+    MissingKek {
+        /// The KEK the record names.
+        key_id: String,
+        /// The KEKs this vault holds.
+        held: Vec<String>,
+    },
+    /// A record names a KEK this vault does not hold, and a rotation from or
+    /// to that KEK is under way on the key store.
+    #[error(
+        "a key record is wrapped under KEK {key_id:?} of the rotation from {from:?} to \
+         {to:?} under way, and this vault holds only {held:?}: give it both KEKs \
+         (previous_kek) until the rotation is done"
+    )]
+    RotationInProgress {
+        /// The KEK the record names.
+        key_id: String,
+        /// The rotation's old KEK.
+        from: String,
+        /// The rotation's new KEK.
+        to: String,
+        /// The KEKs this vault holds.
+        held: Vec<String>,
+    },
+    /// An object's stored bytes do not hash to its CID.
+    #[error("object {cid} is damaged: its stored bytes hash to {found}")]
+    CidMismatch {
+        /// The CID asked for.
+        cid: String,
+        /// The CID of what is stored.
+        found: String,
+    },
+    /// An object is stored but its data key record is not (a crash between
+    /// the two writes, or a lost record), so it can never be read.
+    #[error("object {0} is stored without its data key record and cannot be decrypted")]
+    MissingKey(String),
     /// A key record kept changing while a rotation tried to rewrite it
     /// (other rotations or writers on the same store); running the rotation
     /// again resumes it.
     #[error(
-        "the key record of {cid} changed under the KEK rotation {attempts} times in a row; \
+        "the {record} changed under the KEK rotation {attempts} times in a row; \
          run the rotation again to resume it"
     )]
     RotationContended {
-        /// The object whose key record kept changing.
-        cid: String,
+        /// The record that kept changing.
+        record: String,
         /// How often it was read again.
         attempts: usize,
     },
@@ -78,9 +132,9 @@ impl Error {
         }
     }
 
-    pub(crate) fn integrity(cid: impl ToString, reason: impl Into<String>) -> Self {
-        Self::Integrity {
-            cid: cid.to_string(),
+    pub(crate) fn tampered(object: impl ToString, reason: impl Into<String>) -> Self {
+        Self::Tampered {
+            object: object.to_string(),
             reason: reason.into(),
         }
     }
@@ -104,7 +158,13 @@ impl From<Error> for VaultError {
         match err {
             Error::Config { .. } => VaultError::Invalid(message),
             Error::NotFound(_) | Error::Shredded(_) => VaultError::NotFound(message),
-            Error::Integrity { .. } => VaultError::Integrity(message),
+            Error::Tampered { .. }
+            | Error::WrongKek { .. }
+            | Error::MissingKek { .. }
+            | Error::RotationInProgress { .. }
+            | Error::CidMismatch { .. }
+            | Error::MissingKey(_) => VaultError::Integrity(message),
+            Error::Erased(_) => VaultError::Conflict(message),
             Error::Input(inner) => inner,
             Error::Store { source, .. } => match source {
                 object_store::Error::NotFound { .. } => VaultError::NotFound(message),

@@ -1,38 +1,66 @@
-//! The key hierarchy: a key-encryption key ([`Kek`]) from configuration
-//! wraps one random data key per object; the wrapped key is stored apart from
-//! the content as a small key record bound to the object's CID.
-//!
-//! Key record layout (all integers big-endian):
-//!
-//! | bytes | field                                            |
-//! |-------|--------------------------------------------------|
-//! | 4     | magic `HLVK`                                     |
-//! | 1     | record version, `1`                              |
-//! | 1     | length `n` of the KEK id                         |
-//! | n     | KEK id (ASCII)                                   |
-//! | 12    | random nonce                                     |
-//! | 48    | data key encrypted under the KEK, then its tag   |
-//!
-//! The wrapping is AES-256-GCM-SIV with associated data
-//! `"healthledger-vault/key/v1" ‖ CID bytes ‖ n ‖ KEK id`, so a record moved
-//! to another CID, or relabelled with another key id, does not unwrap.
+//! Keys: the key-encryption key behind the [`KeyProvider`] trait (a local
+//! [`Kek`] first; a KMS or an HSM can stand in), and the secret keys below
+//! it, one per patient (subject keys) and one per object (data keys). How
+//! they are stored is in [`crate::records`].
 
 use std::fmt;
 
 use aes_gcm_siv::aead::{AeadInOut, KeyInit};
 use aes_gcm_siv::{Aes256GcmSiv, Nonce, Tag};
+use async_trait::async_trait;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::error::{Error, Result};
 
-/// Size of a KEK and of a data key.
+/// Size of a KEK, a subject key and a data key.
 pub const KEY_LEN: usize = 32;
-const RECORD_MAGIC: &[u8; 4] = b"HLVK";
-const RECORD_VERSION: u8 = 1;
-const WRAP_DOMAIN: &[u8] = b"healthledger-vault/key/v1";
 const NONCE_LEN: usize = 12;
 const TAG_LEN: usize = 16;
 const MAX_KEY_ID_LEN: usize = 64;
+/// Bytes of what [`Kek`] wraps a 32-byte key into: nonce, key, tag.
+const LOCAL_WRAPPED_LEN: usize = NONCE_LEN + KEY_LEN + TAG_LEN;
+
+/// The key-encryption key: wraps and unwraps subject keys, bound to
+/// associated data the vault chooses. Implemented by the local [`Kek`]; a
+/// KMS or an HSM implements it by calling its own wrap and unwrap (AWS KMS
+/// `Encrypt`/`Decrypt` with an encryption context, PKCS#11 `C_WrapKey`).
+///
+/// The vault stores what [`Self::wrap`] returns as it is, next to
+/// [`Self::key_id`], and hands it back to [`Self::unwrap`] of the provider
+/// with that id; it never looks inside. An implementation must fail
+/// `unwrap` (with [`Error::WrongKek`]) when the bytes or the associated data
+/// differ from what was wrapped, and must never put key material in its
+/// errors or its `Debug` output.
+#[async_trait]
+pub trait KeyProvider: Send + Sync + fmt::Debug {
+    /// The public id of the key, recorded beside everything it wraps
+    /// (1 to 64 characters of `A-Z a-z 0-9 . _ -`).
+    fn key_id(&self) -> &str;
+
+    /// Wraps `key` (32 bytes) bound to `aad`.
+    async fn wrap(&self, key: &[u8], aad: &[u8]) -> Result<Vec<u8>>;
+
+    /// Unwraps what [`Self::wrap`] returned for the same `aad`.
+    async fn unwrap(&self, wrapped: &[u8], aad: &[u8]) -> Result<Zeroizing<Vec<u8>>>;
+}
+
+/// Checks a key id against the rule every [`KeyProvider`] id follows.
+pub fn check_key_id(id: &str) -> Result<()> {
+    let valid = !id.is_empty()
+        && id.len() <= MAX_KEY_ID_LEN
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if valid {
+        Ok(())
+    } else {
+        Err(Error::config(
+            "KEK id",
+            id,
+            "expected 1 to 64 characters of A-Z, a-z, 0-9, '.', '_' or '-'",
+        ))
+    }
+}
 
 /// Environment variable holding the KEK id for [`Kek::from_env`].
 pub const KEK_ID_ENV: &str = "HEALTHLEDGER_VAULT_KEK_ID";
@@ -54,18 +82,7 @@ impl Kek {
     /// A KEK named `id` (1 to 64 characters of `A-Z a-z 0-9 . _ -`).
     pub fn new(id: impl Into<String>, key: [u8; KEY_LEN]) -> Result<Self> {
         let id = id.into();
-        let valid = !id.is_empty()
-            && id.len() <= MAX_KEY_ID_LEN
-            && id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-        if !valid {
-            return Err(Error::config(
-                "KEK id",
-                id,
-                "expected 1 to 64 characters of A-Z, a-z, 0-9, '.', '_' or '-'",
-            ));
-        }
+        check_key_id(&id)?;
         Ok(Self { id, key })
     }
 
@@ -122,74 +139,54 @@ impl Kek {
         &self.id
     }
 
-    /// Whether `other` has the same key bytes, compared in constant time.
-    pub(crate) fn same_key(&self, other: &Kek) -> bool {
-        // Hand-rolled rather than a crate for one comparison: OR of the XORs
-        // of every byte, so the time does not depend on where they differ.
-        self.key
-            .iter()
-            .zip(&other.key)
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
-    }
-
     fn cipher(&self) -> Aes256GcmSiv {
         Aes256GcmSiv::new(&self.key.into())
     }
+}
 
-    /// Wraps `data_key` for the object `cid` into a key record.
-    pub(crate) fn wrap(&self, data_key: &DataKey, cid: &cid::Cid) -> Result<Vec<u8>> {
-        let mut nonce = [0u8; NONCE_LEN];
-        fill_random(&mut nonce)?;
-        let aad = wrap_aad(cid, &self.id);
-        let mut wrapped = Zeroizing::new(data_key.0);
-        let tag = self
-            .cipher()
-            .encrypt_inout_detached(&Nonce::from(nonce), &aad, wrapped.as_mut_slice().into())
-            .map_err(|_| Error::integrity(cid, "wrapping the data key failed"))?;
-        let mut record = Vec::with_capacity(6 + self.id.len() + NONCE_LEN + KEY_LEN + TAG_LEN);
-        record.extend_from_slice(RECORD_MAGIC);
-        record.push(RECORD_VERSION);
-        record.push(self.id.len() as u8);
-        record.extend_from_slice(self.id.as_bytes());
-        record.extend_from_slice(&nonce);
-        record.extend_from_slice(wrapped.as_slice());
-        record.extend_from_slice(tag.as_slice());
-        Ok(record)
+/// The local KEK wraps with AES-256-GCM-SIV under a random nonce:
+/// `nonce (12) ‖ encrypted key ‖ tag (16)`.
+#[async_trait]
+impl KeyProvider for Kek {
+    fn key_id(&self) -> &str {
+        &self.id
     }
 
-    /// Unwraps the key record of `cid`.
-    pub(crate) fn unwrap(&self, record: &[u8], cid: &cid::Cid) -> Result<DataKey> {
-        let parsed = KeyRecord::parse(record).map_err(|reason| Error::integrity(cid, reason))?;
-        if parsed.kek_id != self.id.as_bytes() {
-            return Err(Error::integrity(
-                cid,
-                format!(
-                    "its key record is wrapped under KEK id {:?}, this vault holds KEK id {:?} \
-                     (was the KEK rotated, or is this the wrong key?)",
-                    String::from_utf8_lossy(parsed.kek_id),
-                    self.id
-                ),
-            ));
+    async fn wrap(&self, key: &[u8], aad: &[u8]) -> Result<Vec<u8>> {
+        let mut nonce = [0u8; NONCE_LEN];
+        fill_random(&mut nonce)?;
+        let mut wrapped = Zeroizing::new(key.to_vec());
+        let tag = self
+            .cipher()
+            .encrypt_inout_detached(&Nonce::from(nonce), aad, wrapped.as_mut_slice().into())
+            .map_err(|_| Error::Worker(format!("wrapping under KEK {:?} failed", self.id)))?;
+        let mut out = Vec::with_capacity(NONCE_LEN + key.len() + TAG_LEN);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&wrapped);
+        out.extend_from_slice(tag.as_slice());
+        Ok(out)
+    }
+
+    async fn unwrap(&self, wrapped: &[u8], aad: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+        let wrong = |why: &str| Error::WrongKek {
+            key_id: self.id.clone(),
+            reason: why.to_owned(),
+        };
+        if wrapped.len() != LOCAL_WRAPPED_LEN {
+            return Err(wrong(&format!(
+                "{} wrapped bytes where the local KEK writes {LOCAL_WRAPPED_LEN}",
+                wrapped.len()
+            )));
         }
-        let aad = wrap_aad(cid, &self.id);
-        let mut key = DataKey([0u8; KEY_LEN]);
-        key.0.copy_from_slice(parsed.wrapped);
-        let tag = Tag::try_from(parsed.tag)
-            .map_err(|_| Error::integrity(cid, "key record tag has the wrong length"))?;
-        let nonce = Nonce::try_from(parsed.nonce)
-            .map_err(|_| Error::integrity(cid, "key record nonce has the wrong length"))?;
+        let (nonce, rest) = wrapped.split_at(NONCE_LEN);
+        let (body, tag) = rest.split_at(KEY_LEN);
+        let nonce = Nonce::try_from(nonce).map_err(|_| wrong("the nonce has the wrong length"))?;
+        let tag = Tag::try_from(tag).map_err(|_| wrong("the tag has the wrong length"))?;
+        let mut key = Zeroizing::new(body.to_vec());
         self.cipher()
-            .decrypt_inout_detached(&nonce, &aad, key.0.as_mut_slice().into(), &tag)
+            .decrypt_inout_detached(&nonce, aad, key.as_mut_slice().into(), &tag)
             .map_err(|_| {
-                Error::integrity(
-                    cid,
-                    format!(
-                        "its data key does not unwrap under KEK {:?}: the key record is damaged \
-                         or was not written for this CID",
-                        self.id
-                    ),
-                )
+                wrong("it does not unwrap: another key with this id, or damaged or moved bytes")
             })?;
         Ok(key)
     }
@@ -204,159 +201,41 @@ impl fmt::Debug for Kek {
     }
 }
 
-/// The KEKs a vault holds: the current one, which wraps every new record,
-/// and the others, which only unwrap (those being rotated away from, or the
-/// next one during a rotation run by another process). A record is unwrapped
-/// by the KEK whose id it names, so a reader holding both KEKs of a rotation
-/// reads every record whichever way the rotation has got.
-#[derive(Clone)]
-pub(crate) struct Keyring {
-    current: Kek,
-    others: Vec<Kek>,
-}
-
-impl Keyring {
-    /// A keyring wrapping under `current` and also unwrapping under `others`;
-    /// ids must be distinct.
-    pub(crate) fn new(current: Kek, others: Vec<Kek>) -> Result<Self> {
-        let mut ring = Self {
-            current,
-            others: Vec::new(),
-        };
-        for kek in others {
-            ring.add(kek)?;
-        }
-        Ok(ring)
-    }
-
-    /// Adds a KEK for unwrapping; an id already in the ring is refused.
-    pub(crate) fn add(&mut self, kek: Kek) -> Result<()> {
-        if self.get(kek.id()).is_some() {
-            return Err(Error::config(
-                "KEK id",
-                kek.id(),
-                "each KEK of a vault needs its own id",
-            ));
-        }
-        self.others.push(kek);
-        Ok(())
-    }
-
-    /// The KEK new records are wrapped under.
-    pub(crate) fn current(&self) -> &Kek {
-        &self.current
-    }
-
-    /// Makes `new` current, keeping the previous current KEK for unwrapping.
-    pub(crate) fn promote(&mut self, new: Kek) {
-        self.others.retain(|k| k.id() != new.id());
-        let old = std::mem::replace(&mut self.current, new);
-        self.others.push(old);
-    }
-
-    /// The KEK named `id`, if the ring holds it.
-    pub(crate) fn get(&self, id: &str) -> Option<&Kek> {
-        std::iter::once(&self.current)
-            .chain(&self.others)
-            .find(|k| k.id() == id)
-    }
-
-    /// The ids of every KEK in the ring, the current one first.
-    pub(crate) fn ids(&self) -> Vec<String> {
-        std::iter::once(&self.current)
-            .chain(&self.others)
-            .map(|k| k.id().to_owned())
-            .collect()
-    }
-
-    /// Unwraps the key record of `cid` under the KEK it names.
-    pub(crate) fn unwrap(&self, record: &[u8], cid: &cid::Cid) -> Result<DataKey> {
-        match record_kek_id(record).as_deref().and_then(|id| self.get(id)) {
-            Some(kek) => kek.unwrap(record, cid),
-            // A malformed record, or one under a KEK this vault does not
-            // hold: the current KEK's unwrap says which.
-            None => self.current.unwrap(record, cid),
-        }
-    }
-}
-
-impl fmt::Debug for Keyring {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Keyring")
-            .field("current", &self.current.id())
-            .field(
-                "others",
-                &self.others.iter().map(Kek::id).collect::<Vec<_>>(),
-            )
-            .finish()
-    }
-}
-
-/// The KEK id a key record names, without unwrapping it.
-pub(crate) fn record_kek_id(record: &[u8]) -> Option<String> {
-    KeyRecord::parse(record)
-        .ok()
-        .map(|r| String::from_utf8_lossy(r.kek_id).into_owned())
-}
-
-struct KeyRecord<'a> {
-    kek_id: &'a [u8],
-    nonce: &'a [u8],
-    wrapped: &'a [u8],
-    tag: &'a [u8],
-}
-
-impl<'a> KeyRecord<'a> {
-    fn parse(record: &'a [u8]) -> std::result::Result<Self, String> {
-        let malformed = |what: &str| format!("its key record is malformed: {what}");
-        if record.len() < 6 || &record[..4] != RECORD_MAGIC {
-            return Err(malformed("it does not start with HLVK"));
-        }
-        if record[4] != RECORD_VERSION {
-            return Err(malformed(&format!(
-                "record version {} is not the supported version {RECORD_VERSION}",
-                record[4]
-            )));
-        }
-        let id_len = record[5] as usize;
-        let expected = 6 + id_len + NONCE_LEN + KEY_LEN + TAG_LEN;
-        if record.len() != expected {
-            return Err(malformed(&format!(
-                "{} bytes where its header announces {expected}",
-                record.len()
-            )));
-        }
-        let (kek_id, rest) = record[6..].split_at(id_len);
-        let (nonce, rest) = rest.split_at(NONCE_LEN);
-        let (wrapped, tag) = rest.split_at(KEY_LEN);
-        Ok(Self {
-            kek_id,
-            nonce,
-            wrapped,
-            tag,
-        })
-    }
-}
-
-fn wrap_aad(cid: &cid::Cid, kek_id: &str) -> Vec<u8> {
-    let mut aad = Vec::with_capacity(WRAP_DOMAIN.len() + 40 + 1 + kek_id.len());
-    aad.extend_from_slice(WRAP_DOMAIN);
-    aad.extend_from_slice(&cid.to_bytes());
-    aad.push(kek_id.len() as u8);
-    aad.extend_from_slice(kek_id.as_bytes());
-    aad
-}
-
-/// One object's random data key; zeroized on drop, never printed.
+/// A 256-bit secret key below the KEK: a patient's subject key or an
+/// object's data key. Zeroized on drop, never printed.
 #[derive(Zeroize, ZeroizeOnDrop)]
-pub(crate) struct DataKey([u8; KEY_LEN]);
+pub(crate) struct SecretKey([u8; KEY_LEN]);
 
-impl DataKey {
-    /// A fresh random data key.
+/// An object's data key.
+pub(crate) type DataKey = SecretKey;
+/// A patient's subject key.
+pub(crate) type SubjectKey = SecretKey;
+
+impl SecretKey {
+    /// A fresh random key.
     pub(crate) fn generate() -> Result<Self> {
         let mut key = Self([0u8; KEY_LEN]);
         fill_random(&mut key.0)?;
         Ok(key)
+    }
+
+    /// The key from exactly [`KEY_LEN`] bytes.
+    pub(crate) fn from_slice(bytes: &[u8]) -> Option<Self> {
+        let mut key = Self([0u8; KEY_LEN]);
+        (bytes.len() == KEY_LEN).then(|| {
+            key.0.copy_from_slice(bytes);
+            key
+        })
+    }
+
+    /// The key's bytes, for wrapping.
+    pub(crate) fn bytes(&self) -> &[u8; KEY_LEN] {
+        &self.0
+    }
+
+    /// The key's bytes, to unwrap in place.
+    pub(crate) fn bytes_mut(&mut self) -> &mut [u8; KEY_LEN] {
+        &mut self.0
     }
 
     pub(crate) fn cipher(&self) -> Aes256GcmSiv {
@@ -364,9 +243,9 @@ impl DataKey {
     }
 }
 
-impl fmt::Debug for DataKey {
+impl fmt::Debug for SecretKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("DataKey(<redacted>)")
+        f.write_str("SecretKey(<redacted>)")
     }
 }
 
@@ -388,30 +267,31 @@ fn hex_digit(c: u8) -> Option<u8> {
 mod tests {
     use super::*;
 
-    fn cid(n: u8) -> cid::Cid {
-        crate::compute_cid(&[n][..], crate::CidOptions::KUBO_V1).unwrap()
-    }
-
-    #[test]
-    fn records_unwrap_only_for_their_cid_and_kek() {
+    #[tokio::test]
+    async fn the_local_kek_unwraps_only_its_own_wrapping_for_the_same_aad() {
         let kek = Kek::generate("k1").unwrap();
-        let key = DataKey::generate().unwrap();
-        let record = kek.wrap(&key, &cid(1)).unwrap();
-        assert_eq!(kek.unwrap(&record, &cid(1)).unwrap().0, key.0);
-        assert!(matches!(
-            kek.unwrap(&record, &cid(2)),
-            Err(Error::Integrity { .. })
-        ));
-        let other = Kek::generate("k1").unwrap();
-        assert!(matches!(
-            other.unwrap(&record, &cid(1)),
-            Err(Error::Integrity { .. })
-        ));
-        let renamed = Kek::new("k2", kek.key).unwrap();
-        let err = renamed.unwrap(&record, &cid(1)).unwrap_err();
-        assert!(matches!(err, Error::Integrity { .. }), "{err:?}");
-        let err = err.to_string();
-        assert!(err.contains("\"k1\"") && err.contains("\"k2\""), "{err}");
+        let key = SecretKey::generate().unwrap();
+        let wrapped = kek.wrap(key.bytes(), b"aad-1").await.unwrap();
+        assert_eq!(
+            &kek.unwrap(&wrapped, b"aad-1").await.unwrap()[..],
+            key.bytes()
+        );
+        for (what, result) in [
+            ("other aad", kek.unwrap(&wrapped, b"aad-2").await),
+            (
+                "other key, same id",
+                Kek::generate("k1")
+                    .unwrap()
+                    .unwrap(&wrapped, b"aad-1")
+                    .await,
+            ),
+            ("truncated", kek.unwrap(&wrapped[1..], b"aad-1").await),
+        ] {
+            assert!(
+                matches!(result, Err(Error::WrongKek { ref key_id, .. }) if key_id == "k1"),
+                "{what}: {result:?}"
+            );
+        }
     }
 
     #[test]
@@ -424,8 +304,8 @@ mod tests {
             "{shown}"
         );
         assert_eq!(
-            format!("{:?}", DataKey::generate().unwrap()),
-            "DataKey(<redacted>)"
+            format!("{:?}", SecretKey::generate().unwrap()),
+            "SecretKey(<redacted>)"
         );
         let err = Kek::from_hex("k", "secretsecret").unwrap_err();
         assert!(matches!(err, Error::Config { .. }), "{err:?}");

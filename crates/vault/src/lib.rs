@@ -1,57 +1,95 @@
 //! The vault adapter: envelope-encrypted, IPFS-compatible content-addressed
 //! storage implementing [`healthledger_core::VaultPort`] on any
-//! `object_store` backend.
+//! `object_store` backend, with its keys in a key store of their own.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! use healthledger_core::VaultPort;
+//! use std::time::Duration;
+//!
+//! use healthledger_core::{HhNumber, VaultPort};
 //! use healthledger_vault::{Kek, Vault};
 //!
 //! let vault = Vault::builder("file:///var/lib/healthledger/vault")
+//!     .key_store("file:///var/lib/healthledger/vault-keys")
+//!     // The key store's backups are kept 35 days: erasure is final after that.
+//!     .erasure_horizon(Duration::from_secs(35 * 24 * 3600))
 //!     .kek(Kek::from_env()?)
 //!     .build()?;
-//! let sealed = vault.put(bytes::Bytes::from_static(b"lab results")).await?;
+//! let patient = HhNumber::new(555_555)?;
+//! let sealed = vault.put(patient, bytes::Bytes::from_static(b"lab results")).await?;
 //! assert_eq!(vault.get(&sealed.cid).await?, "lab results");
+//! vault.erase_patient(patient).await?; // every object of theirs, at once
 //! # Ok(()) }
 //! ```
 //!
 //! # Backends
 //!
-//! [`Vault::builder`] takes a URL and hands it to `object_store::parse_url_opts`:
-//! `file:///absolute/dir` (the embedded default; every write is fsynced, file
-//! and directory, before `put` returns, since its CID may be anchored on chain
-//! right after), `memory://`, and behind the
-//! features of the same name `s3://bucket/prefix` (`s3`), `gs://bucket`
-//! (`gcs`) and `az://container` (`azure`). Store options (endpoints,
-//! credentials) go through [`VaultBuilder::option`]; [`VaultPort::health`]
-//! reports the URL without credentials, query or fragment.
+//! [`Vault::builder`] takes the content store's URL and
+//! [`VaultBuilder::key_store`] the key store's, each handed to
+//! `object_store::parse_url_opts`: `file:///absolute/dir` (the embedded
+//! default; every write is fsynced, file and directory, before `put` returns,
+//! since its CID may be anchored on chain right after), `memory://`, and
+//! behind the features of the same name `s3://bucket/prefix` (`s3`),
+//! `gs://bucket` (`gcs`) and `az://container` (`azure`). Store options
+//! (endpoints, credentials) go through [`VaultBuilder::option`] and
+//! [`VaultBuilder::key_store_option`]; [`VaultPort::health`] reports both URLs
+//! without credentials, query or fragment. The key store's URL must be neither
+//! the content's nor inside it (nor around it), so that backups, versions,
+//! pins and copies of the content never carry a key.
 //!
-//! # Layout in the store
+//! # Layout
 //!
-//! Under the URL's path:
+//! In the content store, under its URL's path:
 //! - `objects/<cid>`: the sealed object (ciphertext), named by its CID;
-//! - `keys/<cid>`: its key record (the data key wrapped under the KEK), kept
-//!   apart from the content so that copies of the content (IPFS pins,
-//!   backups, gateways) never carry a usable key;
-//! - `shredded/<cid>`: the tombstone of a shredded object;
 //! - `incoming/<random>`: large objects being uploaded, before their CID is
 //!   known.
 //!
-//! # Key hierarchy
+//! In the key store (formats in [`records`]):
+//! - `subjects/<HH number>`: a patient's subject key, wrapped by the KEK;
+//! - `keys/<cid>`: an object's data key, wrapped by its patient's subject key,
+//!   with the patient and the CID profile the object was addressed with;
+//! - `shredded/<cid>` and `erased/<HH number>`: tombstones;
+//! - `rotation`: the two KEK ids of a rotation under way.
 //!
-//! A key-encryption key ([`Kek`], 32 bytes and a public id, from
-//! configuration or [`Kek::from_env`]) wraps one fresh random 256-bit data
-//! key per object, with AES-256-GCM-SIV and associated data binding the
-//! record to the object's CID and the KEK id (see [`keys`] for the record
-//! layout). Sealing the same plaintext twice therefore gives two unrelated
-//! ciphertexts and CIDs. [`Vault::rotate_kek`] re-wraps every key record
-//! under a new KEK without touching content. A vault holds a keyring: the
-//! current KEK wraps, and every KEK it holds (see
+//! # Key hierarchy and erasure
+//!
+//! A key-encryption key behind the [`KeyProvider`] trait (the local [`Kek`],
+//! 32 bytes and a public id from configuration or [`Kek::from_env`]; a KMS or
+//! an HSM can implement the trait) wraps one random 256-bit subject key per
+//! patient, and each subject key wraps one fresh random data key per object,
+//! all with AES-256-GCM-SIV and associated data binding each record to its
+//! patient, its CID and its KEK id. Sealing the same plaintext twice gives two
+//! unrelated ciphertexts and CIDs.
+//!
+//! [`VaultPort::erase_patient`] writes the patient's tombstone, then deletes
+//! their one subject record: every data key of theirs stops unwrapping at
+//! once, wherever copies of the ciphertext or of the data key records survive.
+//! [`VaultPort::shred`] does the same for one object: tombstone, then its data
+//! key record, then its ciphertext.
+//!
+//! **The erasure horizon.** A deleted record lives on in whatever keeps old
+//! versions of the key store: its backups, snapshots, object versioning,
+//! replicas. Until those expire, whoever restores one (with the KEK) can
+//! decrypt again. That retention is the erasure horizon: it must be stated
+//! ([`VaultBuilder::erasure_horizon`]) and [`VaultPort::health`] reports it, so
+//! nobody promises more. The key store is small (a hundred bytes a patient
+//! and an object), so a short retention is cheap; the content store can be
+//! backed up and pinned for any length of time without moving the horizon.
+//! Rotating the KEK and destroying the old one also ends the life of every
+//! older copy of the key store.
+//!
+//! # Rotation
+//!
+//! [`Vault::rotate_kek`] re-wraps the subject records (one per patient; data
+//! key records and content are not touched) under a new KEK. A vault holds a
+//! keyring: the current KEK wraps, and every KEK it holds (see
 //! [`VaultBuilder::previous_kek`]) unwraps the records that name it, so reads
 //! go on during a rotation, in this process or another, and after one that was
-//! interrupted. Once every process wraps under the new KEK and a rotation ran
-//! to its end, the old KEK can be destroyed and opens nothing. Key material is zeroized on drop and never printed: `Debug`
-//! shows key ids only, errors never quote keys.
+//! interrupted; a reader holding only one KEK of a rotation under way gets
+//! [`Error::RotationInProgress`]. Once every process wraps under the new KEK
+//! and a rotation ran to its end, the old KEK can be destroyed and opens
+//! nothing. Key material is zeroized on drop and never printed: `Debug` shows
+//! key ids only, errors never quote keys.
 //!
 //! # Sealed format
 //!
@@ -73,7 +111,9 @@
 //! `File` nodes in dag-pb, balanced layout, 256 KiB chunks, at most 174
 //! links per node, sha2-256. The vault uses CIDv1 with raw leaves (Kubo's
 //! `--cid-version=1`) unless [`VaultBuilder::cid_options`] says otherwise,
-//! e.g. [`CidOptions::KUBO_V0`] for Kubo's default `Qm…` CIDs. The
+//! e.g. [`CidOptions::KUBO_V0`] for Kubo's default `Qm…` CIDs. The profile
+//! is recorded in each object's data key record, so changing the options
+//! never makes older objects unreadable. The
 //! ciphertext can therefore be pinned to IPFS and fetched from any gateway
 //! by the CID recorded on chain.
 //!
@@ -85,24 +125,23 @@
 //! after their tags verified; on a mismatch it first releases the segments
 //! that verified before the damaged one, then ends with `Integrity`
 //! (including the CID check at the end). [`VaultPort::verify`] recomputes
-//! the CID of the stored bytes and checks that the key record unwraps,
-//! without decrypting content.
+//! the CID of the stored bytes and checks that the keys unwrap, without
+//! decrypting content; [`Vault::check_keys`] says why they do not, as an
+//! [`Error`] variant (tampered, wrong or missing KEK, rotation in progress,
+//! missing key record).
 //!
-//! # Shredding
+//! # Orderings that survive a crash
 //!
-//! [`VaultPort::shred`] first writes the tombstone, then deletes the key
-//! record and the local ciphertext. Reads look for the tombstone before they
-//! read the key record, so a shred that stopped half-way already releases
-//! nothing, and shredding again finishes it. A rotation never writes a
-//! shredded key back: it rewrites a record only if it is unchanged since it
-//! was read (a conditional put on its e-tag where the store has them), skips
-//! and deletes the records of tombstoned CIDs, and looks for a tombstone again
-//! after each rewrite (the argument is in the `rotate` module). Without the data key the content can
-//! never be decrypted again, even where copies of the ciphertext survive;
-//! `get` says `NotFound` and `verify` says `Shredded` from then on. A
-//! deleted key record may still linger in backups of the store or on disk,
-//! wrapped under the KEK: rotating the KEK and destroying the old one makes
-//! shredding final against those too.
+//! Reads look for tombstones before they read the records they guard, and
+//! shredding and erasing write their tombstone first: a shred or an erasure
+//! that stopped half-way already releases nothing, and running it again
+//! finishes it. A rotation never writes an erased key back: it rewrites a
+//! record only if it is unchanged since it was read (a conditional put on its
+//! e-tag where the store has them), skips and deletes the records of erased
+//! patients, and looks for the tombstone again after each rewrite; a `put`
+//! that created a subject record while the patient was being erased deletes
+//! it again (the argument is in the `rotate` module).
+//!
 //!
 //! [`VaultPort::health`]: healthledger_core::VaultPort::health
 //! [`VaultPort::put_stream`]: healthledger_core::VaultPort::put_stream
@@ -110,14 +149,17 @@
 //! [`VaultPort::get_stream`]: healthledger_core::VaultPort::get_stream
 //! [`VaultPort::verify`]: healthledger_core::VaultPort::verify
 //! [`VaultPort::shred`]: healthledger_core::VaultPort::shred
+//! [`VaultPort::erase_patient`]: healthledger_core::VaultPort::erase_patient
 
 pub mod error;
+mod keyring;
 pub mod keys;
+pub mod records;
 pub mod seal;
 pub mod unixfs;
 mod vault;
 
 pub use error::{Error, Result};
-pub use keys::Kek;
+pub use keys::{Kek, KeyProvider};
 pub use unixfs::{CidHasher, CidOptions, CidOptionsError, CidVersion, compute_cid};
-pub use vault::{Rotation, Vault, VaultBuilder};
+pub use vault::{Rotation, StoreAt, Vault, VaultBuilder};

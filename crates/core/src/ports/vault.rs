@@ -9,7 +9,9 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
-use crate::{Cid, VaultError};
+use std::time::Duration;
+
+use crate::{Cid, HhNumber, VaultError};
 
 /// Shorthand for vault results.
 pub type VaultResult<T> = Result<T, VaultError>;
@@ -47,30 +49,48 @@ pub struct VaultHealth {
     /// The backend, e.g. `file:///var/lib/healthledger` or `memory://`
     /// (never with credentials).
     pub backend: String,
+    /// Where the key records live, apart from the content (never with
+    /// credentials).
+    pub key_store: String,
     /// The id of the key-encryption key in use.
     pub key_id: String,
+    /// How long erased or shredded key material may survive after `shred`
+    /// or `erase_patient` returned: the retention of the key store's
+    /// backups and versions, as configured. Copies of the ciphertext never
+    /// matter (they are useless without the keys); past this horizon no
+    /// copy of the keys is left.
+    pub erasure_horizon: Duration,
 }
 
 /// The vault.
 ///
 /// Guarantees every implementation gives (checked by
 /// [`crate::testing::vault`]):
-/// - `put` stores only ciphertext and returns once the object is durable;
-///   sealing the same plaintext twice gives two different CIDs (each object
-///   has its own random data key), both readable;
+/// - every object belongs to one patient (`put` names them); `put` stores
+///   only ciphertext and returns once the object is durable; sealing the
+///   same plaintext twice gives two different CIDs (each object has its own
+///   random data key), both readable;
 /// - `get` releases plaintext only after verifying it; any mismatch is
 ///   `Integrity`, an unknown CID `NotFound`;
 /// - after `shred`, the content can never be read again (`get` fails with
-///   `NotFound`), and `verify` says `Shredded`; shredding twice is fine.
+///   `NotFound`), and `verify` says `Shredded`; shredding twice is fine;
+/// - after `erase_patient`, the same holds for every object of that patient
+///   at once, and `put` for them is refused (`Conflict`); erasing twice is
+///   fine, and other patients' objects are untouched.
 #[cfg_attr(feature = "testing", mockall::automock)]
 #[async_trait]
 #[auto_impl(&, Arc, Box)]
 pub trait VaultPort: Send + Sync + Debug {
-    /// Seals and stores `plaintext`.
-    async fn put(&self, plaintext: Bytes) -> VaultResult<SealedObject>;
+    /// Seals and stores `plaintext`, an object of `patient`.
+    async fn put(&self, patient: HhNumber, plaintext: Bytes) -> VaultResult<SealedObject>;
 
-    /// Seals and stores a stream, in constant memory.
-    async fn put_stream(&self, plaintext: ByteStream) -> VaultResult<SealedObject>;
+    /// Seals and stores a stream, an object of `patient`, in constant
+    /// memory.
+    async fn put_stream(
+        &self,
+        patient: HhNumber,
+        plaintext: ByteStream,
+    ) -> VaultResult<SealedObject>;
 
     /// The verified plaintext of `cid`.
     async fn get(&self, cid: &Cid) -> VaultResult<Bytes>;
@@ -89,6 +109,13 @@ pub trait VaultPort: Send + Sync + Debug {
     /// `NotFound` for an unknown CID; shredding a shredded object is `Ok`.
     async fn shred(&self, cid: &Cid) -> VaultResult<()>;
 
-    /// Whether the backend answers, and with which key.
+    /// Erases `patient`: destroys the one key their objects' keys are
+    /// wrapped under, so none of their objects can ever be decrypted again,
+    /// and refuses new objects for them. Erasing a patient with no objects,
+    /// or twice, is `Ok`.
+    async fn erase_patient(&self, patient: HhNumber) -> VaultResult<()>;
+
+    /// Whether the backend and the key store answer, with which key, and
+    /// the erasure horizon.
     async fn health(&self) -> VaultResult<VaultHealth>;
 }

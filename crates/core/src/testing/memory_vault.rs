@@ -14,12 +14,17 @@
 //! tag. Stored sizes are therefore exactly the real vault's:
 //! `16 + n + 16 · max(1, ⌈n / 65 536⌉)` for `n` plaintext bytes.
 //!
-//! The data key is wrapped under a random key-encryption key held by the
-//! vault (AES-256-GCM-SIV, with the object's CID as associated data) into a
-//! 60-byte key record, `nonce (12) ‖ wrapped key (32) ‖ tag (16)`, kept apart
-//! from the object. The real record also carries a magic, a version and the
-//! KEK id (a few bytes longer); here there is one KEK per vault and no
-//! rotation.
+//! The key hierarchy is the real vault's: the data key is wrapped under the
+//! patient's subject key (AES-256-GCM-SIV, with the object's CID and the
+//! patient's HH number as associated data) into a 60-byte key record,
+//! `nonce (12) ‖ wrapped key (32) ‖ tag (16)`, kept apart from the object;
+//! each subject key is wrapped the same way under a random key-encryption
+//! key held by the vault. Erasing a patient destroys their subject record,
+//! so every one of their key records stops unwrapping at once. The real
+//! records also carry a magic, a version, the patient, the CID profile and
+//! the KEK id; here there is one KEK at a time, and
+//! [`VaultBackdoor::rotate_key`] replaces it, re-wrapping every subject
+//! record in one step.
 //!
 //! # Addresses
 //!
@@ -45,6 +50,7 @@ use std::{
     collections::HashMap,
     fmt,
     sync::{Arc, Mutex, MutexGuard},
+    time::Duration,
 };
 
 use aes_gcm_siv::aead::{Aead, KeyInit, Payload};
@@ -56,7 +62,8 @@ use sha2::{Digest, Sha256};
 
 use super::vault::{StoredBytes, VaultBackdoor};
 use crate::{
-    ByteStream, Cid, ObjectStatus, SealedObject, VaultError, VaultHealth, VaultPort, VaultResult,
+    ByteStream, Cid, HhNumber, ObjectStatus, SealedObject, VaultError, VaultHealth, VaultPort,
+    VaultResult,
 };
 
 /// Plaintext bytes per segment, as in the real vault.
@@ -70,13 +77,14 @@ const NONCE_LEN: usize = 12;
 const KEY_LEN: usize = 32;
 const RECORD_LEN: usize = NONCE_LEN + KEY_LEN + TAG_LEN;
 const WRAP_DOMAIN: &[u8] = b"healthledger-core/in-memory-vault/key/v1";
-const KEY_ID: &str = "in-memory-test-kek";
+const SUBJECT_DOMAIN: &[u8] = b"healthledger-core/in-memory-vault/subject/v1";
 
 /// What is kept for one sealed object.
 #[derive(Clone)]
 struct Stored {
     object: Bytes,
     key_record: Vec<u8>,
+    patient: HhNumber,
 }
 
 #[derive(Clone)]
@@ -85,21 +93,43 @@ enum Slot {
     Shredded,
 }
 
+/// A patient's subject key: its record wrapped under the KEK, or erased.
+#[derive(Clone)]
+enum Subject {
+    Live(Vec<u8>),
+    Erased,
+}
+
+/// Everything the vault holds, behind one lock.
+struct State {
+    objects: HashMap<Cid, Slot>,
+    subjects: HashMap<HhNumber, Subject>,
+    kek: [u8; KEY_LEN],
+    /// Bumped by every rotation; names the KEK in health.
+    generation: u32,
+}
+
+impl State {
+    fn key_id(&self) -> String {
+        format!("in-memory-test-kek-{}", self.generation)
+    }
+}
+
 /// An in-memory [`VaultPort`] that really encrypts (see the module
 /// documentation for its format). Cloning gives another handle on the same
-/// objects and key.
+/// objects and keys.
 #[derive(Clone)]
 pub struct InMemoryVault {
-    objects: Arc<Mutex<HashMap<Cid, Slot>>>,
-    kek: Arc<[u8; KEY_LEN]>,
+    state: Arc<Mutex<State>>,
 }
 
 impl fmt::Debug for InMemoryVault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // The KEK is a secret, even in a test double.
+        // The KEK is a secret, even in a test double: only its id shows.
+        let state = self.lock();
         f.debug_struct("InMemoryVault")
-            .field("objects", &self.lock().len())
-            .field("kek", &KEY_ID)
+            .field("objects", &state.objects.len())
+            .field("kek", &state.key_id())
             .finish()
     }
 }
@@ -126,8 +156,39 @@ fn segment_nonce(prefix: &[u8], index: u32, last: bool) -> Nonce {
     Nonce::from(n)
 }
 
-fn wrap_aad(cid: &Cid) -> Vec<u8> {
-    [WRAP_DOMAIN, &cid.inner().to_bytes()].concat()
+fn wrap_aad(cid: &Cid, patient: HhNumber) -> Vec<u8> {
+    [
+        WRAP_DOMAIN,
+        &cid.inner().to_bytes(),
+        &patient.get().to_be_bytes(),
+    ]
+    .concat()
+}
+
+fn subject_aad(patient: HhNumber) -> Vec<u8> {
+    [SUBJECT_DOMAIN, &patient.get().to_be_bytes()[..]].concat()
+}
+
+/// Wraps `key` under `wrapping` bound to `aad`: `nonce ‖ ciphertext ‖ tag`.
+fn wrap_key(wrapping: &[u8; KEY_LEN], key: &[u8; KEY_LEN], aad: &[u8]) -> VaultResult<Vec<u8>> {
+    let nonce: [u8; NONCE_LEN] = rand::random();
+    let wrapped = Aes256GcmSiv::new(&(*wrapping).into())
+        .encrypt(&Nonce::from(nonce), Payload { msg: key, aad })
+        .map_err(|_| VaultError::other("wrapping a key failed"))?;
+    Ok([&nonce[..], &wrapped].concat())
+}
+
+/// Unwraps what [`wrap_key`] made; `None` when it does not unwrap.
+fn unwrap_key(wrapping: &[u8; KEY_LEN], record: &[u8], aad: &[u8]) -> Option<[u8; KEY_LEN]> {
+    if record.len() != RECORD_LEN {
+        return None;
+    }
+    let (nonce, wrapped) = record.split_at(NONCE_LEN);
+    let nonce = Nonce::try_from(nonce).ok()?;
+    let key = Aes256GcmSiv::new(&(*wrapping).into())
+        .decrypt(&nonce, Payload { msg: wrapped, aad })
+        .ok()?;
+    key.try_into().ok()
 }
 
 fn integrity(cid: &Cid, why: impl fmt::Display) -> VaultError {
@@ -273,96 +334,111 @@ impl InMemoryVault {
     /// An empty vault with a fresh random key-encryption key.
     pub fn new() -> Self {
         Self {
-            objects: Arc::default(),
-            kek: Arc::new(rand::random()),
+            state: Arc::new(Mutex::new(State {
+                objects: HashMap::new(),
+                subjects: HashMap::new(),
+                kek: rand::random(),
+                generation: 1,
+            })),
         }
     }
 
     /// Test hook: flips one bit of the stored object, as bit rot would.
     /// Does nothing for an unknown or shredded CID.
     pub fn corrupt(&self, cid: &Cid) {
-        if let Some(Slot::Stored(stored)) = self.lock().get_mut(cid) {
+        if let Some(Slot::Stored(stored)) = self.lock().objects.get_mut(cid) {
             stored.object = flip(&stored.object, 0).into();
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<Cid, Slot>> {
-        // Each operation leaves the map consistent, so a poisoned lock is safe.
-        self.objects.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Each operation leaves the state consistent, so a poisoned lock is
+        // safe.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn kek_cipher(&self) -> Aes256GcmSiv {
-        Aes256GcmSiv::new(&(*self.kek).into())
+    /// The subject key of `patient`, created if they have none;
+    /// `Conflict` for an erased patient.
+    fn subject_key_for_write(state: &mut State, patient: HhNumber) -> VaultResult<[u8; KEY_LEN]> {
+        match state.subjects.get(&patient) {
+            Some(Subject::Erased) => Err(VaultError::Conflict(format!(
+                "patient {patient} was erased from the vault; nothing is sealed for them any more"
+            ))),
+            Some(Subject::Live(record)) => unwrap_key(&state.kek, record, &subject_aad(patient))
+                .ok_or_else(|| {
+                    VaultError::Integrity(format!(
+                        "the subject record of patient {patient} does not unwrap"
+                    ))
+                }),
+            None => {
+                let key: [u8; KEY_LEN] = rand::random();
+                let record = wrap_key(&state.kek, &key, &subject_aad(patient))?;
+                state.subjects.insert(patient, Subject::Live(record));
+                Ok(key)
+            }
+        }
     }
 
-    fn wrap(&self, key: &[u8; KEY_LEN], cid: &Cid) -> VaultResult<Vec<u8>> {
-        let nonce: [u8; NONCE_LEN] = rand::random();
-        let wrapped = self
-            .kek_cipher()
-            .encrypt(
-                &Nonce::from(nonce),
-                Payload {
-                    msg: key,
-                    aad: &wrap_aad(cid),
-                },
-            )
-            .map_err(|_| VaultError::other("wrapping the data key failed"))?;
-        Ok([&nonce[..], &wrapped].concat())
-    }
-
-    /// The cipher under the data key of `cid`, from its key record.
-    fn unwrap(&self, cid: &Cid, record: &[u8]) -> VaultResult<Aes256GcmSiv> {
-        if record.len() != RECORD_LEN {
+    /// The cipher under the data key of `cid`, from its key record and its
+    /// patient's subject record; `None` inside when the patient was erased.
+    fn unwrap(state: &State, cid: &Cid, stored: &Stored) -> VaultResult<Option<Aes256GcmSiv>> {
+        let subject = match state.subjects.get(&stored.patient) {
+            Some(Subject::Live(record)) => record,
+            Some(Subject::Erased) => return Ok(None),
+            None => {
+                return Err(integrity(
+                    cid,
+                    format!(
+                        "the subject record of patient {} is missing",
+                        stored.patient
+                    ),
+                ));
+            }
+        };
+        let subject = unwrap_key(&state.kek, subject, &subject_aad(stored.patient))
+            .ok_or_else(|| integrity(cid, "its patient's subject key does not unwrap"))?;
+        if stored.key_record.len() != RECORD_LEN {
             return Err(integrity(
                 cid,
-                format!("its key record is {} bytes, not {RECORD_LEN}", record.len()),
+                format!(
+                    "its key record is {} bytes, not {RECORD_LEN}",
+                    stored.key_record.len()
+                ),
             ));
         }
-        let (nonce, wrapped) = record.split_at(NONCE_LEN);
-        let nonce = Nonce::try_from(nonce)
-            .map_err(|_| integrity(cid, "its key record nonce has the wrong length"))?;
-        let key = self
-            .kek_cipher()
-            .decrypt(
-                &nonce,
-                Payload {
-                    msg: wrapped,
-                    aad: &wrap_aad(cid),
-                },
-            )
-            .map_err(|_| {
+        let key = unwrap_key(&subject, &stored.key_record, &wrap_aad(cid, stored.patient))
+            .ok_or_else(|| {
                 integrity(
                     cid,
                     "its data key does not unwrap: the key record is damaged or \
                      was not written for this CID",
                 )
             })?;
-        Aes256GcmSiv::new_from_slice(&key)
-            .map_err(|_| integrity(cid, "its unwrapped data key has the wrong length"))
+        Ok(Some(Aes256GcmSiv::new(&key.into())))
     }
 
-    /// The stored bytes of a readable `cid`, or why it is not readable.
-    fn stored(&self, cid: &Cid) -> VaultResult<Stored> {
-        match self.lock().get(cid) {
-            None => Err(VaultError::NotFound(format!("no object {cid}"))),
-            Some(Slot::Shredded) => Err(VaultError::NotFound(format!(
-                "object {cid} was shredded and can never be read again"
-            ))),
-            Some(Slot::Stored(stored)) => Ok(stored.clone()),
-        }
-    }
-
-    /// An opener over `cid`, once its key record unwrapped.
+    /// An opener over `cid`, once its keys unwrapped.
     fn opener(&self, cid: &Cid) -> VaultResult<Opener> {
-        let stored = self.stored(cid)?;
-        let cipher = self.unwrap(cid, &stored.key_record)?;
-        Ok(Opener::new(*cid, cipher, stored.object))
+        let state = self.lock();
+        let gone = || {
+            VaultError::NotFound(format!(
+                "object {cid} was shredded and can never be read again"
+            ))
+        };
+        match state.objects.get(cid) {
+            None => Err(VaultError::NotFound(format!("no object {cid}"))),
+            Some(Slot::Shredded) => Err(gone()),
+            Some(Slot::Stored(stored)) => match Self::unwrap(&state, cid, stored)? {
+                Some(cipher) => Ok(Opener::new(*cid, cipher, stored.object.clone())),
+                None => Err(gone()),
+            },
+        }
     }
 
     /// Applies `damage` to the stored bytes of `cid`; panics when there are
     /// none, since a test that damages nothing proves nothing.
     fn damage(&self, cid: &Cid, damage: impl FnOnce(&mut Stored)) {
-        match self.lock().get_mut(cid) {
+        match self.lock().objects.get_mut(cid) {
             Some(Slot::Stored(stored)) => damage(stored),
             _ => panic!("InMemoryVault backdoor: no stored object {cid}"),
         }
@@ -384,13 +460,21 @@ fn flip(bytes: &[u8], offset: usize) -> Vec<u8> {
 
 #[async_trait]
 impl VaultPort for InMemoryVault {
-    async fn put(&self, plaintext: Bytes) -> VaultResult<SealedObject> {
+    async fn put(&self, patient: HhNumber, plaintext: Bytes) -> VaultResult<SealedObject> {
         let (object, key) = seal(&plaintext)?;
         let cid = address(&object);
-        let key_record = self.wrap(&key, &cid)?;
         let stored_size = object.len() as u64;
-        self.lock()
-            .insert(cid, Slot::Stored(Stored { object, key_record }));
+        let mut state = self.lock();
+        let subject = Self::subject_key_for_write(&mut state, patient)?;
+        let key_record = wrap_key(&subject, &key, &wrap_aad(&cid, patient))?;
+        state.objects.insert(
+            cid,
+            Slot::Stored(Stored {
+                object,
+                key_record,
+                patient,
+            }),
+        );
         Ok(SealedObject {
             cid,
             size: plaintext.len() as u64,
@@ -398,12 +482,16 @@ impl VaultPort for InMemoryVault {
         })
     }
 
-    async fn put_stream(&self, mut plaintext: ByteStream) -> VaultResult<SealedObject> {
+    async fn put_stream(
+        &self,
+        patient: HhNumber,
+        mut plaintext: ByteStream,
+    ) -> VaultResult<SealedObject> {
         let mut buf = BytesMut::new();
         while let Some(chunk) = plaintext.next().await {
             buf.extend_from_slice(&chunk?);
         }
-        self.put(buf.freeze()).await
+        self.put(patient, buf.freeze()).await
     }
 
     async fn get(&self, cid: &Cid) -> VaultResult<Bytes> {
@@ -432,26 +520,30 @@ impl VaultPort for InMemoryVault {
     }
 
     async fn verify(&self, cid: &Cid) -> VaultResult<ObjectStatus> {
-        let stored = match self.lock().get(cid) {
+        let state = self.lock();
+        let stored = match state.objects.get(cid) {
             None => return Ok(ObjectStatus::Missing),
             Some(Slot::Shredded) => return Ok(ObjectStatus::Shredded),
-            Some(Slot::Stored(stored)) => stored.clone(),
+            Some(Slot::Stored(stored)) => stored,
         };
+        if matches!(state.subjects.get(&stored.patient), Some(Subject::Erased)) {
+            return Ok(ObjectStatus::Shredded);
+        }
         if address(&stored.object) != *cid {
             return Ok(ObjectStatus::Corrupt(
                 "its stored bytes do not hash to its CID".into(),
             ));
         }
-        // The key record is checked by unwrapping it; no content is
-        // decrypted.
-        Ok(match self.unwrap(cid, &stored.key_record) {
-            Ok(_) => ObjectStatus::Intact,
+        // The keys are checked by unwrapping them; no content is decrypted.
+        Ok(match Self::unwrap(&state, cid, stored) {
+            Ok(Some(_)) => ObjectStatus::Intact,
+            Ok(None) => ObjectStatus::Shredded,
             Err(e) => ObjectStatus::Corrupt(e.to_string()),
         })
     }
 
     async fn shred(&self, cid: &Cid) -> VaultResult<()> {
-        match self.lock().get_mut(cid) {
+        match self.lock().objects.get_mut(cid) {
             None => Err(VaultError::NotFound(format!("no object {cid}"))),
             Some(slot) => {
                 // The key record and the ciphertext go together.
@@ -461,10 +553,18 @@ impl VaultPort for InMemoryVault {
         }
     }
 
+    async fn erase_patient(&self, patient: HhNumber) -> VaultResult<()> {
+        self.lock().subjects.insert(patient, Subject::Erased);
+        Ok(())
+    }
+
     async fn health(&self) -> VaultResult<VaultHealth> {
         Ok(VaultHealth {
             backend: "memory://".into(),
-            key_id: KEY_ID.into(),
+            key_store: "memory://keys".into(),
+            key_id: self.lock().key_id(),
+            // Nothing of an erased key survives in memory.
+            erasure_horizon: Duration::ZERO,
         })
     }
 }
@@ -472,7 +572,7 @@ impl VaultPort for InMemoryVault {
 #[async_trait]
 impl VaultBackdoor for InMemoryVault {
     async fn stored_bytes(&self, cid: &Cid) -> StoredBytes {
-        match self.lock().get(cid) {
+        match self.lock().objects.get(cid) {
             Some(Slot::Stored(stored)) => StoredBytes {
                 object: stored.object.to_vec(),
                 key_record: stored.key_record.clone(),
@@ -491,5 +591,39 @@ impl VaultBackdoor for InMemoryVault {
         self.damage(cid, |stored| {
             stored.key_record = flip(&stored.key_record, offset);
         });
+    }
+
+    async fn rotate_key(&self) {
+        let mut state = self.lock();
+        let old = state.kek;
+        let new: [u8; KEY_LEN] = rand::random();
+        let mut rewrapped = HashMap::new();
+        for (patient, subject) in &state.subjects {
+            let subject = match subject {
+                Subject::Live(record) => {
+                    let key = unwrap_key(&old, record, &subject_aad(*patient))
+                        .unwrap_or_else(|| panic!("the subject key of {patient} does not unwrap"));
+                    match wrap_key(&new, &key, &subject_aad(*patient)) {
+                        Ok(record) => Subject::Live(record),
+                        Err(e) => panic!("re-wrapping the subject key of {patient}: {e}"),
+                    }
+                }
+                Subject::Erased => Subject::Erased,
+            };
+            rewrapped.insert(*patient, subject);
+        }
+        state.subjects = rewrapped;
+        state.kek = new;
+        state.generation += 1;
+    }
+
+    async fn key_material_left(&self, cid: &Cid) -> bool {
+        let state = self.lock();
+        match state.objects.get(cid) {
+            Some(Slot::Stored(stored)) => {
+                matches!(state.subjects.get(&stored.patient), Some(Subject::Live(_)))
+            }
+            _ => false,
+        }
     }
 }

@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt, stream};
 
-use crate::{Cid, ObjectStatus, VaultError, VaultPort};
+use crate::{Cid, HhNumber, ObjectStatus, VaultError, VaultPort};
 
 /// What a vault stored for one object, byte for byte.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +43,16 @@ pub trait VaultBackdoor: Send + Sync {
     /// Flips the lowest bit of byte `offset` of the key record of `cid`;
     /// flipping it again restores the record.
     async fn flip_key_byte(&self, cid: &Cid, offset: usize);
+
+    /// Rotates the vault's key-encryption key to a fresh one, as an
+    /// operator would (for the real vault, `Vault::rotate_kek`); may run
+    /// beside any port call.
+    async fn rotate_key(&self);
+
+    /// Whether the live key material in the store (the key record of `cid`
+    /// and its patient's subject record) could still decrypt `cid`: `false`
+    /// once it was shredded or its patient erased, whatever ran beside.
+    async fn key_material_left(&self, cid: &Cid) -> bool;
 }
 
 /// Runs every vault conformance test in turn; `backdoor` reaches under `v`.
@@ -57,6 +67,16 @@ pub async fn all(v: &dyn VaultPort, backdoor: &dyn VaultBackdoor) {
     damaged_objects_release_nothing(v, backdoor).await;
     damage_in_a_later_segment_ends_the_stream_after_the_earlier_chunks(v, backdoor).await;
     damaged_key_records_release_nothing(v, backdoor).await;
+    erasing_a_patient_makes_all_their_objects_unreadable(v, backdoor).await;
+    rotation_beside_shreds_and_erasures_brings_no_key_back(v, backdoor).await;
+}
+
+/// A patient for the suite's objects; `n` picks one of several.
+pub fn patient(n: u32) -> HhNumber {
+    match HhNumber::new(555_000 + n) {
+        Ok(hh) => hh,
+        Err(e) => panic!("the suite's patient {n}: {e}"),
+    }
 }
 
 /// Deterministic test content of `len` bytes.
@@ -71,7 +91,7 @@ pub fn content(len: usize, seed: u8) -> Bytes {
 /// distinct, independently readable objects.
 pub async fn put_then_get_round_trips(v: &dyn VaultPort) {
     let data = content(10_000, 1);
-    let a = v.put(data.clone()).await.expect("put");
+    let a = v.put(patient(1), data.clone()).await.expect("put");
     assert_eq!(a.size, 10_000);
     assert!(
         a.stored_size >= a.size,
@@ -89,7 +109,7 @@ pub async fn put_then_get_round_trips(v: &dyn VaultPort) {
         v.verify(&a.cid).await.expect("verify"),
         ObjectStatus::Intact
     );
-    let b = v.put(data.clone()).await.expect("put again");
+    let b = v.put(patient(1), data.clone()).await.expect("put again");
     assert_ne!(
         a.cid, b.cid,
         "each object has its own data key, so its own CID"
@@ -99,7 +119,7 @@ pub async fn put_then_get_round_trips(v: &dyn VaultPort) {
 
 /// The empty object is an object like any other.
 pub async fn empty_objects_round_trip(v: &dyn VaultPort) {
-    let sealed = v.put(Bytes::new()).await.expect("put empty");
+    let sealed = v.put(patient(1), Bytes::new()).await.expect("put empty");
     assert_eq!(sealed.size, 0);
     assert!(v.get(&sealed.cid).await.expect("get").is_empty());
 }
@@ -113,7 +133,7 @@ pub async fn streams_round_trip(v: &dyn VaultPort) {
         .map(|c| Ok(Bytes::copy_from_slice(c)))
         .collect();
     let sealed = v
-        .put_stream(stream::iter(chunks).boxed())
+        .put_stream(patient(1), stream::iter(chunks).boxed())
         .await
         .expect("put_stream");
     assert_eq!(sealed.size, data.len() as u64);
@@ -146,8 +166,8 @@ pub async fn unknown_cids_are_not_found(v: &dyn VaultPort) {
 /// After shredding, nothing reads the content again; shredding twice is
 /// fine; other objects are untouched.
 pub async fn shredded_objects_are_gone_for_good(v: &dyn VaultPort) {
-    let keep = v.put(content(1_000, 3)).await.expect("put");
-    let gone = v.put(content(1_000, 4)).await.expect("put");
+    let keep = v.put(patient(1), content(1_000, 3)).await.expect("put");
+    let gone = v.put(patient(1), content(1_000, 4)).await.expect("put");
     v.shred(&gone.cid).await.expect("shred");
     let err = v.get(&gone.cid).await.expect_err("shredded");
     assert!(matches!(err, VaultError::NotFound(_)), "{err}");
@@ -163,6 +183,7 @@ pub async fn shredded_objects_are_gone_for_good(v: &dyn VaultPort) {
 pub async fn health_reports_the_backend(v: &dyn VaultPort) {
     let h = v.health().await.expect("health");
     assert!(!h.backend.is_empty());
+    assert!(!h.key_store.is_empty());
     assert!(!h.key_id.is_empty());
 }
 
@@ -261,8 +282,8 @@ pub async fn nothing_readable_is_stored(v: &dyn VaultPort, backdoor: &dyn VaultB
         .map(|c| Ok(Bytes::copy_from_slice(c)))
         .collect();
     let sealed = [
-        v.put(data.clone()).await.expect("put"),
-        v.put_stream(stream::iter(chunks).boxed())
+        v.put(patient(1), data.clone()).await.expect("put"),
+        v.put_stream(patient(1), stream::iter(chunks).boxed())
             .await
             .expect("put_stream"),
     ];
@@ -290,7 +311,7 @@ pub async fn nothing_readable_is_stored(v: &dyn VaultPort, backdoor: &dyn VaultB
 /// plaintext released; flipped back, the object is intact again.
 pub async fn damaged_objects_release_nothing(v: &dyn VaultPort, backdoor: &dyn VaultBackdoor) {
     let data = content(3_000, 9);
-    let sealed = v.put(data.clone()).await.expect("put");
+    let sealed = v.put(patient(1), data.clone()).await.expect("put");
     let len = backdoor.stored_bytes(&sealed.cid).await.object.len();
     for offset in [0, len / 2, len - 1] {
         let what = format!("object byte {offset} of {len} flipped");
@@ -320,7 +341,7 @@ pub async fn damage_in_a_later_segment_ends_the_stream_after_the_earlier_chunks(
     backdoor: &dyn VaultBackdoor,
 ) {
     let data = content(5 * 64 * 1024 + 1_000, 11);
-    let sealed = v.put(data.clone()).await.expect("put");
+    let sealed = v.put(patient(1), data.clone()).await.expect("put");
     let len = backdoor.stored_bytes(&sealed.cid).await.object.len();
     for offset in [len / 2, len - 1] {
         let what = format!("object byte {offset} of {len} flipped");
@@ -342,7 +363,7 @@ pub async fn damage_in_a_later_segment_ends_the_stream_after_the_earlier_chunks(
 /// plaintext released.
 pub async fn damaged_key_records_release_nothing(v: &dyn VaultPort, backdoor: &dyn VaultBackdoor) {
     let data = content(2_000, 5);
-    let sealed = v.put(data.clone()).await.expect("put");
+    let sealed = v.put(patient(1), data.clone()).await.expect("put");
     let len = backdoor.stored_bytes(&sealed.cid).await.key_record.len();
     for offset in [0, len / 2, len - 1] {
         let what = format!("key record byte {offset} of {len} flipped");
@@ -356,4 +377,115 @@ pub async fn damaged_key_records_release_nothing(v: &dyn VaultPort, backdoor: &d
         backdoor.flip_key_byte(&sealed.cid, offset).await;
     }
     assert_eq!(v.get(&sealed.cid).await.expect("get"), data);
+}
+
+/// Erasing a patient makes every one of their objects unreadable at once
+/// (`NotFound`, `Shredded`, no key material left), refuses new objects for
+/// them (`Conflict`), is fine twice or for a patient with no objects, and
+/// leaves other patients alone.
+pub async fn erasing_a_patient_makes_all_their_objects_unreadable(
+    v: &dyn VaultPort,
+    backdoor: &dyn VaultBackdoor,
+) {
+    let (erased, kept) = (patient(20), patient(21));
+    let mut theirs = Vec::new();
+    for i in 0..3 {
+        let len = [10, 100_000, 0][i];
+        theirs.push(v.put(erased, content(len, i as u8)).await.expect("put").cid);
+    }
+    let streamed = v
+        .put_stream(erased, stream::iter(vec![Ok(content(5_000, 9))]).boxed())
+        .await
+        .expect("put_stream");
+    theirs.push(streamed.cid);
+    let other = v.put(kept, content(2_000, 8)).await.expect("put");
+    v.erase_patient(erased).await.expect("erase");
+    for cid in &theirs {
+        let err = v.get(cid).await.expect_err("erased");
+        assert!(matches!(err, VaultError::NotFound(_)), "{cid}: {err}");
+        assert!(matches!(
+            v.get_stream(cid).await.map(drop),
+            Err(VaultError::NotFound(_))
+        ));
+        assert_eq!(v.verify(cid).await.expect("verify"), ObjectStatus::Shredded);
+        assert!(
+            !backdoor.key_material_left(cid).await,
+            "{cid}: key material left after erasure"
+        );
+    }
+    let err = v
+        .put(erased, content(10, 1))
+        .await
+        .expect_err("put for an erased patient");
+    assert!(matches!(err, VaultError::Conflict(_)), "{err}");
+    v.erase_patient(erased).await.expect("erase twice");
+    v.erase_patient(patient(22))
+        .await
+        .expect("erase a patient with no objects");
+    assert!(matches!(
+        v.put(patient(22), content(10, 1)).await,
+        Err(VaultError::Conflict(_))
+    ));
+    // Shredding an object of an erased patient is still fine.
+    v.shred(&theirs[0]).await.expect("shred after erasure");
+    assert_eq!(
+        v.get(&other.cid).await.expect("other patient"),
+        content(2_000, 8)
+    );
+    assert!(backdoor.key_material_left(&other.cid).await);
+}
+
+/// A key rotation running beside shreds and an erasure (interleaved by the
+/// executor at every await) writes none of their keys back: afterwards the
+/// shredded and erased objects have no key material left and read as gone,
+/// every other object reads, and a second rotation changes none of that.
+pub async fn rotation_beside_shreds_and_erasures_brings_no_key_back(
+    v: &dyn VaultPort,
+    backdoor: &dyn VaultBackdoor,
+) {
+    let erased = patient(30);
+    let mut sealed = Vec::new();
+    for i in 0..12u32 {
+        let owner = if i % 4 == 3 {
+            erased
+        } else {
+            patient(31 + i % 3)
+        };
+        let data = content(300 + i as usize, i as u8);
+        let cid = v.put(owner, data.clone()).await.expect("put").cid;
+        sealed.push((cid, owner, data));
+    }
+    let shredded: Vec<Cid> = sealed
+        .iter()
+        .enumerate()
+        .filter(|(i, (_, owner, _))| i % 3 == 0 && *owner != erased)
+        .map(|(_, (cid, _, _))| *cid)
+        .collect();
+    let destroy = async {
+        for cid in &shredded {
+            v.shred(cid).await.expect("shred");
+        }
+        v.erase_patient(erased).await.expect("erase");
+    };
+    futures::join!(backdoor.rotate_key(), destroy);
+    for round in ["after the rotation", "after a second rotation"] {
+        for (cid, owner, data) in &sealed {
+            let gone = *owner == erased || shredded.contains(cid);
+            if gone {
+                assert!(
+                    !backdoor.key_material_left(cid).await,
+                    "{round}: key material of destroyed {cid} is back"
+                );
+                assert!(matches!(v.get(cid).await, Err(VaultError::NotFound(_))));
+                assert_eq!(v.verify(cid).await.expect("verify"), ObjectStatus::Shredded);
+            } else {
+                assert_eq!(&v.get(cid).await.expect("get"), data, "{round}");
+            }
+        }
+        backdoor.rotate_key().await;
+    }
+    assert!(
+        !v.health().await.expect("health").key_id.is_empty(),
+        "a KEK is in use after the rotations"
+    );
 }

@@ -112,7 +112,10 @@ async fn tampering_with_the_access_log_is_located() {
 async fn corrupted_objects_fail_integrity() {
     let v = InMemoryVault::new();
     let sealed = v
-        .put(bytes::Bytes::from_static(b"lab result"))
+        .put(
+            testing::vault::patient(1),
+            bytes::Bytes::from_static(b"lab result"),
+        )
         .await
         .unwrap();
     v.corrupt(&sealed.cid);

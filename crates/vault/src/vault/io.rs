@@ -76,7 +76,7 @@ impl Reader {
                     }
                     if let Err(reason) = opener.update(&bytes, out) {
                         self.opener = None;
-                        return Some(Err(Error::integrity(self.cid, reason)));
+                        return Some(Err(Error::tampered(self.cid, reason)));
                     }
                     if out.len() - start >= BATCH {
                         return Some(Ok(()));
@@ -92,17 +92,17 @@ impl Reader {
                         return None;
                     };
                     if let Err(reason) = opener.finish(out) {
-                        return Some(Err(Error::integrity(self.cid, reason)));
+                        return Some(Err(Error::tampered(self.cid, reason)));
                     }
                     let found = match hasher.finish().await {
                         Ok(found) => found,
                         Err(e) => return Some(Err(e)),
                     };
                     if found != *self.cid.inner() {
-                        return Some(Err(Error::integrity(
-                            self.cid,
-                            format!("its stored bytes hash to {found}"),
-                        )));
+                        return Some(Err(Error::CidMismatch {
+                            cid: self.cid.to_string(),
+                            found: found.to_string(),
+                        }));
                     }
                     return Some(Ok(()));
                 }
@@ -197,9 +197,9 @@ impl Sink {
                     let mut name = [0u8; 16];
                     fill_random(&mut name)?;
                     let name: String = name.iter().map(|b| format!("{b:02x}")).collect();
-                    let path = vault.location("incoming", &name);
+                    let path = vault.incoming_location(&name);
                     let upload = vault
-                        .store
+                        .store()
                         .put_multipart(&path)
                         .await
                         .map_err(|e| Error::store("put_multipart", &path, e))?;
@@ -225,7 +225,7 @@ impl Sink {
         match self {
             Self::Buffer(buf) => {
                 vault
-                    .store
+                    .store()
                     .put(object, buf.into_iter().collect::<PutPayload>())
                     .await
                     .map_err(|e| Error::store("put", object, e))?;
@@ -236,7 +236,7 @@ impl Sink {
                     .await
                     .map_err(|e| Error::store("put_multipart", &path, e))?;
                 vault
-                    .store
+                    .store()
                     .rename(&path, object)
                     .await
                     .map_err(|e| Error::store("rename", &path, e))?;

@@ -1,29 +1,31 @@
-//! [`Vault`]: the [`VaultPort`] implementation over any `object_store`.
+//! [`Vault`]: the [`VaultPort`] implementation over two object stores, one
+//! for content and one for keys. This module configures and opens it; what
+//! it does is split by act: [`write`] seals, [`read`] opens and verifies,
+//! [`port`] is the port, [`rotate`] rotates the KEK, [`io`] holds the
+//! streaming parts.
 
 mod io;
+mod port;
+mod read;
 mod rotate;
+mod write;
 
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::time::Duration;
 
-use async_trait::async_trait;
-use bytes::Bytes;
-use futures::stream::{self, BoxStream, StreamExt};
-use healthledger_core::{
-    ByteStream, Cid, ObjectStatus, SealedObject, VaultError, VaultHealth, VaultPort, VaultResult,
-};
+use healthledger_core::{Cid, HhNumber};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, ObjectStoreScheme, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt, ObjectStoreScheme};
 use tokio::sync::RwLock;
 use url::Url;
 
 use crate::error::{Error, Result};
-use crate::keys::{DataKey, Kek, Keyring};
-use crate::seal::{Opener, Sealer};
-use crate::unixfs::{CidHasher, CidOptions, CidVersion};
-use io::{HashWorker, Reader, Sink};
+use crate::keyring::Keyring;
+use crate::keys::{Kek, KeyProvider};
+use crate::unixfs::CidOptions;
 
 /// Ciphertexts up to this size are written with one `put`; larger ones are
 /// uploaded in parts of this size, so memory stays bounded.
@@ -41,42 +43,163 @@ const READ_RANGE: u64 = 4 * 1024 * 1024;
 /// blocking worker beside the cipher beyond it.
 const INLINE_HASH_LIMIT: u64 = 256 * 1024;
 
+/// One object store and the path under it, with the URL reported for it
+/// (which must not contain credentials).
+#[derive(Clone)]
+pub struct StoreAt {
+    /// The store.
+    pub store: Arc<dyn ObjectStore>,
+    /// The path under which the vault keeps its files.
+    pub root: Path,
+    /// What health reports, e.g. `s3://bucket/prefix`.
+    pub url: String,
+}
+
+impl StoreAt {
+    /// `store` under `root`, reported as `url`.
+    pub fn new(store: Arc<dyn ObjectStore>, root: impl Into<Path>, url: impl Into<String>) -> Self {
+        Self {
+            store,
+            root: root.into(),
+            url: url.into(),
+        }
+    }
+
+    fn at(&self, dir: &str, name: &str) -> Path {
+        self.root.clone().join(dir).join(name)
+    }
+}
+
+impl fmt::Debug for StoreAt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoreAt")
+            .field("url", &self.url)
+            .field("root", &self.root.as_ref())
+            .finish()
+    }
+}
+
+/// Opens the object store of `url` with `options`: object_store's own
+/// parser, except that local files are fsynced.
+fn open_store(what: &'static str, url: &str, options: Vec<(String, String)>) -> Result<StoreAt> {
+    let parsed = Url::parse(url)
+        .map_err(|e| Error::config(what, redact(url), &format!("not a URL: {e}")))?;
+    let local = matches!(
+        ObjectStoreScheme::parse(&parsed),
+        Ok((ObjectStoreScheme::Local, _))
+    );
+    let (store, root) = object_store::parse_url_opts(&parsed, options).map_err(|e| {
+        // object_store quotes the URL as given, credentials included.
+        let reason = e.to_string().replace(url, &redact(url));
+        Error::config(
+            what,
+            redact(url),
+            &format!("no object store for it: {reason}"),
+        )
+    })?;
+    let store: Arc<dyn ObjectStore> = if local {
+        // A CID may be anchored on chain as soon as `put` returns, so a file
+        // must be on disk by then: object_store's local store only fsyncs
+        // files and their directories when asked.
+        Arc::new(LocalFileSystem::new().with_fsync(true))
+    } else {
+        Arc::from(store)
+    };
+    Ok(StoreAt::new(store, root, redact(url)))
+}
+
+/// Whether one of two (redacted) URLs is the other or lies under it.
+fn overlaps(a: &str, b: &str) -> bool {
+    // Every `memory://` URL opens a store of its own.
+    if a.starts_with("memory:") && b.starts_with("memory:") {
+        return false;
+    }
+    let (a, b) = (a.trim_end_matches('/'), b.trim_end_matches('/'));
+    a == b || a.starts_with(&format!("{b}/")) || b.starts_with(&format!("{a}/"))
+}
+
 /// Configures and opens a [`Vault`].
 pub struct VaultBuilder {
     url: String,
     options: Vec<(String, String)>,
-    kek: Option<Kek>,
-    previous: Vec<Kek>,
+    key_store: Option<String>,
+    key_store_options: Vec<(String, String)>,
+    kek: Option<Arc<dyn KeyProvider>>,
+    previous: Vec<Arc<dyn KeyProvider>>,
+    erasure_horizon: Option<Duration>,
     cid_options: CidOptions,
 }
 
 impl fmt::Debug for VaultBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Store options carry credentials: show their names only.
-        let option_names: Vec<&str> = self.options.iter().map(|(k, _)| k.as_str()).collect();
+        let names = |options: &[(String, String)]| -> Vec<String> {
+            options.iter().map(|(k, _)| k.clone()).collect()
+        };
         f.debug_struct("VaultBuilder")
             .field("url", &redact(&self.url))
-            .field("options", &option_names)
-            .field("kek", &self.kek)
-            .field("previous", &self.previous)
+            .field("options", &names(&self.options))
+            .field("key_store", &self.key_store.as_deref().map(redact))
+            .field("key_store_options", &names(&self.key_store_options))
+            .field("kek", &self.kek.as_ref().map(|k| k.key_id()))
+            .field(
+                "previous",
+                &self.previous.iter().map(|k| k.key_id()).collect::<Vec<_>>(),
+            )
+            .field("erasure_horizon", &self.erasure_horizon)
             .field("cid_options", &self.cid_options)
             .finish()
     }
 }
 
 impl VaultBuilder {
-    /// Sets the key-encryption key (required).
-    pub fn kek(mut self, kek: Kek) -> Self {
-        self.kek = Some(kek);
+    /// Sets the local key-encryption key (this or [`Self::key_provider`]
+    /// is required).
+    pub fn kek(self, kek: Kek) -> Self {
+        self.key_provider(kek)
+    }
+
+    /// Sets the key-encryption key to any [`KeyProvider`] (a KMS, an HSM).
+    pub fn key_provider(mut self, kek: impl KeyProvider + 'static) -> Self {
+        self.kek = Some(Arc::new(kek));
         self
     }
 
-    /// Adds a KEK that unwraps key records but wraps none (may be called
-    /// several times): the KEK being rotated away from, so every record
-    /// reads while a rotation is under way, or the next KEK while another
-    /// process rotates to it. See [`Vault::rotate_kek`].
-    pub fn previous_kek(mut self, kek: Kek) -> Self {
-        self.previous.push(kek);
+    /// Adds a KEK that unwraps subject records but wraps none (may be
+    /// called several times): the KEK being rotated away from, so every
+    /// record reads while a rotation is under way, or the next KEK while
+    /// another process rotates to it. See [`Vault::rotate_kek`].
+    pub fn previous_kek(self, kek: Kek) -> Self {
+        self.previous_key_provider(kek)
+    }
+
+    /// [`Self::previous_kek`] for any [`KeyProvider`].
+    pub fn previous_key_provider(mut self, kek: impl KeyProvider + 'static) -> Self {
+        self.previous.push(Arc::new(kek));
+        self
+    }
+
+    /// Where the key records live (required): an object store URL of its
+    /// own, neither the vault URL nor under it (nor above it), so that
+    /// backups, versions and copies of the content never carry the keys.
+    /// Erasure is final once the key store's own backups have expired.
+    pub fn key_store(mut self, url: impl Into<String>) -> Self {
+        self.key_store = Some(url.into());
+        self
+    }
+
+    /// An option for the key store's object store, as [`Self::option`].
+    pub fn key_store_option(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.key_store_options.push((key.into(), value.into()));
+        self
+    }
+
+    /// The erasure horizon (required): how long the key store's backups,
+    /// snapshots and object versions are kept. A shredded or erased key can
+    /// be restored from them until then; health reports it so that nobody
+    /// promises more.
+    pub fn erasure_horizon(mut self, retention: Duration) -> Self {
+        self.erasure_horizon = Some(retention);
         self
     }
 
@@ -99,31 +222,34 @@ impl VaultBuilder {
         let kek = self
             .kek
             .ok_or_else(|| Error::config("KEK", "(none)", "a vault needs a key-encryption key"))?;
-        let url = Url::parse(&self.url).map_err(|e| {
-            Error::config("vault URL", redact(&self.url), &format!("not a URL: {e}"))
-        })?;
-        let local = matches!(
-            ObjectStoreScheme::parse(&url),
-            Ok((ObjectStoreScheme::Local, _))
-        );
-        let (store, root) = object_store::parse_url_opts(&url, self.options).map_err(|e| {
-            // object_store quotes the URL as given, credentials included.
-            let reason = e.to_string().replace(&self.url, &redact(&self.url));
+        let key_url = self.key_store.ok_or_else(|| {
             Error::config(
-                "vault URL",
-                redact(&self.url),
-                &format!("no object store for it: {reason}"),
+                "key store URL",
+                "(none)",
+                "a vault needs a key store of its own (key_store)",
             )
         })?;
-        let store: Arc<dyn ObjectStore> = if local {
-            // A CID may be anchored on chain as soon as `put` returns, so a
-            // file must be on disk by then: object_store's local store only
-            // fsyncs files and their directories when asked.
-            Arc::new(LocalFileSystem::new().with_fsync(true))
-        } else {
-            Arc::from(store)
-        };
-        let vault = Vault::with_store(store, root, redact(&self.url), kek, self.cid_options)?;
+        let horizon = self.erasure_horizon.ok_or_else(|| {
+            Error::config(
+                "erasure horizon",
+                "(none)",
+                "state the key store's backup retention (erasure_horizon)",
+            )
+        })?;
+        if overlaps(&redact(&self.url), &redact(&key_url)) {
+            return Err(Error::config(
+                "key store URL",
+                redact(&key_url),
+                &format!(
+                    "must lie apart from the vault URL {}: keys beside the content are \
+                     copied with it",
+                    redact(&self.url)
+                ),
+            ));
+        }
+        let content = open_store("vault URL", &self.url, self.options)?;
+        let keys = open_store("key store URL", &key_url, self.key_store_options)?;
+        let vault = Vault::with_stores(content, keys, kek, horizon, self.cid_options)?;
         vault.add_previous(self.previous)
     }
 }
@@ -145,11 +271,12 @@ fn redact(url: &str) -> String {
 /// Envelope-encrypted, IPFS-compatible content-addressed storage on an
 /// object store. See the crate documentation for the format and layout.
 pub struct Vault {
-    store: Arc<dyn ObjectStore>,
-    root: Path,
-    backend: String,
-    /// The KEKs. Writes hold it for reading until their key record is
-    /// stored; a rotation takes it for writing only to switch KEKs.
+    content: StoreAt,
+    keys_at: StoreAt,
+    erasure_horizon: Duration,
+    /// The KEKs. Writes that create a subject record hold it for reading
+    /// until the record is stored; a rotation takes it for writing only to
+    /// switch KEKs.
     keys: RwLock<Arc<Keyring>>,
     /// Whether the store still seems to offer conditional updates; cleared
     /// the first time it says it does not.
@@ -160,7 +287,9 @@ pub struct Vault {
 impl fmt::Debug for Vault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Vault")
-            .field("backend", &self.backend)
+            .field("backend", &self.content.url)
+            .field("key_store", &self.keys_at.url)
+            .field("erasure_horizon", &self.erasure_horizon)
             .field("cid_options", &self.cid_options)
             .finish_non_exhaustive()
     }
@@ -169,14 +298,14 @@ impl fmt::Debug for Vault {
 /// What [`Vault::rotate_kek`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rotation {
-    /// Key records re-wrapped under the new KEK.
+    /// Subject records re-wrapped under the new KEK.
     pub rewrapped: usize,
-    /// Key records already under the new KEK (an interrupted rotation).
+    /// Subject records already under the new KEK (an interrupted rotation).
     pub already_current: usize,
-    /// Key records of shredded objects, left by a shred that stopped before
-    /// its key delete or shredded while the rotation ran: deleted, never
+    /// Subject records of erased patients, left by an erasure that stopped
+    /// before its delete or that ran beside the rotation: deleted, never
     /// re-wrapped.
-    pub shredded: usize,
+    pub erased: usize,
 }
 
 impl Vault {
@@ -187,29 +316,33 @@ impl Vault {
         VaultBuilder {
             url: url.into(),
             options: Vec::new(),
+            key_store: None,
+            key_store_options: Vec::new(),
             kek: None,
             previous: Vec::new(),
+            erasure_horizon: None,
             cid_options: CidOptions::KUBO_V1,
         }
     }
 
-    /// A vault on an already configured store, under `root`; `backend` is
-    /// what [`VaultPort::health`] reports and must not contain credentials.
-    pub fn with_store(
-        store: Arc<dyn ObjectStore>,
-        root: Path,
-        backend: impl Into<String>,
-        kek: Kek,
+    /// A vault on already configured stores: content in `content`, key
+    /// records in `keys` (see [`VaultBuilder::key_store`] for why they
+    /// should be apart; tests may share one store under two roots).
+    pub fn with_stores(
+        content: StoreAt,
+        keys: StoreAt,
+        kek: Arc<dyn KeyProvider>,
+        erasure_horizon: Duration,
         cid_options: CidOptions,
     ) -> Result<Self> {
         cid_options.validate().map_err(|e| {
             Error::config("CID options", format!("{cid_options:?}"), &e.to_string())
         })?;
         Ok(Self {
-            store,
-            root,
-            backend: backend.into(),
-            keys: RwLock::new(Arc::new(Keyring::new(kek, Vec::new())?)),
+            content,
+            keys_at: keys,
+            erasure_horizon,
+            keys: RwLock::new(Arc::new(Keyring::new(kek)?)),
             conditional_updates: AtomicBool::new(true),
             cid_options,
         })
@@ -217,7 +350,7 @@ impl Vault {
 
     /// This vault, also unwrapping under `previous` (see
     /// [`VaultBuilder::previous_kek`]).
-    pub fn add_previous(mut self, previous: Vec<Kek>) -> Result<Self> {
+    pub fn add_previous(mut self, previous: Vec<Arc<dyn KeyProvider>>) -> Result<Self> {
         let ring = Arc::make_mut(self.keys.get_mut());
         for kek in previous {
             ring.add(kek)?;
@@ -225,34 +358,61 @@ impl Vault {
         Ok(self)
     }
 
-    /// Where the ciphertext of `cid` is stored: `<root>/objects/<cid>`.
+    /// Where the ciphertext of `cid` is stored: `objects/<cid>` in the
+    /// content store.
     pub fn object_location(&self, cid: &Cid) -> Path {
-        self.location("objects", &cid.to_string())
+        self.content.at("objects", &cid.to_string())
     }
 
-    /// Where the wrapped data key of `cid` is stored: `<root>/keys/<cid>`.
+    /// Where the data key record of `cid` is stored: `keys/<cid>` in the
+    /// key store.
     pub fn key_location(&self, cid: &Cid) -> Path {
-        self.location("keys", &cid.to_string())
+        self.keys_at.at("keys", &cid.to_string())
     }
 
-    /// Where the tombstone of a shredded `cid` is stored:
-    /// `<root>/shredded/<cid>`.
+    /// Where the tombstone of a shredded `cid` is stored: `shredded/<cid>`
+    /// in the key store.
     pub fn tombstone_location(&self, cid: &Cid) -> Path {
-        self.location("shredded", &cid.to_string())
+        self.keys_at.at("shredded", &cid.to_string())
     }
 
-    /// The underlying object store.
+    /// Where the subject record of `patient` is stored: `subjects/<HH>` in
+    /// the key store.
+    pub fn subject_location(&self, patient: HhNumber) -> Path {
+        self.keys_at.at("subjects", &patient.to_string())
+    }
+
+    /// Where the tombstone of an erased `patient` is stored: `erased/<HH>`
+    /// in the key store.
+    pub fn erased_location(&self, patient: HhNumber) -> Path {
+        self.keys_at.at("erased", &patient.to_string())
+    }
+
+    /// Where a rotation under way names its KEKs: `rotation` in the key
+    /// store.
+    fn rotation_marker(&self) -> Path {
+        self.keys_at.root.clone().join("rotation")
+    }
+
+    /// Where uploads wait for their CID: `incoming/<name>` in the content
+    /// store.
+    fn incoming_location(&self, name: &str) -> Path {
+        self.content.at("incoming", name)
+    }
+
+    /// The content store.
     pub fn store(&self) -> &Arc<dyn ObjectStore> {
-        &self.store
+        &self.content.store
     }
 
-    fn location(&self, dir: &str, name: &str) -> Path {
-        self.root.clone().join(dir).join(name)
+    /// The key store.
+    pub fn key_store(&self) -> &Arc<dyn ObjectStore> {
+        &self.keys_at.store
     }
 
     /// The id of the KEK in use.
     pub async fn key_id(&self) -> String {
-        self.keys.read().await.current().id().to_owned()
+        self.keys.read().await.current().key_id().to_owned()
     }
 
     /// The ids of every KEK this vault holds, the one in use first.
@@ -260,321 +420,43 @@ impl Vault {
         self.keys.read().await.ids()
     }
 
-    async fn delete_if_present(&self, path: &Path) -> Result<()> {
-        match self.store.delete(path).await {
+    /// Deletes `path` from `store`; a missing object is fine.
+    async fn delete_if_present(store: &dyn ObjectStore, path: &Path) -> Result<()> {
+        match store.delete(path).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(Error::store("delete", path, e)),
         }
     }
 
-    async fn exists(&self, path: &Path) -> Result<bool> {
-        match self.store.head(path).await {
+    /// Whether `path` exists in `store`.
+    async fn exists(store: &dyn ObjectStore, path: &Path) -> Result<bool> {
+        match store.head(path).await {
             Ok(_) => Ok(true),
             Err(object_store::Error::NotFound { .. }) => Ok(false),
             Err(e) => Err(Error::store("head", path, e)),
         }
     }
 
-    /// The CID options that reproduce `cid`: its version decides.
-    fn options_for(&self, cid: &Cid) -> CidOptions {
-        match cid.inner().version() {
-            cid::Version::V0 => CidOptions {
-                cid_version: CidVersion::V0,
-                raw_leaves: false,
-                ..self.cid_options
-            },
-            cid::Version::V1 => match self.cid_options.cid_version {
-                CidVersion::V1 => self.cid_options,
-                CidVersion::V0 => CidOptions {
-                    cid_version: CidVersion::V1,
-                    raw_leaves: true,
-                    ..self.cid_options
-                },
-            },
-        }
-    }
-
-    /// Seals `input` and stores it; the CID is known only at the end, so
-    /// large objects go to `incoming/` first and are renamed.
-    async fn seal(&self, mut input: ByteStream) -> Result<SealedObject> {
-        let key = DataKey::generate()?;
-        let mut sealer = Sealer::new(&key)?;
-        let hasher = CidHasher::new(self.cid_options).map_err(|e| {
-            Error::config(
-                "CID options",
-                format!("{:?}", self.cid_options),
-                &e.to_string(),
-            )
-        })?;
-        let mut hasher = HashWorker::Inline(hasher);
-        let mut sink = Sink::Buffer(Vec::new());
-        let mut out = sealer.header().to_vec();
-        let mut size = 0u64;
-        let mut stored = 0u64;
-        let result: Result<()> = async {
-            while let Some(chunk) = input.next().await {
-                let chunk = chunk.map_err(Error::Input)?;
-                size += chunk.len() as u64;
-                for piece in chunk.chunks(SEAL_BATCH) {
-                    sealer
-                        .update(piece, &mut out)
-                        .map_err(|r| Error::integrity("(new object)", r))?;
-                    if out.len() >= SEAL_BATCH {
-                        let batch = Bytes::from(std::mem::replace(
-                            &mut out,
-                            Vec::with_capacity(2 * SEAL_BATCH),
-                        ));
-                        stored += batch.len() as u64;
-                        hasher.feed(batch.clone()).await?;
-                        sink.write(self, batch).await?;
-                    }
-                }
-            }
-            sealer
-                .finish(&mut out)
-                .map_err(|r| Error::integrity("(new object)", r))?;
-            let batch = Bytes::from(out);
-            stored += batch.len() as u64;
-            hasher.feed(batch.clone()).await?;
-            sink.write(self, batch).await
-        }
-        .await;
-        if let Err(e) = result {
-            sink.abort().await;
-            return Err(e);
-        }
-        let cid = Cid::from_inner(hasher.finish().await?);
-        let object = self.object_location(&cid);
-        sink.finish(self, &object).await?;
-        // Writes hold the keyring for reading until the record is stored so
-        // that a rotation never misses a record wrapped under the old KEK.
-        let keys = self.keys.read().await;
-        let record = keys.current().wrap(&key, cid.inner())?;
-        let key_path = self.key_location(&cid);
-        let written = self.store.put(&key_path, PutPayload::from(record)).await;
-        drop(keys);
-        if let Err(e) = written {
-            // Without its key the ciphertext is useless: do not leave it.
-            if let Err(cleanup) = self.store.delete(&object).await {
-                tracing::warn!(%cid, error = %cleanup, "removing a keyless object failed");
-            }
-            return Err(Error::store("put", &key_path, e));
-        }
-        Ok(SealedObject {
-            cid,
-            size,
-            stored_size: stored,
-        })
-    }
-
-    /// The data key of `cid`, or why there is none.
-    async fn data_key(&self, cid: &Cid) -> Result<DataKey> {
-        let key_path = self.key_location(cid);
-        let tombstone = self.tombstone_location(cid);
-        // The tombstone is looked at before the key record: a shred writes
-        // it first, so a shred that stopped before deleting the key (or is
-        // still running) already keeps the content from being read.
-        if self.exists(&tombstone).await? {
-            return Err(Error::Shredded(cid.to_string()));
-        }
-        // The keyring unwraps a record under whichever KEK it names, so a
-        // rotation running meanwhile makes no difference.
-        let keys = Arc::clone(&*self.keys.read().await);
-        match self.store.get(&key_path).await {
-            Ok(got) => {
-                let record = got
-                    .bytes()
+    /// The bytes at `path` in `store`; `None` when there are none.
+    async fn read_opt(store: &dyn ObjectStore, path: &Path) -> Result<Option<bytes::Bytes>> {
+        match store.get(path).await {
+            Ok(got) => Ok(Some(
+                got.bytes()
                     .await
-                    .map_err(|e| Error::store("get", &key_path, e))?;
-                keys.unwrap(&record, cid.inner())
-            }
-            Err(object_store::Error::NotFound { .. }) => {
-                if self.exists(&tombstone).await? {
-                    Err(Error::Shredded(cid.to_string()))
-                } else if self.exists(&self.object_location(cid)).await? {
-                    Err(Error::integrity(cid, "its key record is missing"))
-                } else {
-                    Err(Error::NotFound(cid.to_string()))
-                }
-            }
-            Err(e) => Err(Error::store("get", &key_path, e)),
+                    .map_err(|e| Error::store("get", path, e))?,
+            )),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(Error::store("get", path, e)),
         }
     }
 
-    /// The stored ciphertext of `cid` as a stream.
-    async fn ciphertext(&self, cid: &Cid) -> Result<(u64, BoxStream<'static, Result<Bytes>>)> {
-        let path = self.object_location(cid);
-        let size = match self.store.head(&path).await {
-            Ok(meta) => meta.size,
-            Err(object_store::Error::NotFound { .. }) => {
-                return Err(Error::NotFound(cid.to_string()));
-            }
-            Err(e) => return Err(Error::store("head", &path, e)),
-        };
-        // Large ranged reads, two in flight: stores stream whole objects in
-        // small pieces (8 KiB for local files), which would dominate.
-        let store = Arc::clone(&self.store);
-        let ranges = (0..size.div_ceil(READ_RANGE))
-            .map(move |i| i * READ_RANGE..((i + 1) * READ_RANGE).min(size));
-        let stream = stream::iter(ranges)
-            .map(move |range| {
-                let store = Arc::clone(&store);
-                let path = path.clone();
-                async move {
-                    store
-                        .get_range(&path, range)
-                        .await
-                        .map_err(|e| Error::store("get", &path, e))
-                }
-            })
-            .buffered(2)
-            .boxed();
-        Ok((size, stream))
+    /// Whether `cid` has a tombstone.
+    async fn is_shredded(&self, cid: &Cid) -> Result<bool> {
+        Self::exists(self.key_store().as_ref(), &self.tombstone_location(cid)).await
     }
 
-    /// Opens `cid`: the data key, then a reader that verifies every segment
-    /// and, at the end, the CID.
-    async fn open(&self, cid: &Cid) -> Result<(u64, Reader)> {
-        let key = self.data_key(cid).await?;
-        let (size, ciphertext) = self.ciphertext(cid).await?;
-        let hasher = CidHasher::new(self.options_for(cid)).map_err(|e| {
-            Error::config(
-                "CID options",
-                format!("{:?}", self.cid_options),
-                &e.to_string(),
-            )
-        })?;
-        Ok((
-            size,
-            Reader::new(
-                *cid,
-                Opener::new(&key),
-                HashWorker::for_size(hasher, size),
-                ciphertext,
-            ),
-        ))
-    }
-}
-
-#[async_trait]
-impl VaultPort for Vault {
-    async fn put(&self, plaintext: Bytes) -> VaultResult<SealedObject> {
-        Ok(self
-            .seal(stream::once(async { Ok(plaintext) }).boxed())
-            .await?)
-    }
-
-    async fn put_stream(&self, plaintext: ByteStream) -> VaultResult<SealedObject> {
-        Ok(self.seal(plaintext).await?)
-    }
-
-    async fn get(&self, cid: &Cid) -> VaultResult<Bytes> {
-        let (size, mut reader) = self.open(cid).await?;
-        let mut plaintext = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
-        // Nothing is returned unless every segment and the CID verified.
-        while let Some(filled) = reader.fill(&mut plaintext).await {
-            filled?;
-        }
-        Ok(Bytes::from(plaintext))
-    }
-
-    async fn get_stream(&self, cid: &Cid) -> VaultResult<ByteStream> {
-        let (_, reader) = self.open(cid).await?;
-        Ok(stream::unfold(reader, |mut reader| async move {
-            let mut out = Vec::new();
-            let filled = reader.fill(&mut out).await?;
-            Some((
-                filled.map(|()| Bytes::from(out)).map_err(VaultError::from),
-                reader,
-            ))
-        })
-        .filter(|item| futures::future::ready(!matches!(item, Ok(b) if b.is_empty())))
-        .boxed())
-    }
-
-    async fn verify(&self, cid: &Cid) -> VaultResult<ObjectStatus> {
-        if self.exists(&self.tombstone_location(cid)).await? {
-            return Ok(ObjectStatus::Shredded);
-        }
-        let (_, mut ciphertext) = match self.ciphertext(cid).await {
-            Ok(found) => found,
-            Err(Error::NotFound(_)) => {
-                return Ok(if self.exists(&self.key_location(cid)).await? {
-                    ObjectStatus::Corrupt(
-                        "its key record exists but its ciphertext is missing".into(),
-                    )
-                } else {
-                    ObjectStatus::Missing
-                });
-            }
-            Err(e) => return Err(e.into()),
-        };
-        let mut hasher = CidHasher::new(self.options_for(cid)).map_err(Error::from_cid_options)?;
-        while let Some(bytes) = ciphertext.next().await {
-            hasher.update(&bytes?);
-        }
-        let found = hasher.finish();
-        if found != *cid.inner() {
-            return Ok(ObjectStatus::Corrupt(format!(
-                "its stored bytes hash to {found}"
-            )));
-        }
-        // The key record is checked by unwrapping it (no content is
-        // decrypted); the key is zeroized right away.
-        match self.data_key(cid).await {
-            Ok(_) => Ok(ObjectStatus::Intact),
-            Err(Error::Integrity { reason, .. }) => Ok(ObjectStatus::Corrupt(reason)),
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    async fn shred(&self, cid: &Cid) -> VaultResult<()> {
-        let tombstone = self.tombstone_location(cid);
-        let key_path = self.key_location(cid);
-        let object = self.object_location(cid);
-        if !self.exists(&tombstone).await? {
-            if !self.exists(&key_path).await? && !self.exists(&object).await? {
-                return Err(Error::NotFound(cid.to_string()).into());
-            }
-            // The tombstone goes first: if the deletions fail half-way, the
-            // object already reads as shredded, and shredding it again
-            // (which is always allowed) finishes the job.
-            self.store
-                .put(&tombstone, PutPayload::from_static(b"shredded\n"))
-                .await
-                .map_err(|e| Error::store("put", &tombstone, e))?;
-        }
-        for path in [&key_path, &object] {
-            self.delete_if_present(path).await?;
-        }
-        tracing::info!(%cid, "vault object shredded");
-        Ok(())
-    }
-
-    async fn health(&self) -> VaultResult<VaultHealth> {
-        // Listing the vault's root fails when the store is unreachable, the
-        // credentials are refused or the bucket does not exist; it succeeds
-        // (possibly empty) otherwise.
-        let root = self.root.clone().join("objects");
-        self.store
-            .list_with_delimiter(Some(&root))
-            .await
-            .map_err(|e| match e {
-                object_store::Error::NotFound { .. } => VaultError::Unavailable(format!(
-                    "{}: the store was not found: {e}",
-                    self.backend
-                )),
-                e => Error::store("list", &root, e).into(),
-            })?;
-        Ok(VaultHealth {
-            backend: self.backend.clone(),
-            key_id: self.key_id().await,
-        })
-    }
-}
-
-impl Error {
-    fn from_cid_options(e: crate::unixfs::CidOptionsError) -> Self {
-        Self::config("CID options", "(vault)", &e.to_string())
+    /// Whether `patient` has been erased.
+    async fn is_erased(&self, patient: HhNumber) -> Result<bool> {
+        Self::exists(self.key_store().as_ref(), &self.erased_location(patient)).await
     }
 }

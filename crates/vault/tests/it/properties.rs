@@ -30,7 +30,10 @@ async fn round_trip(v: &Vault, data: Bytes, piece: usize) {
         .chunks(piece.max(1))
         .map(|c| Ok(Bytes::copy_from_slice(c)))
         .collect();
-    let sealed = v.put_stream(stream::iter(pieces).boxed()).await.unwrap();
+    let sealed = v
+        .put_stream(crate::patient(), stream::iter(pieces).boxed())
+        .await
+        .unwrap();
     assert_eq!(sealed.size, data.len() as u64);
     assert_eq!(sealed.stored_size, sealed_len(data.len() as u64));
     assert_eq!(v.get(&sealed.cid).await.unwrap(), data);
@@ -87,10 +90,12 @@ fn plaintext_for_stored(stored: u64) -> Option<usize> {
 #[tokio::test]
 async fn sizes_at_segment_chunk_and_part_boundaries_round_trip() {
     let dir = tempfile::tempdir().unwrap();
-    let file = Vault::builder(format!("file://{}", dir.path().display()))
-        .kek(kek())
-        .build()
-        .unwrap();
+    let file = crate::builder(
+        &format!("file://{}/content", dir.path().display()),
+        &format!("file://{}/keys", dir.path().display()),
+    )
+    .build()
+    .unwrap();
     let (memory, _) = memory_vault(kek());
     let seg = SEGMENT_SIZE;
     let mut sizes = vec![0, 1, seg - 1, seg, seg + 1, 2 * seg, 3 * seg + 5];

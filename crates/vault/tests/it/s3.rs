@@ -146,19 +146,28 @@ impl Moto {
 
     fn vault(&self, bucket: &str) -> Vault {
         self.create_bucket(bucket);
+        self.create_bucket(&format!("{bucket}-keys"));
         self.vault_without_bucket(bucket)
     }
 
+    /// A vault with content in `bucket` and keys in `<bucket>-keys`.
     fn vault_without_bucket(&self, bucket: &str) -> Vault {
-        Vault::builder(format!("s3://{bucket}/healthledger"))
-            .option("aws_endpoint", self.endpoint())
-            .option("aws_allow_http", "true")
-            .option("aws_access_key_id", "moto-test-access-key")
-            .option("aws_secret_access_key", SECRET)
-            .option("aws_region", "us-east-1")
-            .kek(kek())
-            .build()
-            .unwrap()
+        let mut builder = Vault::builder(format!("s3://{bucket}/healthledger"))
+            .key_store(format!("s3://{bucket}-keys/healthledger"))
+            .erasure_horizon(crate::HORIZON)
+            .kek(kek());
+        for (key, value) in [
+            ("aws_endpoint", self.endpoint()),
+            ("aws_allow_http", "true".to_owned()),
+            ("aws_access_key_id", "moto-test-access-key".to_owned()),
+            ("aws_secret_access_key", SECRET.to_owned()),
+            ("aws_region", "us-east-1".to_owned()),
+        ] {
+            builder = builder
+                .option(key, value.clone())
+                .key_store_option(key, value);
+        }
+        builder.build().unwrap()
     }
 }
 
@@ -183,7 +192,10 @@ async fn s3_backend_passes_the_conformance_suite() {
     assert!(matches!(err, VaultError::Unavailable(_)), "{err:?}");
     assert!(!err.to_string().contains(SECRET), "{err}");
     // The ciphertext is in the bucket under its CID.
-    let sealed = v.put(Bytes::from_static(b"mri report")).await.unwrap();
+    let sealed = v
+        .put(crate::patient(), Bytes::from_static(b"mri report"))
+        .await
+        .unwrap();
     let listing = moto
         .request(
             "GET",
@@ -205,7 +217,10 @@ async fn large_objects_upload_in_parts_to_s3() {
         .chunks(1 << 20)
         .map(|c| Ok(Bytes::copy_from_slice(c)))
         .collect();
-    let sealed = v.put_stream(stream::iter(pieces).boxed()).await.unwrap();
+    let sealed = v
+        .put_stream(crate::patient(), stream::iter(pieces).boxed())
+        .await
+        .unwrap();
     let back: Vec<Bytes> = v
         .get_stream(&sealed.cid)
         .await
@@ -224,18 +239,22 @@ async fn large_objects_upload_in_parts_to_s3() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rotation_on_s3_rewrites_with_conditional_puts_and_skips_shredded_keys() {
+async fn rotation_on_s3_rewrites_subject_records_with_conditional_puts() {
     let moto = Moto::start();
     let v = moto.vault("rotation");
     let mut kept = Vec::new();
     for i in 0..3u8 {
         let data = Bytes::from(vec![i; 500]);
-        kept.push((v.put(data.clone()).await.unwrap(), data));
+        let owner = healthledger_core::HhNumber::new(555_500 + u32::from(i)).unwrap();
+        kept.push((v.put(owner, data.clone()).await.unwrap(), data));
     }
-    let gone = v.put(Bytes::from_static(b"gone")).await.unwrap();
+    let gone = v
+        .put(crate::patient(), Bytes::from_static(b"gone"))
+        .await
+        .unwrap();
     v.shred(&gone.cid).await.unwrap();
     let report = v.rotate_kek(crate::other_kek()).await.unwrap();
-    assert_eq!((report.rewrapped, report.shredded), (3, 0), "{report:?}");
+    assert_eq!((report.rewrapped, report.erased), (4, 0), "{report:?}");
     for (sealed, data) in &kept {
         assert_eq!(&v.get(&sealed.cid).await.unwrap(), data);
     }
@@ -244,5 +263,5 @@ async fn rotation_on_s3_rewrites_with_conditional_puts_and_skips_shredded_keys()
         Err(VaultError::NotFound(_))
     ));
     let again = v.rotate_kek(crate::other_kek()).await.unwrap();
-    assert_eq!(again.already_current, 3, "{again:?}");
+    assert_eq!(again.already_current, 4, "{again:?}");
 }

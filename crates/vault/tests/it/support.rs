@@ -3,14 +3,15 @@
 //! [`VaultBackdoor`] over them, and a store that injects failures and
 //! chosen interleavings ([`HookStore`]).
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use healthledger_core::Cid;
 use healthledger_core::testing::{StoredBytes, VaultBackdoor};
-use healthledger_vault::Vault;
+use healthledger_core::{Cid, HhNumber};
+use healthledger_vault::{Kek, Vault};
 use object_store::path::Path;
 use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
@@ -56,16 +57,16 @@ pub(crate) async fn flip_stored_bit<S: ObjectStore + ?Sized>(store: &S, path: &P
 }
 
 /// The suite's backdoor into a [`Vault`] on any backend: the stored object
-/// is `objects/<cid>` and the key record `keys/<cid>` in its object store.
+/// is `objects/<cid>` in its content store and the key record `keys/<cid>`
+/// in its key store.
 pub(crate) struct StoreBackdoor<'a>(pub(crate) &'a Vault);
 
 #[async_trait]
 impl VaultBackdoor for StoreBackdoor<'_> {
     async fn stored_bytes(&self, cid: &Cid) -> StoredBytes {
-        let store = self.0.store();
         StoredBytes {
-            object: read(store, &self.0.object_location(cid)).await,
-            key_record: read(store, &self.0.key_location(cid)).await,
+            object: read(self.0.store(), &self.0.object_location(cid)).await,
+            key_record: read(self.0.key_store(), &self.0.key_location(cid)).await,
         }
     }
 
@@ -74,7 +75,36 @@ impl VaultBackdoor for StoreBackdoor<'_> {
     }
 
     async fn flip_key_byte(&self, cid: &Cid, offset: usize) {
-        flip_stored_bit(self.0.store(), &self.0.key_location(cid), offset * 8).await;
+        flip_stored_bit(self.0.key_store(), &self.0.key_location(cid), offset * 8).await;
+    }
+
+    async fn rotate_key(&self) {
+        static ROTATIONS: AtomicU32 = AtomicU32::new(0);
+        let n = ROTATIONS.fetch_add(1, Ordering::SeqCst);
+        let kek = Kek::generate(format!("suite-kek-{n}")).unwrap();
+        self.0.rotate_kek(kek).await.unwrap();
+    }
+
+    async fn key_material_left(&self, cid: &Cid) -> bool {
+        let keys = self.0.key_store();
+        let Some(record) = try_read(keys, &self.0.key_location(cid)).await else {
+            return false;
+        };
+        // The patient is bytes 5..9 of a data key record (see `records`).
+        let hh = u32::from_be_bytes(record[5..9].try_into().unwrap());
+        let patient = HhNumber::new(hh).unwrap();
+        try_read(keys, &self.0.subject_location(patient))
+            .await
+            .is_some()
+    }
+}
+
+/// The bytes stored at `path`, or `None`.
+pub(crate) async fn try_read<S: ObjectStore + ?Sized>(store: &S, path: &Path) -> Option<Vec<u8>> {
+    match store.get(path).await {
+        Ok(got) => Some(got.bytes().await.unwrap().to_vec()),
+        Err(object_store::Error::NotFound { .. }) => None,
+        Err(e) => panic!("reading {path}: {e}"),
     }
 }
 

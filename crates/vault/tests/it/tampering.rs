@@ -3,19 +3,17 @@
 //! swapped segments are detected; shredding is final; rotation keeps
 //! everything readable under the new KEK only.
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 use futures::StreamExt;
-use healthledger_core::{Cid, ObjectStatus, VaultError, VaultPort};
+use healthledger_core::{Cid, HhNumber, ObjectStatus, VaultError, VaultPort};
 use healthledger_vault::seal::{HEADER_LEN, SEGMENT_SIZE, TAG_LEN};
 use healthledger_vault::{CidOptions, Vault};
+use object_store::ObjectStoreExt;
 use object_store::memory::InMemory;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt};
 
 use crate::support::{flip_bit, read, write};
-use crate::{kek, memory_vault, other_kek};
+use crate::{kek, memory_vault, other_kek, vault_on};
 
 fn assert_integrity(result: Result<Bytes, VaultError>, what: &str) {
     match result {
@@ -45,7 +43,7 @@ async fn assert_every_bit_flip_is_caught(v: &Vault, store: &InMemory, cid: &Cid,
 async fn every_single_bit_flip_of_the_ciphertext_is_an_integrity_error() {
     let (v, store) = memory_vault(kek());
     let data = Bytes::from_static(b"HbA1c 5.4 %, fasting glucose 92 mg/dL");
-    let sealed = v.put(data.clone()).await.unwrap();
+    let sealed = v.put(crate::patient(), data.clone()).await.unwrap();
     let path = v.object_location(&sealed.cid);
     assert_every_bit_flip_is_caught(&v, &store, &sealed.cid, &path).await;
     assert_eq!(v.get(&sealed.cid).await.unwrap(), data);
@@ -54,7 +52,10 @@ async fn every_single_bit_flip_of_the_ciphertext_is_an_integrity_error() {
 #[tokio::test]
 async fn every_single_bit_flip_of_the_key_record_is_an_integrity_error() {
     let (v, store) = memory_vault(kek());
-    let sealed = v.put(Bytes::from_static(b"x-ray report")).await.unwrap();
+    let sealed = v
+        .put(crate::patient(), Bytes::from_static(b"x-ray report"))
+        .await
+        .unwrap();
     let path = v.key_location(&sealed.cid);
     assert_every_bit_flip_is_caught(&v, &store, &sealed.cid, &path).await;
 }
@@ -77,7 +78,7 @@ async fn dropped_duplicated_and_swapped_segments_are_detected() {
         .map(|i| (i % 253) as u8)
         .collect::<Vec<_>>()
         .into();
-    let sealed = v.put(data).await.unwrap();
+    let sealed = v.put(crate::patient(), data).await.unwrap();
     let path = v.object_location(&sealed.cid);
     let key_path = v.key_location(&sealed.cid);
     let original = read(&store, &path).await;
@@ -137,7 +138,7 @@ async fn dropped_duplicated_and_swapped_segments_are_detected() {
 async fn after_shredding_nothing_reads_the_content_even_from_a_surviving_copy() {
     let (v, store) = memory_vault(kek());
     let data = Bytes::from_static(b"psychiatric evaluation");
-    let sealed = v.put(data).await.unwrap();
+    let sealed = v.put(crate::patient(), data).await.unwrap();
     let path = v.object_location(&sealed.cid);
     let copy = read(&store, &path).await;
     v.shred(&sealed.cid).await.unwrap();
@@ -156,14 +157,7 @@ async fn after_shredding_nothing_reads_the_content_even_from_a_surviving_copy() 
     }
     write(&store, &path, copy).await;
     // A vault reopened on the same store agrees.
-    let reopened = Vault::with_store(
-        store.clone(),
-        Path::from("vault"),
-        "memory://",
-        kek(),
-        CidOptions::KUBO_V1,
-    )
-    .unwrap();
+    let reopened = vault_on(store.clone(), kek());
     assert!(matches!(
         reopened.get(&sealed.cid).await,
         Err(VaultError::NotFound(_))
@@ -171,61 +165,53 @@ async fn after_shredding_nothing_reads_the_content_even_from_a_surviving_copy() 
 }
 
 #[tokio::test]
-async fn rotating_the_kek_keeps_everything_readable_and_retires_the_old_one() {
+async fn rotating_the_kek_rewraps_one_record_per_patient_and_retires_the_old_kek() {
     let (v, store) = memory_vault(kek());
+    let owner = |i: u8| HhNumber::new(555_550 + u32::from(i % 3)).unwrap();
     let mut sealed = Vec::new();
     for i in 0..5u8 {
         let data = Bytes::from(vec![i; 1000 + usize::from(i) * 70_000]);
-        sealed.push((v.put(data.clone()).await.unwrap(), data));
+        sealed.push((v.put(owner(i), data.clone()).await.unwrap(), data));
     }
-    let shredded = v.put(Bytes::from_static(b"gone")).await.unwrap();
+    let shredded = v.put(owner(0), Bytes::from_static(b"gone")).await.unwrap();
     v.shred(&shredded.cid).await.unwrap();
-    let before: Vec<Vec<u8>> = {
-        let mut all = Vec::new();
-        for (s, _) in &sealed {
-            all.push(read(&store, &v.object_location(&s.cid)).await);
-        }
-        all
-    };
+    // What rotation must not touch: the content and the data key records.
+    let mut before = Vec::new();
+    for (s, _) in &sealed {
+        before.push((
+            read(&store, &v.object_location(&s.cid)).await,
+            read(&store, &v.key_location(&s.cid)).await,
+        ));
+    }
 
     let report = v.rotate_kek(other_kek()).await.unwrap();
-    assert_eq!(report.rewrapped, 5);
+    assert_eq!((report.rewrapped, report.erased), (3, 0), "{report:?}");
     assert_eq!(v.health().await.unwrap().key_id, "test-kek-2");
-    for ((s, data), content) in sealed.iter().zip(&before) {
+    for ((s, data), (content, record)) in sealed.iter().zip(&before) {
         assert_eq!(&v.get(&s.cid).await.unwrap(), data);
-        // Content untouched.
         assert_eq!(&read(&store, &v.object_location(&s.cid)).await, content);
+        assert_eq!(&read(&store, &v.key_location(&s.cid)).await, record);
     }
     assert_eq!(
         v.verify(&shredded.cid).await.unwrap(),
         ObjectStatus::Shredded
     );
 
-    let reopen = |k| {
-        Vault::with_store(
-            store.clone() as Arc<dyn ObjectStore>,
-            Path::from("vault"),
-            "memory://",
-            k,
-            CidOptions::KUBO_V1,
-        )
-        .unwrap()
-    };
-    let old = reopen(kek());
+    let old = vault_on(store.clone(), kek());
     for (s, _) in &sealed {
         assert_integrity(old.get(&s.cid).await, "old KEK after rotation");
     }
-    let new = reopen(other_kek());
+    let new = vault_on(store.clone(), other_kek());
     for (s, data) in &sealed {
         assert_eq!(&new.get(&s.cid).await.unwrap(), data);
     }
     // A rotation that stopped half-way resumes from a vault still on the
     // old KEK: the records already under the new one are checked and skipped.
     let again = old.rotate_kek(other_kek()).await.unwrap();
-    assert_eq!((again.rewrapped, again.already_current), (0, 5));
+    assert_eq!((again.rewrapped, again.already_current), (0, 3));
     // Rotating again to the KEK in use resumes: nothing is left to do.
     let again = v.rotate_kek(other_kek()).await.unwrap();
-    assert_eq!((again.rewrapped, again.already_current), (0, 5));
+    assert_eq!((again.rewrapped, again.already_current), (0, 3));
 }
 
 mod random_flips {
@@ -251,7 +237,7 @@ mod random_flips {
                     .map(|i| (i * 7 % 251) as u8)
                     .collect::<Vec<u8>>()
                     .into();
-                let sealed = v.put(data.clone()).await.unwrap();
+                let sealed = v.put(crate::patient(), data.clone()).await.unwrap();
                 let path = v.object_location(&sealed.cid);
                 let bytes = read(&store, &path).await;
                 let at = position.index(bytes.len());
@@ -280,7 +266,10 @@ mod random_flips {
 #[tokio::test]
 async fn verify_tells_a_lost_key_record_or_ciphertext_apart_from_a_missing_object() {
     let (v, store) = memory_vault(kek());
-    let sealed = v.put(Bytes::from_static(b"ecg trace")).await.unwrap();
+    let sealed = v
+        .put(crate::patient(), Bytes::from_static(b"ecg trace"))
+        .await
+        .unwrap();
     let key_path = v.key_location(&sealed.cid);
     let record = read(&store, &key_path).await;
     store.delete(&key_path).await.unwrap();

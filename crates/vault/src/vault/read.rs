@@ -1,0 +1,143 @@
+//! Opening: the checks in the order that keeps a half-finished shred or
+//! erasure from releasing anything, then the verifying reader.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::stream::{self, BoxStream, StreamExt};
+use healthledger_core::Cid;
+use object_store::ObjectStoreExt;
+
+use super::READ_RANGE;
+use super::Vault;
+use super::io::{HashWorker, Reader};
+use crate::error::{Error, Result};
+use crate::keys::DataKey;
+use crate::records::DataRecord;
+use crate::seal::Opener;
+use crate::unixfs::{CidHasher, CidOptions};
+
+impl Vault {
+    /// The data key of `cid` and the CID profile it was addressed with, or
+    /// why there is none.
+    ///
+    /// Tombstones are looked at before the records they guard: a shred and
+    /// an erasure write theirs first, so one that stopped before its delete
+    /// (or is still running) already keeps the content from being read.
+    pub(super) async fn data_key(&self, cid: &Cid) -> Result<(DataKey, CidOptions)> {
+        if self.is_shredded(cid).await? {
+            return Err(Error::Shredded(cid.to_string()));
+        }
+        let key_path = self.key_location(cid);
+        let Some(record) = Self::read_opt(self.key_store().as_ref(), &key_path).await? else {
+            return Err(if self.is_shredded(cid).await? {
+                Error::Shredded(cid.to_string())
+            } else if Self::exists(self.store().as_ref(), &self.object_location(cid)).await? {
+                Error::MissingKey(cid.to_string())
+            } else {
+                Error::NotFound(cid.to_string())
+            });
+        };
+        let record = DataRecord::parse(&record, cid.inner())?;
+        let patient = record.patient;
+        if self.is_erased(patient).await? {
+            return Err(Error::Shredded(cid.to_string()));
+        }
+        let subject_path = self.subject_location(patient);
+        let Some(subject) = Self::read_opt(self.key_store().as_ref(), &subject_path).await? else {
+            return Err(if self.is_erased(patient).await? {
+                Error::Shredded(cid.to_string())
+            } else {
+                Error::tampered(
+                    format!("subject record of patient {patient}"),
+                    format!("it is missing, though object {cid} names it"),
+                )
+            });
+        };
+        let subject = self.open_subject(patient, &subject).await?;
+        Ok((record.open(&subject, cid.inner())?, record.profile))
+    }
+
+    /// Checks that the keys of `cid` unwrap, without decrypting content:
+    /// the CID profile the object was addressed with, or the typed reason
+    /// it cannot be opened ([`Error::RotationInProgress`],
+    /// [`Error::MissingKek`], [`Error::WrongKek`], [`Error::Tampered`],
+    /// [`Error::MissingKey`], [`Error::Shredded`], [`Error::NotFound`]).
+    pub async fn check_keys(&self, cid: &Cid) -> Result<CidOptions> {
+        self.data_key(cid).await.map(|(_, profile)| profile)
+    }
+
+    /// The error for a record under KEK `key_id`, which this vault does not
+    /// hold: a rotation in progress if the key store's rotation marker
+    /// names that KEK, else a missing KEK.
+    pub(super) async fn missing_kek(&self, key_id: String, held: Vec<String>) -> Error {
+        let marker = Self::read_opt(self.key_store().as_ref(), &self.rotation_marker()).await;
+        if let Ok(Some(marker)) = marker {
+            let text = String::from_utf8_lossy(&marker);
+            let mut lines = text.lines();
+            if let (Some(from), Some(to)) = (lines.next(), lines.next())
+                && (from == key_id || to == key_id)
+            {
+                return Error::RotationInProgress {
+                    key_id,
+                    from: from.to_owned(),
+                    to: to.to_owned(),
+                    held,
+                };
+            }
+        }
+        Error::MissingKek { key_id, held }
+    }
+
+    /// The stored ciphertext of `cid` as a stream.
+    pub(super) async fn ciphertext(
+        &self,
+        cid: &Cid,
+    ) -> Result<(u64, BoxStream<'static, Result<Bytes>>)> {
+        let path = self.object_location(cid);
+        let size = match self.store().head(&path).await {
+            Ok(meta) => meta.size,
+            Err(object_store::Error::NotFound { .. }) => {
+                return Err(Error::NotFound(cid.to_string()));
+            }
+            Err(e) => return Err(Error::store("head", &path, e)),
+        };
+        // Large ranged reads, two in flight: stores stream whole objects in
+        // small pieces (8 KiB for local files), which would dominate.
+        let store = Arc::clone(self.store());
+        let ranges = (0..size.div_ceil(READ_RANGE))
+            .map(move |i| i * READ_RANGE..((i + 1) * READ_RANGE).min(size));
+        let stream = stream::iter(ranges)
+            .map(move |range| {
+                let store = Arc::clone(&store);
+                let path = path.clone();
+                async move {
+                    store
+                        .get_range(&path, range)
+                        .await
+                        .map_err(|e| Error::store("get", &path, e))
+                }
+            })
+            .buffered(2)
+            .boxed();
+        Ok((size, stream))
+    }
+
+    /// Opens `cid`: the data key, then a reader that verifies every segment
+    /// and, at the end, the CID under the profile recorded for the object.
+    pub(super) async fn open(&self, cid: &Cid) -> Result<(u64, Reader)> {
+        let (key, profile) = self.data_key(cid).await?;
+        let (size, ciphertext) = self.ciphertext(cid).await?;
+        let hasher = CidHasher::new(profile)
+            .map_err(|e| Error::config("CID profile", format!("{profile:?}"), &e.to_string()))?;
+        Ok((
+            size,
+            Reader::new(
+                *cid,
+                Opener::new(&key),
+                HashWorker::for_size(hasher, size),
+                ciphertext,
+            ),
+        ))
+    }
+}

@@ -275,4 +275,9 @@ impl Stopper {
     pub fn stop(&self) {
         self.0.store(true, Ordering::Relaxed);
     }
+
+    /// Withdraws a stop request, so the engine syncs again.
+    pub fn resume(&self) {
+        self.0.store(false, Ordering::Relaxed);
+    }
 }

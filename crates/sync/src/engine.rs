@@ -232,16 +232,19 @@ impl SyncEngine {
 
     /// Steps until the cache is at the head it saw last (auto sync): full
     /// when there is nothing to continue from, incremental otherwise, and
-    /// a branch switch after a reorg. Returns the events applied.
+    /// a branch switch after a reorg. Returns the events applied. A stop
+    /// requested through [`Self::stopper`] ends it after the batch being
+    /// written.
     pub async fn sync(&self) -> Result<u64> {
         let mut applied = 0;
-        loop {
+        while !self.stopping() {
             let r = self.step().await?;
             applied += r.applied;
             if r.plan == Plan::Idle {
-                return Ok(applied);
+                break;
             }
         }
+        Ok(applied)
     }
 
     /// The engine's status, read now from the cache and the ledger.

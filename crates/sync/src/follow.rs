@@ -7,7 +7,9 @@ use crate::{Result, SyncEngine, backfill::Stopper};
 
 impl SyncEngine {
     /// A handle that asks this engine (and its clones) to stop after the
-    /// batch it is writing: wire it to SIGINT/SIGTERM.
+    /// batch it is writing: wire it to SIGINT/SIGTERM. The request holds
+    /// until the [`Self::follow`] it stopped returns (or
+    /// [`Stopper::resume`]), so a `sync` started meanwhile stops too.
     pub fn stopper(&self) -> Stopper {
         Stopper(self.stop.clone())
     }
@@ -19,6 +21,12 @@ impl SyncEngine {
     /// `retry_delay`; an error no retry can fix (a reorg deeper than the
     /// cache can undo) ends the follow with that error.
     pub async fn follow(&self) -> Result<()> {
+        let result = self.follow_until_stopped().await;
+        self.stopper().resume();
+        result
+    }
+
+    async fn follow_until_stopped(&self) -> Result<()> {
         while !self.stopping() {
             let wait = match self.sync().await {
                 Ok(_) => {

@@ -340,6 +340,18 @@ async fn follow_applies_new_blocks_and_stops_when_asked() {
             .unwrap()
             .is_empty()
     );
+    // A stopped follow leaves the engine usable.
+    run(&mut s, &w.ledger, &[Op::Patient, Op::Record(0, 0)]).await;
+    w.engine.sync().await.unwrap();
+    assert_cache_matches(&*w.cache, &w.ledger).await;
+    // A stop requested before a sync ends it at once; resumed, the next
+    // sync continues from the checkpoint.
+    run(&mut s, &w.ledger, BUSY).await;
+    w.engine.stopper().stop();
+    assert_eq!(w.engine.sync().await.unwrap(), 0, "stopped before it began");
+    w.engine.stopper().resume();
+    w.engine.sync().await.unwrap();
+    assert_cache_matches(&*w.cache, &w.ledger).await;
 }
 
 #[tokio::test]

@@ -1,6 +1,9 @@
 //! The sync engine's integration tests: every operation on the in-memory
 //! fakes, error paths on mocks, a property test of "the cache equals the
-//! projection of the canonical chain" through reorgs and crashes.
+//! projection of the canonical chain" through reorgs and crashes, and the
+//! engine on anvil with SQLite and PostgreSQL.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod anvil;
 mod errors;

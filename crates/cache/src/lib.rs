@@ -173,6 +173,7 @@ mod convert;
 mod db_only;
 mod error;
 mod journal;
+mod lease;
 mod migration;
 mod port;
 mod rows;
@@ -181,4 +182,5 @@ mod snapshot;
 mod undo;
 
 pub use connect::{SqlCache, SqlCacheBuilder};
+pub use lease::SqlLease;
 pub use error::{Error, Result};

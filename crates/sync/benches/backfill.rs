@@ -36,8 +36,8 @@ use futures::{StreamExt, TryStreamExt, stream};
 use healthledger_cache::SqlCache;
 use healthledger_chain::{EvmLedger, EvmLedgerConfig, SignerKey};
 use healthledger_core::{
-    Authorization, BlockRef, CachePort, ChainEvent, ConsentAction, LedgerPort, Name,
-    Profile, RelayedSignature, Timestamp,
+    Authorization, BlockRef, CachePort, ChainEvent, ConsentAction, LedgerPort, Name, Profile,
+    RelayedSignature, Timestamp,
     testing::fixtures::{self, TestWallet, date},
 };
 use healthledger_sync::{SyncConfig, SyncEngine, plan::Start};
@@ -155,9 +155,13 @@ async fn build(events: u64) -> Chain {
         .await
         .unwrap();
     let ledger = Arc::new(
-        EvmLedger::connect(EvmLedgerConfig::new(anvil.endpoint(), contract, key(&anvil, 0)))
-            .await
-            .unwrap(),
+        EvmLedger::connect(EvmLedgerConfig::new(
+            anvil.endpoint(),
+            contract,
+            key(&anvil, 0),
+        ))
+        .await
+        .unwrap(),
     );
     let started = Instant::now();
     let registrations = (events / 10).max(10);
@@ -203,7 +207,8 @@ async fn build(events: u64) -> Chain {
     let records = events * 8 / 10;
     let grants = events * 8 / 100;
     let centers: Vec<&(Profile, TestWallet)> = provider_profiles.iter().step_by(2).collect();
-    let doctors: Vec<&(Profile, TestWallet)> = provider_profiles.iter().skip(1).step_by(2).collect();
+    let doctors: Vec<&(Profile, TestWallet)> =
+        provider_profiles.iter().skip(1).step_by(2).collect();
     let patient_of = |i: u64| &patient_profiles[(i % patients) as usize];
     // Records and grants interleaved; each relayed by the registrar with
     // the creator's or the patient's signature.

@@ -62,7 +62,9 @@ impl SyncEngine {
         let mut applied = 0;
         let to = to.min(head.number);
         if from <= final_to.min(to) {
-            applied += self.backfill_final(from, final_to.min(to), final_to).await?;
+            applied += self
+                .backfill_final(from, final_to.min(to), final_to)
+                .await?;
         }
         if self.stopping() {
             return Ok(applied);
@@ -82,7 +84,10 @@ impl SyncEngine {
         let since = Instant::now();
         let total = to - from + 1;
         let mut checkpoint = self.cache.checkpoint().await?;
-        let mut size = self.config.initial_range.clamp(1, self.config.max_range.max(1));
+        let mut size = self
+            .config
+            .initial_range
+            .clamp(1, self.config.max_range.max(1));
         let target = self.config.events_per_range.max(1);
         let mut next = from;
         let mut in_flight = InFlight(VecDeque::new());
@@ -141,9 +146,10 @@ impl SyncEngine {
         finalized: u64,
         checkpoint: Option<BlockRef>,
     ) -> Result<BlockRef> {
-        let header = self.ledger.block(end).await?.ok_or_else(|| {
-            Error::Inconsistent(format!("final block {end} is not on the chain"))
-        })?;
+        let header =
+            self.ledger.block(end).await?.ok_or_else(|| {
+                Error::Inconsistent(format!("final block {end} is not on the chain"))
+            })?;
         let mut batch: Vec<(BlockRef, Vec<ChainEvent>)> = Vec::new();
         for e in events {
             match batch.last_mut() {
@@ -244,13 +250,12 @@ impl SyncEngine {
         let mut batch: Vec<(BlockRef, Vec<ChainEvent>)> =
             headers.into_iter().map(|h| (h, Vec::new())).collect();
         for e in events.events {
-            let slot = e
-                .at
-                .block_number
-                .checked_sub(from)
-                .and_then(|i| usize::try_from(i).ok())
-                .and_then(|i| batch.get_mut(i))
-                .filter(|(h, _)| h.hash == e.at.block_hash);
+            let slot =
+                e.at.block_number
+                    .checked_sub(from)
+                    .and_then(|i| usize::try_from(i).ok())
+                    .and_then(|i| batch.get_mut(i))
+                    .filter(|(h, _)| h.hash == e.at.block_hash);
             match slot {
                 Some((_, evs)) => evs.push(e),
                 None => {

@@ -8,12 +8,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use healthledger_core::{CachePort, LedgerPort, QuarantinedLog, Timestamp};
+use healthledger_core::{CachePort, LedgerPort, QuarantinedLog, Timestamp, WriterLease};
 
 use crate::{
     Result,
     plan::{Facts, Plan, Start, plan},
-    status::{Phase, Progress, ProgressFn, RECENT_QUARANTINED, SyncStatus},
+    status::{LeaseStatus, Phase, Progress, ProgressFn, RECENT_QUARANTINED, SyncStatus},
 };
 
 /// Tuning of the engine. [`SyncConfig::default`] suits a local node and a
@@ -68,6 +68,7 @@ pub(crate) struct Memory {
     pub(crate) quarantined: u64,
     pub(crate) recent_quarantined: Vec<QuarantinedLog>,
     pub(crate) last_error: Option<String>,
+    pub(crate) leader: bool,
 }
 
 /// The sync engine: reconciles the ledger into the cache through the ports.
@@ -85,6 +86,7 @@ pub struct SyncEngine {
     pub(crate) memory: Arc<Mutex<Memory>>,
     pub(crate) progress: Option<ProgressFn>,
     pub(crate) stop: Arc<AtomicBool>,
+    pub(crate) lease: Option<Arc<dyn WriterLease>>,
 }
 
 impl fmt::Debug for SyncEngine {
@@ -108,11 +110,7 @@ pub struct StepReport {
 
 impl SyncEngine {
     /// An engine over `ledger` and `cache`.
-    pub fn new(
-        ledger: Arc<dyn LedgerPort>,
-        cache: Arc<dyn CachePort>,
-        config: SyncConfig,
-    ) -> Self {
+    pub fn new(ledger: Arc<dyn LedgerPort>, cache: Arc<dyn CachePort>, config: SyncConfig) -> Self {
         Self {
             ledger,
             cache,
@@ -120,12 +118,20 @@ impl SyncEngine {
             memory: Arc::default(),
             progress: None,
             stop: Arc::default(),
+            lease: None,
         }
     }
 
     /// Calls `progress` with every progress event.
     pub fn with_progress(mut self, progress: ProgressFn) -> Self {
         self.progress = Some(progress);
+        self
+    }
+
+    /// Makes [`Self::follow`] write only while it holds `lease`, and stand
+    /// by (polling for it) while another follower does.
+    pub fn with_lease(mut self, lease: Arc<dyn WriterLease>) -> Self {
+        self.lease = Some(lease);
         self
     }
 
@@ -150,7 +156,11 @@ impl SyncEngine {
                 done,
                 total,
                 events,
-                per_second: if secs > 0.0 { events as f64 / secs } else { 0.0 },
+                per_second: if secs > 0.0 {
+                    events as f64 / secs
+                } else {
+                    0.0
+                },
             });
         }
     }
@@ -252,6 +262,13 @@ impl SyncEngine {
         let checkpoint = self.cache.checkpoint().await?;
         let counts = self.cache.counts().await?;
         let (head, finalized) = (self.ledger.head().await?, self.ledger.finalized().await?);
+        let lease = match &self.lease {
+            Some(l) => Some(LeaseStatus {
+                held: l.is_held().await?,
+                lease: l.describe(),
+            }),
+            None => None,
+        };
         let m = self.memory();
         let (lag_blocks, lag_seconds) = match checkpoint {
             Some(cp) => (
@@ -276,6 +293,7 @@ impl SyncEngine {
             quarantined: m.quarantined,
             recent_quarantined: m.recent_quarantined.clone(),
             last_error: m.last_error.clone(),
+            lease,
         })
     }
 }

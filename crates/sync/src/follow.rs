@@ -22,12 +22,22 @@ impl SyncEngine {
     /// cache can undo) ends the follow with that error.
     pub async fn follow(&self) -> Result<()> {
         let result = self.follow_until_stopped().await;
+        if let Some(lease) = &self.lease
+            && let Err(e) = lease.release().await
+        {
+            tracing::warn!(error = %e, "releasing the writer lease failed");
+        }
+        self.memory().leader = false;
         self.stopper().resume();
         result
     }
 
     async fn follow_until_stopped(&self) -> Result<()> {
         while !self.stopping() {
+            if !self.lead().await {
+                self.sleep(self.config.poll_interval).await;
+                continue;
+            }
             let wait = match self.sync().await {
                 Ok(_) => {
                     self.prune().await?;
@@ -42,6 +52,27 @@ impl SyncEngine {
             self.sleep(wait).await;
         }
         Ok(())
+    }
+
+    /// Whether this engine may write now: it has no lease, or holds it (taking
+    /// it when free). A lease error counts as not holding it.
+    async fn lead(&self) -> bool {
+        let Some(lease) = &self.lease else {
+            return true;
+        };
+        let leader = match lease.try_acquire().await {
+            Ok(held) => held,
+            Err(e) => {
+                tracing::warn!(error = %e, lease = %lease.describe(), "checking the writer lease failed");
+                false
+            }
+        };
+        let mut m = self.memory();
+        if leader != m.leader {
+            tracing::info!(lease = %lease.describe(), leader, "writer lease changed hands");
+            m.leader = leader;
+        }
+        leader
     }
 
     /// Forgets the undo data of blocks at or below both the finalized

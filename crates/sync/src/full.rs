@@ -15,9 +15,10 @@ impl SyncEngine {
     /// Reads the chain at block `number` and makes the cache equal to it.
     /// Returns the entities installed.
     pub async fn full_sync_at(&self, number: u64) -> Result<u64> {
-        let at = self.ledger.block(number).await?.ok_or_else(|| {
-            Error::Inconsistent(format!("block {number} is not on the chain"))
-        })?;
+        let at =
+            self.ledger.block(number).await?.ok_or_else(|| {
+                Error::Inconsistent(format!("block {number} is not on the chain"))
+            })?;
         let snapshot = self.snapshot(&at).await?;
         let n = (snapshot.profiles.len() + snapshot.records.len() + snapshot.grants.len()) as u64;
         let since = Instant::now();

@@ -27,9 +27,14 @@
 //! checkpoint with its data, so a crash loses at most the batch being
 //! written, and a restart resumes from the checkpoint.
 //!
-//! One writer per cache: the engine assumes it is the only writer of its
-//! cache's chain data; running two followers on one cache is the caller's
-//! to prevent (a lease is not provided yet).
+//! One writer per cache: with [`SyncEngine::with_lease`], follow mode writes
+//! only while it holds the cache's [`healthledger_core::WriterLease`] (a
+//! PostgreSQL advisory lock or a lock file beside a SQLite database, in
+//! `healthledger-cache`); a second follower stands by and takes over within
+//! a poll interval of the holder's death, from the checkpoint like any
+//! restart. The lease is checked before every step; should two writers
+//! ever overlap, the cache's linkage checks (each batch applies only on
+//! top of the checkpoint it was fetched for) refuse the second.
 
 mod backfill;
 mod engine;
@@ -44,5 +49,5 @@ mod targeted;
 pub use backfill::Stopper;
 pub use engine::{StepReport, SyncConfig, SyncEngine};
 pub use error::{Error, Result};
-pub use status::{Phase, Progress, ProgressFn, RECENT_QUARANTINED, SyncStatus};
+pub use status::{LeaseStatus, Phase, Progress, ProgressFn, RECENT_QUARANTINED, SyncStatus};
 pub use targeted::{Outcome, Stale};

@@ -31,6 +31,17 @@ pub struct SyncStatus {
     pub recent_quarantined: Vec<QuarantinedLog>,
     /// The last step's error, if it failed.
     pub last_error: Option<String>,
+    /// The writer lease, when the engine follows under one.
+    pub lease: Option<LeaseStatus>,
+}
+
+/// Who holds the writer lease, as far as this engine knows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseStatus {
+    /// Whether this engine holds it (it is the writer) or stands by.
+    pub held: bool,
+    /// What the lease is (a lock file, an advisory lock), without secrets.
+    pub lease: String,
 }
 
 /// How many quarantined logs [`SyncStatus::recent_quarantined`] keeps.

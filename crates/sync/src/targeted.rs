@@ -70,7 +70,9 @@ impl SyncEngine {
                     return Ok(Outcome::OtherRole(other));
                 }
             }
-            return self.gone(cached.is_some(), stale, || self.cache.remove_profile(hh)).await;
+            return self
+                .gone(cached.is_some(), stale, || self.cache.remove_profile(hh))
+                .await;
         };
         let outcome = changed(cached.as_ref(), &on_chain);
         if outcome != Outcome::Unchanged {
@@ -86,7 +88,9 @@ impl SyncEngine {
         let head = self.ledger.head().await?;
         let cached = self.cache.record(id).await?;
         let Some(on_chain) = self.ledger.record(id, ReadAt::Block(head)).await? else {
-            return self.gone(cached.is_some(), stale, || self.cache.remove_record(id)).await;
+            return self
+                .gone(cached.is_some(), stale, || self.cache.remove_record(id))
+                .await;
         };
         let outcome = changed::<MedicalRecord>(cached.as_ref(), &on_chain);
         if outcome != Outcome::Unchanged {
@@ -128,4 +132,3 @@ pub(crate) fn state_read(head: &BlockRef) -> ChainSource {
         tx_hash: B256::ZERO,
     }
 }
-

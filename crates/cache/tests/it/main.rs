@@ -12,6 +12,7 @@
 mod access_log;
 mod conformance;
 mod faults;
+mod lease;
 mod migrations;
 mod races;
 mod readers;

@@ -12,8 +12,10 @@
 
 pub mod cache;
 pub mod fixtures;
+pub mod lease;
 pub mod ledger;
 mod memory_cache;
+mod memory_lease;
 mod memory_ledger;
 mod memory_vault;
 pub mod vault;
@@ -23,6 +25,7 @@ pub use crate::ports::ledger::MockLedgerPort;
 pub use crate::ports::vault::MockVaultPort;
 pub use fixtures::TestWallet;
 pub use memory_cache::InMemoryCache;
+pub use memory_lease::InMemoryLease;
 pub use memory_ledger::InMemoryLedger;
 pub use memory_vault::InMemoryVault;
 pub use vault::{StoredBytes, VaultBackdoor};

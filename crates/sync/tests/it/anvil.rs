@@ -43,14 +43,14 @@ fn anvil_path() -> PathBuf {
     path
 }
 
-struct Node {
-    anvil: AnvilInstance,
-    contract: alloy::primitives::Address,
+pub(crate) struct Node {
+    pub(crate) anvil: AnvilInstance,
+    pub(crate) contract: alloy::primitives::Address,
     key: SignerKey,
-    ledger: Arc<EvmLedger>,
+    pub(crate) ledger: Arc<EvmLedger>,
 }
 
-async fn node() -> Node {
+pub(crate) async fn node() -> Node {
     let anvil = Anvil::at(anvil_path())
         .try_spawn()
         .unwrap_or_else(|e| panic!("anvil failed to start: {e}; run `cargo xtask setup`"));
@@ -74,6 +74,11 @@ async fn node() -> Node {
 }
 
 impl Node {
+    /// The registrar's key as hex, for a child process.
+    pub(crate) fn key_hex(&self) -> String {
+        format!("{:#x}", B256::from_slice(&self.anvil.keys()[0].to_bytes()))
+    }
+
     /// A new adapter for writes: `anvil_reorg` drops the registrar's
     /// transactions for good, so the node's nonce goes back while an
     /// adapter that sent them still counts past them.
@@ -100,14 +105,14 @@ impl Node {
     }
 }
 
-fn pg_url() -> String {
+pub(crate) fn pg_url() -> String {
     std::env::var("TEST_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
 }
 
 static SCHEMAS: AtomicU64 = AtomicU64::new(0);
 
-async fn postgres() -> (SqlCache, String) {
+pub(crate) async fn postgres() -> (SqlCache, String) {
     let schema = format!(
         "hl_sync_test_{}_{}",
         std::process::id(),
@@ -127,7 +132,7 @@ async fn postgres() -> (SqlCache, String) {
     (cache, schema)
 }
 
-async fn drop_schema(schema: &str) {
+pub(crate) async fn drop_schema(schema: &str) {
     let mut opts = ConnectOptions::new(pg_url());
     opts.max_connections(1).sqlx_logging(false);
     let db = Database::connect(opts).await.expect("PostgreSQL");
@@ -201,7 +206,10 @@ async fn flows_and_reorgs(cache: Arc<dyn CachePort>) {
     // A targeted sync of what is already there changes nothing.
     let hh = script.patients[0].0.hh();
     assert_eq!(
-        engine.sync_patient(hh, Stale::Report).await.expect("targeted"),
+        engine
+            .sync_patient(hh, Stale::Report)
+            .await
+            .expect("targeted"),
         Outcome::Unchanged
     );
     // A full sync at the head's finalized block, then catching up, gives

@@ -92,7 +92,11 @@ async fn a_ledger_failing_mid_backfill_leaves_a_resumable_cache() {
     assert!(err.is_retryable());
     assert_consistent_prefix(&cache, &inner).await;
     let status = engine.status().await.expect("status");
-    assert!(status.last_error.is_some_and(|e| e.contains("the node went away")));
+    assert!(
+        status
+            .last_error
+            .is_some_and(|e| e.contains("the node went away"))
+    );
 
     let again = SyncEngine::new(
         Arc::new(inner.clone()),
@@ -114,13 +118,14 @@ async fn a_cache_write_failing_mid_backfill_applies_nothing_of_its_batch() {
     let c = inner.clone();
     let writes = Arc::new(AtomicU32::new(0));
     let w = writes.clone();
-    mock.expect_apply_blocks().returning(move |batch, finalized| {
-        if w.fetch_add(1, Ordering::SeqCst) == 2 {
-            Err(CacheError::Unavailable("disk full".into()))
-        } else {
-            block_on(c.apply_blocks(batch, finalized))
-        }
-    });
+    mock.expect_apply_blocks()
+        .returning(move |batch, finalized| {
+            if w.fetch_add(1, Ordering::SeqCst) == 2 {
+                Err(CacheError::Unavailable("disk full".into()))
+            } else {
+                block_on(c.apply_blocks(batch, finalized))
+            }
+        });
     let engine = SyncEngine::new(
         Arc::new(ledger.clone()),
         Arc::new(mock),

@@ -124,15 +124,22 @@ async fn targeted_sync_creates_updates_and_reports() {
 async fn targeted_sync_of_records_and_of_rows_gone_from_the_chain() {
     let w = world(small_config(Start::Snapshot));
     let mut s = Script::new(510_000);
-    run(&mut s, &w.ledger, &[Op::Patient, Op::Center, Op::Record(0, 0)]).await;
-    let id = w
-        .ledger
-        .record_ids(0, 1, ReadAt::Latest)
-        .await
-        .unwrap()[0];
+    run(
+        &mut s,
+        &w.ledger,
+        &[Op::Patient, Op::Center, Op::Record(0, 0)],
+    )
+    .await;
+    let id = w.ledger.record_ids(0, 1, ReadAt::Latest).await.unwrap()[0];
     let e = &w.engine;
-    assert_eq!(e.sync_record(id, Stale::Report).await.unwrap(), Outcome::Created);
-    assert_eq!(e.sync_record(id, Stale::Report).await.unwrap(), Outcome::Unchanged);
+    assert_eq!(
+        e.sync_record(id, Stale::Report).await.unwrap(),
+        Outcome::Created
+    );
+    assert_eq!(
+        e.sync_record(id, Stale::Report).await.unwrap(),
+        Outcome::Unchanged
+    );
     let patient = s.patients[0].0.hh();
     assert_eq!(
         e.sync_patient(patient, Stale::Report).await.unwrap(),
@@ -144,7 +151,10 @@ async fn targeted_sync_of_records_and_of_rows_gone_from_the_chain() {
         e.sync_record(id, Stale::Report).await.unwrap(),
         Outcome::Gone { removed: false }
     );
-    assert!(w.cache.record(id).await.unwrap().is_some(), "reported, kept");
+    assert!(
+        w.cache.record(id).await.unwrap().is_some(),
+        "reported, kept"
+    );
     assert_eq!(
         e.sync_record(id, Stale::Remove).await.unwrap(),
         Outcome::Gone { removed: true }
@@ -180,7 +190,12 @@ async fn full_sync_reads_a_snapshot_then_continues_incrementally() {
         .unwrap();
     let first = w.engine.step().await.unwrap();
     let finalized = w.ledger.finalized().await.unwrap();
-    assert_eq!(first.plan, Plan::Full { at: finalized.number });
+    assert_eq!(
+        first.plan,
+        Plan::Full {
+            at: finalized.number
+        }
+    );
     assert_eq!(w.cache.checkpoint().await.unwrap(), Some(finalized));
     assert_eq!(w.cache.profile(stranger.hh()).await.unwrap(), None);
     // The rest is incremental, from the snapshot's block.
@@ -192,7 +207,12 @@ async fn full_sync_reads_a_snapshot_then_continues_incrementally() {
     assert_eq!(w.engine.step().await.unwrap().plan, Plan::Idle);
     assert_cache_matches(&*w.cache, &w.ledger).await;
 
-    run(&mut s, &w.ledger, &[Op::Patient, Op::Record(3, 1), Op::Grant(3, 1, false)]).await;
+    run(
+        &mut s,
+        &w.ledger,
+        &[Op::Patient, Op::Record(3, 1), Op::Grant(3, 1, false)],
+    )
+    .await;
     w.engine.sync().await.unwrap();
     assert_cache_matches(&*w.cache, &w.ledger).await;
 }
@@ -233,7 +253,17 @@ async fn reorgs_are_followed_exactly() {
     let head = w.ledger.head().await.unwrap().number;
     w.ledger.rewind(head - 6);
     let mut other = Script::new(545_000);
-    run(&mut other, &w.ledger, &[Op::Patient, Op::Doctor, Op::Record(0, 0), Op::Grant(0, 0, true)]).await;
+    run(
+        &mut other,
+        &w.ledger,
+        &[
+            Op::Patient,
+            Op::Doctor,
+            Op::Record(0, 0),
+            Op::Grant(0, 0, true),
+        ],
+    )
+    .await;
     w.engine.sync().await.unwrap();
     assert_cache_matches(&*w.cache, &w.ledger).await;
 }
@@ -263,7 +293,8 @@ async fn quarantined_logs_are_reported_and_never_stop_the_sync() {
     let w = world(small_config(Start::Events));
     let mut s = Script::new(560_000);
     run(&mut s, &w.ledger, &BUSY[..6]).await;
-    w.ledger.emit_undecodable("a blood group the domain refuses");
+    w.ledger
+        .emit_undecodable("a blood group the domain refuses");
     run(&mut s, &w.ledger, &BUSY[6..]).await;
     w.engine.sync().await.unwrap();
     assert_cache_matches(&*w.cache, &w.ledger).await;
@@ -302,7 +333,11 @@ async fn status_and_progress_say_where_the_sync_is() {
     let seen = seen.lock().unwrap();
     let backfill: Vec<&Progress> = seen.iter().filter(|p| p.phase == Phase::Backfill).collect();
     assert!(backfill.len() > 1, "several batches reported: {seen:?}");
-    assert!(backfill.windows(2).all(|w| w[0].done <= w[1].done && w[0].events <= w[1].events));
+    assert!(
+        backfill
+            .windows(2)
+            .all(|w| w[0].done <= w[1].done && w[0].events <= w[1].events)
+    );
     let last = backfill.last().unwrap();
     assert_eq!(last.done, last.total);
 }
@@ -325,7 +360,10 @@ async fn follow_applies_new_blocks_and_stops_when_asked() {
     w.ledger.reorg(3);
     let head = w.ledger.head().await.unwrap();
     while w.cache.checkpoint().await.unwrap() != Some(head) {
-        assert!(std::time::Instant::now() < deadline, "follow took the reorg");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "follow took the reorg"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     w.engine.stopper().stop();
@@ -363,4 +401,58 @@ async fn an_idle_cache_reads_little() {
     let report = w.engine.step().await.unwrap();
     assert_eq!(report.plan, Plan::Idle);
     assert_eq!(report.applied, 0);
+}
+
+#[tokio::test]
+async fn a_standby_takes_over_when_the_leader_dies() {
+    use healthledger_core::testing::InMemoryLease;
+    let w = world(small_config(Start::Events));
+    w.ledger.set_finality_depth(4);
+    let lease = InMemoryLease::new();
+    let standby_lease = lease.handle();
+    let leader = w.engine.clone().with_lease(Arc::new(lease.clone()));
+    let standby = SyncEngine::new(
+        Arc::new(w.ledger.clone()),
+        w.cache.clone() as Arc<dyn CachePort>,
+        small_config(Start::Events),
+    )
+    .with_lease(Arc::new(standby_lease));
+    let mut s = Script::new(595_000);
+    run(&mut s, &w.ledger, &BUSY[..5]).await;
+    let a = {
+        let e = leader.clone();
+        tokio::spawn(async move { e.follow().await })
+    };
+    let head = w.ledger.head().await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while w.cache.checkpoint().await.unwrap() != Some(head) {
+        assert!(std::time::Instant::now() < deadline, "the leader caught up");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let b = {
+        let e = standby.clone();
+        tokio::spawn(async move { e.follow().await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert!(leader.status().await.unwrap().lease.unwrap().held);
+    assert!(
+        !standby.status().await.unwrap().lease.unwrap().held,
+        "a standby"
+    );
+    // The leader dies: its task is aborted and its lease lost.
+    a.abort();
+    lease.kill();
+    run(&mut s, &w.ledger, &BUSY[5..]).await;
+    let head = w.ledger.head().await.unwrap();
+    while w.cache.checkpoint().await.unwrap() != Some(head) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the standby took over"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(standby.status().await.unwrap().lease.unwrap().held);
+    standby.stopper().stop();
+    b.await.unwrap().unwrap();
+    assert_cache_matches(&*w.cache, &w.ledger).await;
 }

@@ -8,5 +8,6 @@
 mod anvil;
 mod errors;
 mod fakes;
+mod kill;
 mod property;
 mod support;

@@ -110,7 +110,10 @@ async fn scenario(steps: Vec<Step>, start: Start) {
                         matches!(e, healthledger_sync::Error::ReorgTooDeep { .. }),
                         "sync failed: {e}"
                     );
-                    engine.full_sync().await.expect("full sync after a deep reorg");
+                    engine
+                        .full_sync()
+                        .await
+                        .expect("full sync after a deep reorg");
                 }
             }
             Step::Sync(Some(turns)) => crash_after(&engine, turns).await,

@@ -87,7 +87,8 @@ impl Script {
                 true
             }
             Op::Record(pi, ci) => {
-                let (Some((p, _)), Some((c, cw))) = (pick(&self.patients, pi), pick(&self.providers, ci))
+                let (Some((p, _)), Some((c, cw))) =
+                    (pick(&self.patients, pi), pick(&self.providers, ci))
                 else {
                     return false;
                 };
@@ -105,7 +106,8 @@ impl Script {
                 true
             }
             Op::Grant(pi, ci, expiring) => {
-                let (Some((p, pw)), Some((c, _))) = (pick(&self.patients, pi), pick(&self.providers, ci))
+                let (Some((p, pw)), Some((c, _))) =
+                    (pick(&self.patients, pi), pick(&self.providers, ci))
                 else {
                     return false;
                 };
@@ -122,7 +124,8 @@ impl Script {
                 true
             }
             Op::Revoke(pi, ci) => {
-                let (Some((p, pw)), Some((c, _))) = (pick(&self.patients, pi), pick(&self.providers, ci))
+                let (Some((p, pw)), Some((c, _))) =
+                    (pick(&self.patients, pi), pick(&self.providers, ci))
                 else {
                     return false;
                 };
@@ -138,7 +141,9 @@ impl Script {
                     grantee: c.hh(),
                 };
                 let auth = consent(l, pw, &action).await;
-                l.revoke_access(p.hh(), c.hh(), &auth).await.expect("revoke");
+                l.revoke_access(p.hh(), c.hh(), &auth)
+                    .await
+                    .expect("revoke");
                 true
             }
             Op::Update(pi) => {
@@ -194,10 +199,7 @@ pub(crate) struct Projection {
 /// Folds every event from the deployment block to the head.
 pub(crate) async fn project(l: &dyn LedgerPort) -> Projection {
     let head = l.head().await.expect("head").number;
-    let batch = l
-        .events(l.deployment_block(), head)
-        .await
-        .expect("events");
+    let batch = l.events(l.deployment_block(), head).await.expect("events");
     let mut p = Projection::default();
     for e in batch.events {
         if let Some(profile) = e.event.registered_profile() {

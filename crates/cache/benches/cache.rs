@@ -23,7 +23,7 @@ use healthledger_core::{
     AccessGrant, BlockRef, CachePort, ChainEvent, HhNumber, LedgerEvent, MedicalRecord, Name,
     Profile, Timestamp, WalletAddress,
 };
-use sea_orm::{ConnectOptions, ConnectionTrait as _, Database};
+use sea_orm::{ConnectOptions, ConnectionTrait as _, Database, DbBackend, Statement};
 
 const RECORDS: u64 = 100_000;
 const RECORD_BLOCK: u64 = 100;
@@ -189,7 +189,7 @@ fn ingest_events() -> Vec<LedgerEvent> {
 /// Ingests `events` in blocks of `per_block` events through `apply_blocks`
 /// batches of about [`INGEST_BATCH_EVENTS`] events (all final); prints
 /// events/s. The batches are built before the clock starts.
-async fn ingest(label: &str, c: &SqlCache, events: &[LedgerEvent], per_block: u64) {
+async fn ingest(label: &str, c: &SqlCache, events: &[LedgerEvent], per_block: u64) -> f64 {
     let blocks: Vec<(BlockRef, Vec<ChainEvent>)> = events
         .chunks(per_block as usize)
         .zip(1..)
@@ -205,11 +205,142 @@ async fn ingest(label: &str, c: &SqlCache, events: &[LedgerEvent], per_block: u6
         c.apply_blocks(batch, last).await.unwrap();
     }
     let secs = start.elapsed().as_secs_f64();
+    let rate = events.len() as f64 / secs;
     println!(
-        "{label}: ingestion: {} events in blocks of {per_block} ({per_batch} blocks per batch) in {secs:.2} s = {:.0} events/s",
+        "{label}: ingestion: {} events in blocks of {per_block} ({per_batch} blocks per batch) in {secs:.2} s = {rate:.0} events/s",
         events.len(),
-        events.len() as f64 / secs
     );
+    rate
+}
+
+/// The chain tables an ingestion writes (the undo log stays empty: every
+/// block is final).
+const INGEST_TABLES: [&str; 7] = [
+    "users",
+    "patients",
+    "doctors",
+    "diagnostic_centers",
+    "records",
+    "grants",
+    "journal",
+];
+
+/// Prints an ingestion figure beside the raw limit measured right after it:
+/// the same 100,000 events, written at `limit_secs` per run.
+fn print_limit(label: &str, per_block: u64, rate: f64, what: &str, rows: u64, limit_secs: f64) {
+    let limit = INGEST_EVENTS as f64 / limit_secs;
+    println!(
+        "{label}: raw limit ({what}, the {rows} rows of that ingestion, into the same tables without indexes): {limit_secs:.2} s = {limit:.0} events/s; blocks of {per_block}: {rate:.0} events/s = {:.0} % of the limit",
+        100.0 * rate / limit
+    );
+}
+
+/// SQLite's raw limit: the rows the ingestion left, read out as SQL
+/// literals, then inserted with multi-row `INSERT`s of 500 rows into copies
+/// of the tables without indexes, keys or triggers, in one transaction.
+async fn sqlite_limit(url: &str) -> (u64, f64) {
+    let mut opts = ConnectOptions::new(url.to_owned());
+    opts.max_connections(1).sqlx_logging(false);
+    let db = Database::connect(opts).await.unwrap();
+    let mut statements = Vec::new();
+    let mut rows = 0u64;
+    for table in INGEST_TABLES {
+        let cols: Vec<String> = db
+            .query_all_raw(Statement::from_string(
+                DbBackend::Sqlite,
+                format!("SELECT name FROM pragma_table_info('{table}')"),
+            ))
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.try_get::<String>("", "name").unwrap())
+            .collect();
+        db.execute_unprepared(&format!(
+            "CREATE TABLE raw_{table} AS SELECT * FROM {table} WHERE 0"
+        ))
+        .await
+        .unwrap();
+        let tuple = cols
+            .iter()
+            .map(|c| format!("quote({c})"))
+            .collect::<Vec<_>>()
+            .join(" || ',' || ");
+        let tuples: Vec<String> = db
+            .query_all_raw(Statement::from_string(
+                DbBackend::Sqlite,
+                format!("SELECT '(' || {tuple} || ')' AS t FROM {table}"),
+            ))
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.try_get::<String>("", "t").unwrap())
+            .collect();
+        rows += tuples.len() as u64;
+        for chunk in tuples.chunks(500) {
+            statements.push(format!(
+                "INSERT INTO raw_{table} VALUES {}",
+                chunk.join(", ")
+            ));
+        }
+    }
+    let start = Instant::now();
+    db.execute_unprepared("BEGIN").await.unwrap();
+    for s in &statements {
+        db.execute_unprepared(s).await.unwrap();
+    }
+    db.execute_unprepared("COMMIT").await.unwrap();
+    let secs = start.elapsed().as_secs_f64();
+    db.close().await.unwrap();
+    (rows, secs)
+}
+
+/// PostgreSQL's raw limit: the rows the ingestion left in `schema`, copied
+/// out, then `COPY`d into copies of the tables without indexes or keys
+/// (`LIKE`), over the same Unix socket the cache uses when the server is
+/// local, with the cache's `synchronous_commit = off`.
+async fn postgres_limit(url: &str, schema: &str) -> (u64, f64) {
+    use futures::TryStreamExt as _;
+    use sea_orm::sqlx::{AssertSqlSafe, Connection as _, Executor as _, postgres};
+    let mut opts: postgres::PgConnectOptions = url.parse().unwrap();
+    if std::path::Path::new("/var/run/postgresql/.s.PGSQL.5432").exists() {
+        opts = opts.socket("/var/run/postgresql");
+    }
+    let mut conn = postgres::PgConnection::connect_with(&opts).await.unwrap();
+    conn.execute(AssertSqlSafe(format!("SET search_path TO \"{schema}\"")))
+        .await
+        .unwrap();
+    conn.execute("SET synchronous_commit = off").await.unwrap();
+    let mut data = Vec::new();
+    let mut rows = 0u64;
+    for table in INGEST_TABLES {
+        conn.execute(AssertSqlSafe(format!(
+            "CREATE TABLE raw_{table} (LIKE {table})"
+        )))
+        .await
+        .unwrap();
+        let chunks: Vec<_> = conn
+            .copy_out_raw(&format!("COPY {table} TO STDOUT"))
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        let bytes: Vec<u8> = chunks.concat();
+        rows += bytes.iter().filter(|b| **b == b'\n').count() as u64;
+        data.push((table, bytes));
+    }
+    let start = Instant::now();
+    for (table, bytes) in &data {
+        let mut copy = conn
+            .copy_in_raw(&format!("COPY raw_{table} FROM STDIN"))
+            .await
+            .unwrap();
+        copy.send(bytes.as_slice()).await.unwrap();
+        copy.finish().await.unwrap();
+    }
+    let secs = start.elapsed().as_secs_f64();
+    conn.close().await.unwrap();
+    (rows, secs)
 }
 
 async fn run(label: &str, c: &SqlCache) {
@@ -324,8 +455,17 @@ fn main() {
                 dir.path().join(format!("ingest-{i}.db")).display()
             );
             let c = SqlCache::connect(&url).await.unwrap();
-            ingest("SQLite file", &c, &events, per_block).await;
+            let rate = ingest("SQLite file", &c, &events, per_block).await;
             c.close().await.unwrap();
+            let (rows, secs) = sqlite_limit(&url).await;
+            print_limit(
+                "SQLite file",
+                per_block,
+                rate,
+                "multi-row INSERTs of 500 rows",
+                rows,
+                secs,
+            );
         }
         let c = SqlCache::connect(&url).await.unwrap();
         run("SQLite file", &c).await;
@@ -347,8 +487,10 @@ fn main() {
                 .unwrap_or_else(|e| {
                     panic!("PostgreSQL is not usable ({e}); start it with `cargo xtask setup`")
                 });
-            ingest("PostgreSQL", &c, &events, per_block).await;
+            let rate = ingest("PostgreSQL", &c, &events, per_block).await;
             c.close().await.unwrap();
+            let (rows, secs) = postgres_limit(&pg_url, &schema).await;
+            print_limit("PostgreSQL", per_block, rate, "COPY", rows, secs);
             schemas.push(schema);
         }
         let schema = format!("hl_cache_bench_{}", std::process::id());

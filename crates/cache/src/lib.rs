@@ -124,12 +124,26 @@
 //! the other blocks' undo rows and every journal row in multi-row
 //! statements, and moves the checkpoint once.
 //!
-//! Runs of record creations with distinct ids (the bulk of a busy block) are
-//! read and written with multi-row statements of at most 20 rows, and undo
-//! images are inserted in statements of about 8 KiB: sqlx writes larger
-//! messages to PostgreSQL in pieces without `TCP_NODELAY`, which stalled
-//! each such statement for about 40 ms (Nagle's algorithm meeting delayed
-//! ACKs).
+//! Writes are set-based: a batch's events are folded in memory into net
+//! row changes (the rules above, event by event, against the rows the batch
+//! touches, read first with one statement per table), and each table is
+//! then written with one statement (`INSERT … SELECT … ON CONFLICT … DO
+//! UPDATE`), its rows travelling as one JSON parameter expanded by
+//! `json_to_recordset` on PostgreSQL and `json_each` on SQLite; undo images
+//! and journal rows likewise. Records created only in final blocks are not
+//! read at all. On PostgreSQL a batch commits with `synchronous_commit =
+//! off`: its checkpoint commits with its data, so a commit lost in a crash
+//! is applied again from the older checkpoint (DB-only data keeps full
+//! durability).
+//!
+//! sqlx 0.9 does not set `TCP_NODELAY`, so over TCP a statement larger than
+//! a segment waits about 40 ms for a delayed ACK (Nagle's algorithm). A
+//! PostgreSQL URL naming this machine (`localhost`, `127.0.0.1`, `[::1]`)
+//! therefore connects through the server's Unix socket when it has one in
+//! `/var/run/postgresql`, `/run/postgresql` or `/tmp` and lets the URL's
+//! user in there ([`SqlCacheBuilder::local_socket`]); a remote server is
+//! reached over TCP and pays that wait once per large statement (a few per
+//! batch), not once per row.
 //!
 //! An undo log was chosen over keeping versions of every row: reads stay
 //! plain key lookups on the current tables (no "latest version" filter in
@@ -179,8 +193,9 @@ mod port;
 mod rows;
 mod search;
 mod snapshot;
+mod targeted;
 mod undo;
 
 pub use connect::{SqlCache, SqlCacheBuilder};
-pub use lease::SqlLease;
 pub use error::{Error, Result};
+pub use lease::SqlLease;

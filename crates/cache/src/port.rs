@@ -15,16 +15,20 @@ use crate::SqlCache;
 impl CachePort for SqlCache {
     async fn upsert_profile(&self, profile: &Profile, source: ChainSource) -> CacheResult<()> {
         let tx = self.begin().await?;
-        let result = self.upsert_profile_in(&tx, profile, source).await;
+        let result = self.targeted_profile(&tx, profile, source).await;
         self.finish(tx, result).await
     }
 
     async fn upsert_record(&self, record: &MedicalRecord, source: ChainSource) -> CacheResult<()> {
-        self.upsert_record_in(&self.db, record, source).await
+        let tx = self.begin().await?;
+        let result = self.targeted_record(&tx, record, source).await;
+        self.finish(tx, result).await
     }
 
     async fn upsert_grant(&self, grant: &AccessGrant, source: ChainSource) -> CacheResult<()> {
-        Ok(self.upsert_grant_in(&self.db, grant, source).await?)
+        let tx = self.begin().await?;
+        let result = self.targeted_grant(&tx, grant, source).await;
+        self.finish(tx, result).await
     }
 
     async fn apply_block(&self, block: &BlockRef, events: &[ChainEvent]) -> CacheResult<()> {

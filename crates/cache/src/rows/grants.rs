@@ -25,6 +25,23 @@ impl SqlCache {
         Ok((grant, source_of(row, t, "source_block", "source_tx")?))
     }
 
+    pub(crate) async fn load_grant<C: ConnectionTrait>(
+        &self,
+        c: &C,
+        patient: HhNumber,
+        grantee: HhNumber,
+    ) -> Result<Option<(AccessGrant, ChainSource)>> {
+        self.one(
+            c,
+            "reading a grant",
+            "SELECT * FROM grants WHERE patient = $1 AND grantee = $2",
+            vals![hh_col(patient), hh_col(grantee)],
+        )
+        .await?
+        .map(|row| Self::grant_of_row(&row))
+        .transpose()
+    }
+
     pub(crate) async fn upsert_grant_in<C: ConnectionTrait>(
         &self,
         c: &C,

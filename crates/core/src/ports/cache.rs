@@ -156,12 +156,19 @@ pub trait CachePort: Send + Sync + Debug {
     /// replaced; the checkpoint becomes the highest remaining journaled
     /// block (or none). Idempotent.
     ///
-    /// Targeted upserts are not journaled. A row that an undone block
-    /// changed gets back the value it had just before that block (so an
-    /// upsert made before the block is kept, one made after it is
-    /// overridden); a row no undone block changed keeps its current value,
-    /// even one upserted from the state of a block being undone. After a
-    /// reorg the caller re-syncs what it upserted from the dropped fork.
+    /// Targeted upserts ([`Self::upsert_profile`], [`Self::upsert_record`],
+    /// [`Self::upsert_grant`]) serialize with block application and
+    /// rollback, and one made while the checkpoint is a journaled block
+    /// above the final one is journaled as a change made on top of that
+    /// block, after the block's own: rolling back below that block puts
+    /// back the value the upsert replaced (changes are undone newest first,
+    /// so every row returns exactly to its value before the undone blocks
+    /// and the upserts made on them), rolling back to it or above keeps the
+    /// upsert. An upsert made while there is no checkpoint, or while it is
+    /// final, is as permanent as a final block. Values a targeted sync read
+    /// ahead of the checkpoint are journaled with the checkpoint too: a
+    /// reorg that drops only blocks above the checkpoint keeps them, and
+    /// the caller re-syncs what it upserted from the dropped branch.
     async fn rollback_to(&self, number: u64) -> CacheResult<()>;
 
     /// Rolls back to `fork_point` ([`Self::rollback_to`]) and applies

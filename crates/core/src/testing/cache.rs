@@ -36,7 +36,7 @@ where
     rollback_restores_earlier_versions(&fresh().await).await;
     rollback_restores_replaced_records(&fresh().await).await;
     rollback_leaves_db_only_data_untouched(&fresh().await).await;
-    rollback_overrides_upserts_only_where_blocks_wrote(&fresh().await).await;
+    rollback_undoes_upserts_made_above_it(&fresh().await).await;
     pruned_blocks_are_final(&fresh().await).await;
     apply_blocks_is_atomic(&fresh().await).await;
     apply_blocks_resumes_after_a_failed_batch(&fresh().await).await;
@@ -688,11 +688,11 @@ pub async fn rollback_leaves_db_only_data_untouched(c: &dyn CachePort) {
     assert_eq!(c.latest_audit_anchor().await.expect("read"), None);
 }
 
-/// Targeted upserts are not journaled: rolling back puts every row an
-/// undone block changed back to its value just before that block (an
-/// earlier upsert included, a later one overridden) and leaves rows no
-/// undone block changed as they are, upserted ones included.
-pub async fn rollback_overrides_upserts_only_where_blocks_wrote(c: &dyn CachePort) {
+/// Targeted upserts are journaled with the checkpoint block they were
+/// made on: rolling back below that block puts back the values they
+/// replaced (in the order they were made, interleaved with the blocks'
+/// own changes), rolling back to it or above keeps them.
+pub async fn rollback_undoes_upserts_made_above_it(c: &dyn CachePort) {
     let v = |name: &str| fixtures::patient(267_000, wallet(267_000), name);
     apply(
         c,
@@ -733,23 +733,57 @@ pub async fn rollback_overrides_upserts_only_where_blocks_wrote(c: &dyn CachePor
         .await
         .expect("upsert record");
 
+    c.rollback_to(2).await.expect("rollback to the checkpoint");
+    assert_eq!(
+        c.profile(hh(267_000)).await.expect("read"),
+        Some(v("Version Four")),
+        "a rollback to the block an upsert was made on keeps it"
+    );
+    assert_eq!(
+        c.grants_of_patient(hh(267_005)).await.expect("read"),
+        vec![untouched.clone()]
+    );
+
     c.rollback_to(1).await.expect("rollback");
     assert_eq!(
         c.profile(hh(267_000)).await.expect("read"),
         Some(v("Version Two")),
-        "the value before block 2 changed it, the earlier upsert"
+        "the value before block 2 changed it, the upsert made on block 1"
     );
     assert_eq!(
         c.record(r1.id).await.expect("read"),
-        Some(r1),
+        Some(r1.clone()),
         "a record upserted before the block that replaced it"
     );
     assert_eq!(
         c.grants_of_patient(hh(267_005)).await.expect("read"),
-        vec![untouched],
-        "rows no undone block changed keep their upserts"
+        vec![],
+        "a row only an upsert made on block 2 wrote goes with block 2"
     );
-    assert_eq!(c.record(later.id).await.expect("read"), Some(later));
+    assert_eq!(c.record(later.id).await.expect("read"), None);
+
+    c.rollback_to(0).await.expect("rollback to genesis");
+    assert_eq!(
+        c.profile(hh(267_000)).await.expect("read"),
+        None,
+        "the upsert made on block 1 goes with it, then the registration"
+    );
+    assert_eq!(c.record(r1.id).await.expect("read"), None);
+
+    // With the checkpoint final there is nothing to roll back to: the
+    // upsert is as permanent as the final block.
+    let b3 = block(3, 0);
+    c.apply_blocks(&[(b3, vec![])], 3)
+        .await
+        .expect("final block");
+    c.upsert_grant(&untouched, src(3))
+        .await
+        .expect("upsert on a final block");
+    c.rollback_to(3).await.expect("rollback to the final block");
+    assert_eq!(
+        c.grants_of_patient(hh(267_005)).await.expect("read"),
+        vec![untouched]
+    );
 }
 
 /// Pruned blocks cannot be rolled back; later ones still can.

@@ -102,6 +102,19 @@ impl State {
         Undo::Grant(key, self.grants.insert(key, grant.clone()))
     }
 
+    /// Journals a targeted upsert as a change made on top of the
+    /// checkpoint block, when that block is journaled and not final: its
+    /// undo joins the block's, after the block's own (see
+    /// [`CachePort::rollback_to`]).
+    fn journal_upsert(&mut self, undo: Undo) {
+        let pruned = self.pruned.map(|p| p.number);
+        if let Some((n, (_, undos))) = self.journal.iter_mut().next_back()
+            && pruned.is_none_or(|p| p < *n)
+        {
+            undos.push(undo);
+        }
+    }
+
     fn undo(&mut self, undo: Undo) {
         match undo {
             Undo::Profile(k, v) => restore(&mut self.profiles, k, v),
@@ -292,15 +305,23 @@ impl InMemoryCache {
 #[async_trait]
 impl CachePort for InMemoryCache {
     async fn upsert_profile(&self, profile: &Profile, _source: ChainSource) -> CacheResult<()> {
-        self.lock().put_profile(profile).map(drop)
+        let mut s = self.lock();
+        let undo = s.put_profile(profile)?;
+        s.journal_upsert(undo);
+        Ok(())
     }
 
     async fn upsert_record(&self, record: &MedicalRecord, _source: ChainSource) -> CacheResult<()> {
-        self.lock().put_record(record).map(drop)
+        let mut s = self.lock();
+        let undo = s.put_record(record)?;
+        s.journal_upsert(undo);
+        Ok(())
     }
 
     async fn upsert_grant(&self, grant: &AccessGrant, _source: ChainSource) -> CacheResult<()> {
-        self.lock().put_grant(grant);
+        let mut s = self.lock();
+        let undo = s.put_grant(grant);
+        s.journal_upsert(undo);
         Ok(())
     }
 

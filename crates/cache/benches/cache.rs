@@ -296,7 +296,7 @@ async fn sqlite_limit(url: &str) -> (u64, f64) {
 
 /// PostgreSQL's raw limit: the rows the ingestion left in `schema`, copied
 /// out, then `COPY`d into copies of the tables without indexes or keys
-/// (`LIKE`), over the same Unix socket the cache uses when the server is
+/// (`LIKE … INCLUDING GENERATED`: the search vector is still computed), over the same Unix socket the cache uses when the server is
 /// local, with the cache's `synchronous_commit = off`.
 async fn postgres_limit(url: &str, schema: &str) -> (u64, f64) {
     use futures::TryStreamExt as _;
@@ -314,7 +314,7 @@ async fn postgres_limit(url: &str, schema: &str) -> (u64, f64) {
     let mut rows = 0u64;
     for table in INGEST_TABLES {
         conn.execute(AssertSqlSafe(format!(
-            "CREATE TABLE raw_{table} (LIKE {table})"
+            "CREATE TABLE raw_{table} (LIKE {table} INCLUDING GENERATED)"
         )))
         .await
         .unwrap();

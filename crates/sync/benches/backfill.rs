@@ -168,18 +168,17 @@ async fn build(events: u64) -> Chain {
     let providers = (registrations / 20).max(2);
     let patients = registrations - providers;
     let base = 200_000u32;
-    // Providers are diagnostic centers (they create records) and doctors
-    // (they are granted access), half and half.
-    let provider_profiles: Vec<(Profile, TestWallet)> = (0..providers as u32)
+    // Doctors (they are granted access), and one diagnostic center, anvil's
+    // funded account 1, that creates every record itself: consent nonces
+    // are per wallet, so relayed signatures of one creator would race.
+    let center_key = key(&anvil, 1);
+    let center_wallet = healthledger_core::WalletAddress::new(center_key.address()).unwrap();
+    let center = fixtures::diagnostic_center(base, center_wallet, "Bench Labs");
+    let provider_profiles: Vec<(Profile, TestWallet)> = (1..providers as u32)
         .map(|i| {
             let hh = base + i;
             let w = TestWallet::from_seed(u64::from(hh));
-            let p = if i % 2 == 0 {
-                fixtures::diagnostic_center(hh, w.address(), "Bench Labs")
-            } else {
-                fixtures::doctor(hh, w.address(), "Dr. Bench")
-            };
-            (p, w)
+            (fixtures::doctor(hh, w.address(), "Dr. Bench"), w)
         })
         .collect();
     let first_patient = base + providers as u32;
@@ -190,8 +189,8 @@ async fn build(events: u64) -> Chain {
             (fixtures::patient(hh, w.address(), "Bench Patient"), w)
         })
         .collect();
-    let all: Vec<Profile> = provider_profiles
-        .iter()
+    let all: Vec<Profile> = std::iter::once(&(center.clone(), TestWallet::from_seed(0)))
+        .chain(&provider_profiles)
         .chain(&patient_profiles)
         .map(|(p, _)| p.clone())
         .collect();
@@ -206,18 +205,22 @@ async fn build(events: u64) -> Chain {
     let deadline = Timestamp(Timestamp::now().0 + 86_400);
     let records = events * 8 / 10;
     let grants = events * 8 / 100;
-    let centers: Vec<&(Profile, TestWallet)> = provider_profiles.iter().step_by(2).collect();
-    let doctors: Vec<&(Profile, TestWallet)> =
-        provider_profiles.iter().skip(1).step_by(2).collect();
+    let as_center = Arc::new(
+        EvmLedger::connect(EvmLedgerConfig::new(anvil.endpoint(), contract, center_key))
+            .await
+            .unwrap(),
+    );
+    let doctors: Vec<&(Profile, TestWallet)> = provider_profiles.iter().collect();
     let patient_of = |i: u64| &patient_profiles[(i % patients) as usize];
-    // Records and grants interleaved; each relayed by the registrar with
-    // the creator's or the patient's signature.
+    // Records (by the center itself) and grants (relayed by the registrar
+    // with the patient's signature) interleaved.
     stream::iter(0..records + grants)
         .map(|i| {
             let l = ledger.clone();
+            let c = as_center.clone();
             let (patient, pw) = patient_of(i).clone();
             let grant = i % 10 == 9 && i / 10 < grants;
-            let center = centers[(i as usize) % centers.len()].clone();
+            let center_hh = center.hh().get();
             let doctor = doctors[(i as usize) % doctors.len()].0.hh();
             async move {
                 if grant {
@@ -238,18 +241,12 @@ async fn build(events: u64) -> Chain {
                     let new = fixtures::record(
                         patient.hh().get(),
                         i,
-                        center.0.hh().get(),
+                        center_hh,
                         "Bench panel",
                         "lab-result",
                         date(2026, 1, 1 + (i % 28) as u32),
                     );
-                    let action = ConsentAction::CreateRecord(new.clone());
-                    let digest = l.signing_digest(&action, deadline).await.unwrap();
-                    let auth = Authorization::Relayed(RelayedSignature {
-                        signature: center.1.sign(digest),
-                        deadline,
-                    });
-                    let _ = l.create_record(&new, &auth).await;
+                    c.create_record(&new, &Authorization::Signer).await.unwrap();
                 }
             }
         })
@@ -345,15 +342,22 @@ async fn ingest_limit(cache: &dyn CachePort, events: &[ChainEvent], batch_events
     for e in events {
         match blocks.last_mut() {
             Some((b, evs)) if b.number == e.at.block_number => evs.push(e.clone()),
-            _ => blocks.push((
-                BlockRef {
-                    number: e.at.block_number,
-                    hash: e.at.block_hash,
-                    parent_hash: B256::ZERO,
-                    timestamp: Timestamp(0),
-                },
-                vec![e.clone()],
-            )),
+            prev => {
+                // The parent is known when the block before is in the list
+                // (as the engine infers it for final blocks).
+                let parent_hash = prev
+                    .filter(|(b, _)| b.number + 1 == e.at.block_number)
+                    .map_or(B256::ZERO, |(b, _)| b.hash);
+                blocks.push((
+                    BlockRef {
+                        number: e.at.block_number,
+                        hash: e.at.block_hash,
+                        parent_hash,
+                        timestamp: Timestamp(0),
+                    },
+                    vec![e.clone()],
+                ));
+            }
         }
     }
     let top = blocks.last().map_or(0, |(b, _)| b.number);

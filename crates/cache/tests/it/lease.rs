@@ -54,7 +54,16 @@ async fn postgres_lease() {
     assert!(other.try_acquire().await.unwrap());
     other.release().await.unwrap();
     a.release().await.unwrap();
-    assert!(!a.describe().contains("postgres@"), "no credentials shown");
+    // A password in the URL (trust auth ignores it) never shows.
+    let with_password = pg_url().replacen("://postgres@", "://postgres:s3cret-pw@", 1);
+    let shown = SqlLease::connect(&with_password, Some(&schema))
+        .await
+        .unwrap()
+        .describe();
+    assert!(
+        with_password.contains("s3cret-pw") && !shown.contains("s3cret-pw"),
+        "{shown}"
+    );
     taken_over_after_drop(a, &b).await;
     schemas.cleanup().await;
 }

@@ -36,12 +36,7 @@ impl SqlCache {
         batch: &[(BlockRef, Vec<ChainEvent>)],
         finalized: u64,
     ) -> CacheResult<()> {
-        if let Some((b, _)) = batch.iter().find(|(b, _)| b.number <= fork_point) {
-            return Err(CacheError::Invalid(format!(
-                "block {} of the new branch is not above the fork point {fork_point}",
-                b.number
-            )));
-        }
+        healthledger_core::check_branch(fork_point, batch)?;
         self.rollback_in(tx, fork_point).await?;
         self.apply_blocks_in(tx, batch, Some(finalized)).await
     }

@@ -41,7 +41,7 @@ pub use error::{BoxError, CacheError, LedgerError, ValidationError, VaultError};
 pub use ids::{Cid, HhNumber, RecordId, Role, Timestamp, WalletAddress};
 pub use ports::cache::{
     BlockAdmission, CacheCounts, CachePort, CacheResult, ChainSnapshot, ChainSource, RecordQuery,
-    admit_block,
+    admit_block, check_branch,
 };
 pub use ports::lease::WriterLease;
 pub use ports::ledger::{

@@ -340,6 +340,19 @@ pub trait CachePort: Send + Sync + Debug {
     async fn access_log_digest(&self, up_to_seq: u64) -> CacheResult<B256>;
 }
 
+/// The rule of [`CachePort::switch_branch`] written once for every
+/// adapter: every block of the new branch lies above the fork point, else
+/// `Invalid` naming the first that does not.
+pub fn check_branch(fork_point: u64, batch: &[(BlockRef, Vec<ChainEvent>)]) -> CacheResult<()> {
+    match batch.iter().find(|(b, _)| b.number <= fork_point) {
+        Some((b, _)) => Err(CacheError::Invalid(format!(
+            "block {} of the new branch is not above the fork point {fork_point}",
+            b.number
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// What [`CachePort::apply_block`] does with a block once its linkage is
 /// checked by [`admit_block`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

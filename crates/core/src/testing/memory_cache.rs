@@ -347,12 +347,7 @@ impl CachePort for InMemoryCache {
         batch: &[(BlockRef, Vec<ChainEvent>)],
         finalized: u64,
     ) -> CacheResult<()> {
-        if let Some((b, _)) = batch.iter().find(|(b, _)| b.number <= fork_point) {
-            return Err(CacheError::Invalid(format!(
-                "block {} of the new branch is not above the fork point {fork_point}",
-                b.number
-            )));
-        }
+        crate::check_branch(fork_point, batch)?;
         let mut s = self.lock();
         let before = s.clone();
         let result = s

@@ -48,7 +48,7 @@ pub use ports::ledger::{
     AdminRole, Authorization, ConsentAction, LedgerPort, LedgerResult, ReadAt, RelayedSignature,
 };
 pub use ports::vault::{
-    ByteStream, ObjectStatus, SealedObject, VaultHealth, VaultPort, VaultResult,
+    ByteStream, ObjectStatus, SealedObject, StoredObject, VaultHealth, VaultPort, VaultResult,
 };
 pub use profile::{
     BloodGroup, DateOfBirth, DiagnosticCenterProfile, DoctorProfile, Email, Label, Line, Name,

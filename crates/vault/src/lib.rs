@@ -41,6 +41,8 @@
 //!
 //! In the content store, under its URL's path:
 //! - `objects/<cid>`: the sealed object (ciphertext), named by its CID;
+//!   [`VaultPort::objects`] lists them in CID order, with their sizes and
+//!   the store's last-modified times;
 //! - `incoming/<random>`: large objects being uploaded, before their CID is
 //!   known.
 //!
@@ -150,6 +152,7 @@
 //! [`VaultPort::verify`]: healthledger_core::VaultPort::verify
 //! [`VaultPort::shred`]: healthledger_core::VaultPort::shred
 //! [`VaultPort::erase_patient`]: healthledger_core::VaultPort::erase_patient
+//! [`VaultPort::objects`]: healthledger_core::VaultPort::objects
 
 pub mod error;
 mod keyring;

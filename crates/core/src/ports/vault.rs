@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use std::time::Duration;
 
-use crate::{Cid, HhNumber, VaultError};
+use crate::{Cid, HhNumber, Timestamp, VaultError};
 
 /// Shorthand for vault results.
 pub type VaultResult<T> = Result<T, VaultError>;
@@ -28,6 +28,19 @@ pub struct SealedObject {
     pub size: u64,
     /// Stored (ciphertext) size in bytes.
     pub stored_size: u64,
+}
+
+/// One sealed object as [`VaultPort::objects`] lists it: where it is and
+/// when it was stored, never any key material.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredObject {
+    /// The CID of the stored ciphertext.
+    pub cid: Cid,
+    /// Stored (ciphertext) size in bytes.
+    pub stored_size: u64,
+    /// When the store last wrote the ciphertext (its last-modified time):
+    /// when the object was sealed.
+    pub sealed_at: Timestamp,
 }
 
 /// What [`VaultPort::verify`] found.
@@ -118,4 +131,12 @@ pub trait VaultPort: Send + Sync + Debug {
     /// Whether the backend and the key store answer, with which key, and
     /// the erasure horizon.
     async fn health(&self) -> VaultResult<VaultHealth>;
+
+    /// The sealed objects whose ciphertext is stored, in the order of their
+    /// CIDs' strings, starting after `after` (exclusive; `None` starts at
+    /// the first), at most `limit` of them. Paging on with the last CID of
+    /// a page visits every object once. Objects of erased patients are
+    /// listed (their ciphertext stays; [`Self::verify`] says `Shredded`),
+    /// shredded objects are not once their shred finished.
+    async fn objects(&self, after: Option<Cid>, limit: usize) -> VaultResult<Vec<StoredObject>>;
 }

@@ -43,6 +43,9 @@
 //! not (after the earlier segments' chunks), and checks the CID at the end;
 //! `verify` checks the CID and the key record without decrypting content.
 //!
+//! `objects` lists the stored objects in CID string order, each with the
+//! time `put` stored it.
+//!
 //! Tests reach the stored bytes through its [`VaultBackdoor`] implementation
 //! (and [`InMemoryVault::corrupt`]).
 
@@ -62,8 +65,8 @@ use sha2::{Digest, Sha256};
 
 use super::vault::{StoredBytes, VaultBackdoor};
 use crate::{
-    ByteStream, Cid, HhNumber, ObjectStatus, SealedObject, VaultError, VaultHealth, VaultPort,
-    VaultResult,
+    ByteStream, Cid, HhNumber, ObjectStatus, SealedObject, StoredObject, Timestamp, VaultError,
+    VaultHealth, VaultPort, VaultResult,
 };
 
 /// Plaintext bytes per segment, as in the real vault.
@@ -85,6 +88,7 @@ struct Stored {
     object: Bytes,
     key_record: Vec<u8>,
     patient: HhNumber,
+    sealed_at: Timestamp,
 }
 
 #[derive(Clone)]
@@ -473,6 +477,7 @@ impl VaultPort for InMemoryVault {
                 object,
                 key_record,
                 patient,
+                sealed_at: Timestamp::now(),
             }),
         );
         Ok(SealedObject {
@@ -566,6 +571,34 @@ impl VaultPort for InMemoryVault {
             // Nothing of an erased key survives in memory.
             erasure_horizon: Duration::ZERO,
         })
+    }
+
+    async fn objects(&self, after: Option<Cid>, limit: usize) -> VaultResult<Vec<StoredObject>> {
+        let after = after.map(|cid| cid.to_string());
+        let mut listed: Vec<(String, StoredObject)> = self
+            .lock()
+            .objects
+            .iter()
+            .filter_map(|(cid, slot)| match slot {
+                Slot::Stored(stored) => Some((cid.to_string(), *cid, stored)),
+                Slot::Shredded => None,
+            })
+            .filter(|(name, _, _)| after.as_ref().is_none_or(|after| name > after))
+            .map(|(name, cid, stored)| {
+                let object = StoredObject {
+                    cid,
+                    stored_size: stored.object.len() as u64,
+                    sealed_at: stored.sealed_at,
+                };
+                (name, object)
+            })
+            .collect();
+        listed.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        Ok(listed
+            .into_iter()
+            .take(limit)
+            .map(|(_, object)| object)
+            .collect())
     }
 }
 

@@ -7,6 +7,8 @@
 //! suite can read it and flip its bits as bit rot or someone with access to
 //! the store would.
 
+mod listing;
+
 use std::collections::HashSet;
 
 use async_trait::async_trait;
@@ -14,6 +16,8 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt, stream};
 
 use crate::{Cid, HhNumber, ObjectStatus, VaultError, VaultPort};
+
+pub use listing::{list_all, objects_are_listed_in_cid_order_page_by_page};
 
 /// What a vault stored for one object, byte for byte.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,6 +73,7 @@ pub async fn all(v: &dyn VaultPort, backdoor: &dyn VaultBackdoor) {
     damaged_key_records_release_nothing(v, backdoor).await;
     erasing_a_patient_makes_all_their_objects_unreadable(v, backdoor).await;
     rotation_beside_shreds_and_erasures_brings_no_key_back(v, backdoor).await;
+    objects_are_listed_in_cid_order_page_by_page(v).await;
 }
 
 /// A patient for the suite's objects; `n` picks one of several.

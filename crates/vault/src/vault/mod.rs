@@ -1,10 +1,11 @@
 //! [`Vault`]: the [`VaultPort`] implementation over two object stores, one
 //! for content and one for keys. This module configures and opens it; what
 //! it does is split by act: [`write`] seals, [`read`] opens and verifies,
-//! [`port`] is the port, [`rotate`] rotates the KEK, [`io`] holds the
-//! streaming parts.
+//! [`port`] is the port, [`rotate`] rotates the KEK, [`list`] lists the
+//! objects, [`io`] holds the streaming parts.
 
 mod io;
+mod list;
 mod port;
 mod read;
 mod rotate;
@@ -80,8 +81,13 @@ impl fmt::Debug for StoreAt {
 }
 
 /// Opens the object store of `url` with `options`: object_store's own
-/// parser, except that local files are fsynced.
-fn open_store(what: &'static str, url: &str, options: Vec<(String, String)>) -> Result<StoreAt> {
+/// parser, except that local files are fsynced. Also says whether the store
+/// lists in lexicographic key order (every scheme but local files).
+fn open_store(
+    what: &'static str,
+    url: &str,
+    options: Vec<(String, String)>,
+) -> Result<(StoreAt, bool)> {
     let parsed = Url::parse(url)
         .map_err(|e| Error::config(what, redact(url), &format!("not a URL: {e}")))?;
     let local = matches!(
@@ -105,7 +111,7 @@ fn open_store(what: &'static str, url: &str, options: Vec<(String, String)>) -> 
     } else {
         Arc::from(store)
     };
-    Ok(StoreAt::new(store, root, redact(url)))
+    Ok((StoreAt::new(store, root, redact(url)), !local))
 }
 
 /// Whether one of two (redacted) URLs is the other or lies under it.
@@ -247,9 +253,10 @@ impl VaultBuilder {
                 ),
             ));
         }
-        let content = open_store("vault URL", &self.url, self.options)?;
-        let keys = open_store("key store URL", &key_url, self.key_store_options)?;
-        let vault = Vault::with_stores(content, keys, kek, horizon, self.cid_options)?;
+        let (content, sorted_listing) = open_store("vault URL", &self.url, self.options)?;
+        let (keys, _) = open_store("key store URL", &key_url, self.key_store_options)?;
+        let mut vault = Vault::with_stores(content, keys, kek, horizon, self.cid_options)?;
+        vault.sorted_listing = sorted_listing;
         vault.add_previous(self.previous)
     }
 }
@@ -282,6 +289,10 @@ pub struct Vault {
     /// the first time it says it does not.
     conditional_updates: AtomicBool,
     cid_options: CidOptions,
+    /// Whether the content store lists keys in lexicographic order, so a
+    /// page of the listing can stop early (known only for stores the
+    /// builder opened from a URL).
+    sorted_listing: bool,
 }
 
 impl fmt::Debug for Vault {
@@ -345,6 +356,7 @@ impl Vault {
             keys: RwLock::new(Arc::new(Keyring::new(kek)?)),
             conditional_updates: AtomicBool::new(true),
             cid_options,
+            sorted_listing: false,
         })
     }
 

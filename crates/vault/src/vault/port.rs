@@ -5,8 +5,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::{self, StreamExt};
 use healthledger_core::{
-    ByteStream, Cid, HhNumber, ObjectStatus, SealedObject, VaultError, VaultHealth, VaultPort,
-    VaultResult,
+    ByteStream, Cid, HhNumber, ObjectStatus, SealedObject, StoredObject, VaultError, VaultHealth,
+    VaultPort, VaultResult,
 };
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
@@ -190,5 +190,9 @@ impl VaultPort for Vault {
             key_id: self.key_id().await,
             erasure_horizon: self.erasure_horizon,
         })
+    }
+
+    async fn objects(&self, after: Option<Cid>, limit: usize) -> VaultResult<Vec<StoredObject>> {
+        Ok(self.list_objects(after, limit).await?)
     }
 }

@@ -80,6 +80,12 @@
 //! when its receipt is late (`rebroadcast_after`), sent again byte for byte,
 //! and replaced with the same nonce and fees raised by a quarter when it is
 //! dropped again or refused, so later writes never wait behind its nonce.
+//! When the node loses mined transactions (a reorg that drops them), its
+//! nonce goes back below the counter: a write that starts with nothing in
+//! flight re-reads the node's pending nonce, and a write the node holds but
+//! does not mine fills the gap below it: the signed bytes of the writes still
+//! waiting there, a zero-value transfer to the signer for a nonce no write
+//! waits for any more (so no call runs twice).
 //!
 //! Reads are `eth_call`s at the latest block or, with
 //! [`ReadAt::Block`](healthledger_core::ReadAt), at a pinned block named by

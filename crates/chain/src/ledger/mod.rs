@@ -12,12 +12,14 @@
 //! provider's limits.
 //!
 //! The code is split by what it does: [`reads`] (calls and blocks),
-//! [`send`] (signing, nonces, sending and receipts), [`logs`] (log paging
+//! [`send`] (signing, nonces, sending and receipts), [`nonces`] (writes in
+//! flight and gaps the node left), [`logs`] (log paging
 //! and decoding), [`consent`] (EIP-712 digests) and [`port`] (the
 //! `LedgerPort` itself, delegating to the others).
 
 mod consent;
 mod logs;
+mod nonces;
 mod port;
 mod reads;
 mod send;
@@ -60,6 +62,8 @@ pub struct EvmLedger {
     /// The next nonce of the signer, `None` until read from the node (and
     /// again after a failed send, so it is re-read).
     nonce: Mutex<Option<u64>>,
+    /// The writes waiting for their receipts, by nonce.
+    in_flight: nonces::InFlightMap,
     /// Blocks per `eth_getLogs` request right now.
     log_span: AtomicU64,
     /// Successful `eth_getLogs` requests in a row since the last shrink.
@@ -160,6 +164,7 @@ impl EvmLedger {
             signer,
             chain_id,
             nonce: Mutex::new(None),
+            in_flight: nonces::InFlightMap::default(),
             log_span: AtomicU64::new(config.log_ranges.initial_span.max(1)),
             log_streak: AtomicU32::new(0),
             provider,

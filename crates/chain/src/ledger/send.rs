@@ -5,8 +5,9 @@
 //! because it does more than they do: it signs before sending so the hash
 //! is known and a resend is the same transaction, classifies transport
 //! failures against "already known" and "nonce too low" answers, frees the
-//! nonce of a transaction the node never got, and rebroadcasts or replaces
-//! (same nonce, higher fees) a transaction the node dropped later.
+//! nonce of a transaction the node never got, rebroadcasts or replaces
+//! (same nonce, higher fees) a transaction the node dropped later, and
+//! repairs a gap the node left below one it holds (see [`super::nonces`]).
 
 use std::time::Instant;
 
@@ -29,7 +30,7 @@ use crate::{
 use super::EvmLedger;
 
 /// How the node took a signed transaction.
-enum Submitted {
+pub(super) enum Submitted {
     /// It has it (pending or mined).
     Taken,
     /// It refused the nonce as used and does not have our transaction.
@@ -46,9 +47,12 @@ enum Submitted {
 }
 
 /// One signed version of a transaction handed to the node.
-struct Sent {
-    hash: B256,
-    raw: Vec<u8>,
+#[derive(Clone)]
+pub(super) struct Sent {
+    /// Its hash.
+    pub(super) hash: B256,
+    /// Its signed bytes, as sent.
+    pub(super) raw: Vec<u8>,
 }
 
 impl EvmLedger {
@@ -82,20 +86,20 @@ impl EvmLedger {
         // lost answer is the same transaction, never a second one. The lock
         // stays held while a send is retried: until the node has nonce n, a
         // transaction with n + 1 would only wait in a gap.
-        let (hash, raw) = {
+        let (sent, flight) = {
             let mut next = self.nonce.lock().await;
+            // With no write in flight the node's pending nonce is exactly
+            // the next one; trusting the counter instead would queue this
+            // write behind a gap if the node lost mined transactions (a
+            // reorg that dropped them).
+            if self.nothing_in_flight() {
+                *next = None;
+            }
             let mut resynced = false;
             loop {
                 let nonce = match *next {
                     Some(n) => n,
-                    None => retry(&self.config.retry, &self.redact, || {
-                        self.provider
-                            .get_transaction_count(self.signer.address())
-                            .pending()
-                            .into_future()
-                    })
-                    .await
-                    .map_err(|e| e.into_error("eth_getTransactionCount", &self.redact))?,
+                    None => self.pending_nonce().await?,
                 };
                 tx.set_nonce(nonce);
                 let envelope = tx.clone().build(&self.wallet).await.map_err(|e| {
@@ -108,7 +112,9 @@ impl EvmLedger {
                 match self.submit(&raw, hash).await {
                     Submitted::Taken => {
                         *next = Some(nonce + 1);
-                        break (hash, raw);
+                        let sent = Sent { hash, raw };
+                        let flight = self.track(nonce, &sent);
+                        break (sent, flight);
                     }
                     // Another user of the same key made our nonce stale;
                     // one re-read and resend fixes that.
@@ -133,7 +139,7 @@ impl EvmLedger {
                 }
             }
         };
-        self.await_receipt(name, Sent { hash, raw }, tx).await
+        self.await_receipt(name, sent, tx, &flight).await
     }
 
     /// Hands the signed transaction `raw` (hash `hash`) to the node,
@@ -141,7 +147,7 @@ impl EvmLedger {
     /// connections. A node that already has it says so ("already known",
     /// or "nonce too low" once it is mined); before giving up, the node is
     /// asked whether it has the transaction after all.
-    async fn submit(&self, raw: &[u8], hash: B256) -> Submitted {
+    pub(super) async fn submit(&self, raw: &[u8], hash: B256) -> Submitted {
         let policy = &self.config.retry;
         let max = policy.max_attempts.max(1);
         let mut attempt = 0u32;
@@ -213,12 +219,15 @@ impl EvmLedger {
     /// again, or the node refuses the bytes, a replacement with the same
     /// nonce and fees raised by a quarter (enough for any node's
     /// replacement rule) is signed and sent. Every version sent is watched
-    /// for a receipt, since any one of them may be mined.
+    /// for a receipt, since any one of them may be mined. If the node still
+    /// has it but does not mine it, a gap below it is filled
+    /// ([`Self::repair_gap_below`]).
     async fn await_receipt(
         &self,
         name: &'static str,
         sent: Sent,
         mut tx: TransactionRequest,
+        flight: &super::nonces::InFlight<'_>,
     ) -> Result<TxReceipt> {
         let started = Instant::now();
         let confirmations = self.config.confirmations;
@@ -275,9 +284,9 @@ impl EvmLedger {
             }
             if last_check.elapsed() >= self.config.rebroadcast_after {
                 last_check = Instant::now();
-                if let Some(latest) = versions.last()
-                    && !self.any_known(&versions).await
-                {
+                if self.any_known(&versions).await {
+                    self.repair_gap_below(flight.nonce()).await?;
+                } else if let Some(latest) = versions.last() {
                     drops += 1;
                     let (raw, hash) = (latest.raw.clone(), latest.hash);
                     let resent =
@@ -291,6 +300,7 @@ impl EvmLedger {
                             replacement = %replacement.hash,
                             "the node dropped a sent transaction again or refused it; sent a replacement with higher fees"
                         );
+                        self.retrack(flight.nonce(), &replacement);
                         versions.push(replacement);
                     }
                 }

@@ -12,5 +12,6 @@ mod events;
 mod hardening;
 mod proxy;
 mod rules;
+mod stalls;
 mod support;
 mod writes;

@@ -46,7 +46,6 @@ fn anvil_path() -> PathBuf {
 pub(crate) struct Node {
     pub(crate) anvil: AnvilInstance,
     pub(crate) contract: alloy::primitives::Address,
-    key: SignerKey,
     pub(crate) ledger: Arc<EvmLedger>,
 }
 
@@ -58,17 +57,16 @@ pub(crate) async fn node() -> Node {
     let contract = EvmLedger::deploy(&anvil.endpoint(), &key)
         .await
         .expect("deploy HealthLedger");
-    let ledger = EvmLedger::connect(EvmLedgerConfig::new(
-        anvil.endpoint(),
-        contract,
-        key.clone(),
-    ))
-    .await
-    .expect("connect");
+    let mut config = EvmLedgerConfig::new(anvil.endpoint(), contract, key);
+    // The writes after each `anvil_reorg` (which drops the reorganized
+    // transactions, so the node's nonce goes back) must land promptly; a
+    // write that stalls fails the test in seconds, not minutes.
+    config.rebroadcast_after = Duration::from_millis(300);
+    config.receipt_timeout = Duration::from_secs(20);
+    let ledger = EvmLedger::connect(config).await.expect("connect");
     Node {
         anvil,
         contract,
-        key,
         ledger: Arc::new(ledger),
     }
 }
@@ -77,19 +75,6 @@ impl Node {
     /// The registrar's key as hex, for a child process.
     pub(crate) fn key_hex(&self) -> String {
         format!("{:#x}", B256::from_slice(&self.anvil.keys()[0].to_bytes()))
-    }
-
-    /// A new adapter for writes: `anvil_reorg` drops the registrar's
-    /// transactions for good, so the node's nonce goes back while an
-    /// adapter that sent them still counts past them.
-    async fn writer(&self) -> EvmLedger {
-        EvmLedger::connect(EvmLedgerConfig::new(
-            self.anvil.endpoint(),
-            self.contract,
-            self.key.clone(),
-        ))
-        .await
-        .expect("connect")
     }
 
     /// `anvil_reorg`: the last `depth` blocks replaced by empty ones.
@@ -176,7 +161,6 @@ async fn flows_and_reorgs(cache: Arc<dyn CachePort>) {
         let engine = engine.clone();
         tokio::spawn(async move { engine.follow().await })
     };
-    let mut writer = node.writer().await;
     for depth in 1..=10u64 {
         for op in [
             Op::Patient,
@@ -184,7 +168,7 @@ async fn flows_and_reorgs(cache: Arc<dyn CachePort>) {
             Op::Grant(depth as usize, 1, depth % 2 == 0),
             Op::Update(0),
         ] {
-            script.run(&writer, op).await;
+            script.run(l, op).await;
         }
         wait_for_head(&*cache, l).await;
         node.reorg(depth).await;
@@ -193,9 +177,10 @@ async fn flows_and_reorgs(cache: Arc<dyn CachePort>) {
         assert_cache_matches(&*cache, l).await;
         // The script's view of who exists may have lost the dropped ones.
         script = Script::new(800_000 + 1_000 * depth as u32);
-        writer = node.writer().await;
+        // The same adapter writes on: `anvil_reorg` dropped its
+        // transactions, and it must not wait behind the nonces it lost.
         for op in [Op::Patient, Op::Doctor, Op::Center] {
-            script.run(&writer, op).await;
+            script.run(l, op).await;
         }
     }
     wait_for_head(&*cache, l).await;

@@ -61,6 +61,10 @@
 //! - `grants`: patient, grantee, granted at, expires at, revoked at, source
 //!   block and tx;
 //! - `audit_anchor`: the latest anchored access-log digest;
+//! - `quarantined_logs`: the ledger logs that did not decode, keyed by
+//!   block number, log index and tx hash, with block hash, topic and reason;
+//!   stored in the transaction of their block batch and deleted with their
+//!   block (rollback, branch switch, a snapshot's block);
 //! - `sync_state` (checkpoint and highest pruned block), `journal` (applied
 //!   blocks: number, hash, parent hash) and `undo_log` (see below).
 //!
@@ -190,6 +194,7 @@ mod journal;
 mod lease;
 mod migration;
 mod port;
+mod quarantine;
 mod rows;
 mod search;
 mod snapshot;

@@ -6,7 +6,8 @@ use healthledger_core::{
     AccessGrant, AccessLogEntry, AuditAnchor, B256, BlockRef, CacheCounts, CachePort, CacheResult,
     ChainEvent, ChainSnapshot, ChainSource, HhNumber, LogVerification, MedicalRecord,
     NewAccessLogEntry, NewNotification, Notification, PatientProfile, Profile, ProfileExtras,
-    RecordId, RecordQuery, Role, Session, SessionTokenHash, Timestamp, WalletAddress,
+    QuarantinedLog, QuarantinedLogs, RecordId, RecordQuery, Role, Session, SessionTokenHash,
+    Timestamp, WalletAddress,
 };
 
 use crate::SqlCache;
@@ -217,5 +218,36 @@ impl CachePort for SqlCache {
 
     async fn access_log_digest(&self, up_to_seq: u64) -> CacheResult<B256> {
         self.access_log_hash(up_to_seq).await
+    }
+
+    async fn apply_blocks_quarantining(
+        &self,
+        batch: &[(BlockRef, Vec<ChainEvent>)],
+        quarantined: &[QuarantinedLog],
+        finalized: u64,
+    ) -> CacheResult<()> {
+        let tx = self.begin().await?;
+        let result = self
+            .apply_quarantining_in(&tx, batch, quarantined, finalized)
+            .await;
+        self.finish(tx, result).await
+    }
+
+    async fn switch_branch_quarantining(
+        &self,
+        fork_point: u64,
+        batch: &[(BlockRef, Vec<ChainEvent>)],
+        quarantined: &[QuarantinedLog],
+        finalized: u64,
+    ) -> CacheResult<()> {
+        let tx = self.begin().await?;
+        let result = self
+            .switch_quarantining_in(&tx, fork_point, batch, quarantined, finalized)
+            .await;
+        self.finish(tx, result).await
+    }
+
+    async fn quarantined_logs(&self, limit: u64) -> CacheResult<QuarantinedLogs> {
+        self.load_quarantined(limit).await
     }
 }

@@ -91,6 +91,9 @@ impl SqlCache {
         }
         self.set_checkpoint(tx, Some(*at)).await?;
         self.set_final(tx, *at).await?;
+        // Quarantined logs go with their blocks: those above `at` belong
+        // to blocks the snapshot replaces.
+        self.delete_quarantined_above(tx, at.number).await?;
         Ok(())
     }
 

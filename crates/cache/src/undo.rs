@@ -179,6 +179,7 @@ impl SqlCache {
             .transpose()?
             .flatten();
         self.set_checkpoint(tx, top.or(state.pruned)).await?;
+        self.delete_quarantined_above(tx, number).await?;
         Ok(())
     }
 }

@@ -43,6 +43,7 @@ pub use ports::cache::{
     BlockAdmission, CacheCounts, CachePort, CacheResult, ChainSnapshot, ChainSource, RecordQuery,
     admit_block, check_branch,
 };
+pub use ports::cache::{QuarantinedLogs, check_quarantined};
 pub use ports::lease::WriterLease;
 pub use ports::ledger::{
     AdminRole, Authorization, ConsentAction, LedgerPort, LedgerResult, ReadAt, RelayedSignature,

@@ -24,13 +24,19 @@ use std::{
 };
 
 use futures::{StreamExt as _, TryStreamExt as _, stream};
-use healthledger_core::{B256, BlockRef, ChainEvent, EventBatch, LedgerResult, Timestamp};
+use healthledger_core::{
+    B256, BlockRef, ChainEvent, EventBatch, LedgerResult, LogPosition, QuarantinedLog, Timestamp,
+};
 use tokio::task::JoinHandle;
 
 use crate::{Error, Result, SyncEngine, status::Phase};
 
 /// Blocks per tail batch: bounds the headers held at once.
 const TAIL_BATCH_BLOCKS: u64 = 1_000;
+
+/// Blocks with their events, and the logs of those blocks that did not
+/// decode: what one cache transaction applies.
+pub(crate) type Branch = (Vec<(BlockRef, Vec<ChainEvent>)>, Vec<QuarantinedLog>);
 
 /// A fetch running ahead of the writer.
 struct Fetch {
@@ -92,6 +98,7 @@ impl SyncEngine {
         let mut next = from;
         let mut in_flight = InFlight(VecDeque::new());
         let mut pending: Vec<ChainEvent> = Vec::new();
+        let mut pending_quarantined: Vec<QuarantinedLog> = Vec::new();
         let mut applied = 0u64;
         loop {
             while in_flight.0.len() < self.config.ranges_in_flight.max(1) && next <= to {
@@ -120,12 +127,14 @@ impl SyncEngine {
             }
             self.quarantine(&batch.quarantined);
             pending.extend(batch.events);
+            pending_quarantined.extend(batch.quarantined);
             let last = in_flight.0.is_empty() && next > to;
             if pending.len() >= self.config.batch_events || last || self.stopping() {
                 let events = std::mem::take(&mut pending);
+                let quarantined = std::mem::take(&mut pending_quarantined);
                 applied += events.len() as u64;
                 let top = self
-                    .apply_final_batch(events, fetch.to, finalized, checkpoint)
+                    .apply_final_batch(events, quarantined, fetch.to, finalized, checkpoint)
                     .await?;
                 checkpoint = Some(top);
                 self.report(Phase::Backfill, fetch.to - from + 1, total, applied, since);
@@ -138,10 +147,12 @@ impl SyncEngine {
     }
 
     /// Applies final events up to block `end` as one batch ending at
-    /// `end`'s header; returns that header (the new checkpoint).
+    /// `end`'s header, storing the batch's quarantined logs with it;
+    /// returns that header (the new checkpoint).
     async fn apply_final_batch(
         &self,
         events: Vec<ChainEvent>,
+        quarantined: Vec<QuarantinedLog>,
         end: u64,
         finalized: u64,
         checkpoint: Option<BlockRef>,
@@ -150,31 +161,48 @@ impl SyncEngine {
             self.ledger.block(end).await?.ok_or_else(|| {
                 Error::Inconsistent(format!("final block {end} is not on the chain"))
             })?;
-        let mut batch: Vec<(BlockRef, Vec<ChainEvent>)> = Vec::new();
+        // Every block with a decoded or a quarantined log, in order: a
+        // block whose logs all failed to decode is applied (empty) too, so
+        // its quarantined logs have their block.
+        let mut marks: Vec<(u64, B256)> = events
+            .iter()
+            .map(|e| (e.at.block_number, e.at.block_hash))
+            .chain(
+                quarantined
+                    .iter()
+                    .map(|q| (q.at.block_number, q.at.block_hash)),
+            )
+            .collect();
+        marks.sort_by_key(|(n, _)| *n);
+        marks.dedup();
+        let mut batch: Vec<(BlockRef, Vec<ChainEvent>)> = Vec::with_capacity(marks.len());
+        for (number, hash) in marks {
+            let prev = batch.last().map(|(b, _)| *b);
+            if let Some(p) = prev.filter(|p| p.number == number) {
+                return Err(Error::Inconsistent(format!(
+                    "logs of block {number} name two hashes, {} and {hash}",
+                    p.hash
+                )));
+            }
+            let known = prev.or(checkpoint).filter(|p| p.number + 1 == number);
+            let block = BlockRef {
+                number,
+                hash,
+                parent_hash: known.map_or(B256::ZERO, |p| p.hash),
+                timestamp: Timestamp(0),
+            };
+            batch.push((block, Vec::new()));
+        }
         for e in events {
-            match batch.last_mut() {
-                Some((b, evs)) if b.number == e.at.block_number => {
-                    if b.hash != e.at.block_hash {
-                        return Err(Error::Inconsistent(format!(
-                            "logs of block {} name two hashes, {} and {}",
-                            b.number, b.hash, e.at.block_hash
-                        )));
-                    }
-                    evs.push(e);
-                }
-                prev => {
-                    let number = e.at.block_number;
-                    let known = prev
-                        .map(|(b, _)| *b)
-                        .or(checkpoint)
-                        .filter(|p| p.number + 1 == number);
-                    let block = BlockRef {
-                        number,
-                        hash: e.at.block_hash,
-                        parent_hash: known.map_or(B256::ZERO, |p| p.hash),
-                        timestamp: Timestamp(0),
-                    };
-                    batch.push((block, vec![e]));
+            // Events come in chain order, and every block is in the batch.
+            let i = batch.partition_point(|(b, _)| b.number < e.at.block_number);
+            match batch.get_mut(i) {
+                Some((b, evs)) if b.number == e.at.block_number => evs.push(e),
+                _ => {
+                    return Err(Error::Inconsistent(format!(
+                        "an event of block {} came out of order",
+                        e.at.block_number
+                    )));
                 }
             }
         }
@@ -190,7 +218,9 @@ impl SyncEngine {
             }
             _ => batch.push((header, Vec::new())),
         }
-        self.cache.apply_blocks(&batch, finalized).await?;
+        self.cache
+            .apply_blocks_quarantining(&batch, &quarantined, finalized)
+            .await?;
         Ok(header)
     }
 
@@ -202,9 +232,11 @@ impl SyncEngine {
         while start <= to {
             let end = start.saturating_add(TAIL_BATCH_BLOCKS - 1).min(to);
             let parent = self.cache.checkpoint().await?;
-            let batch = self.fetch_branch(start, end, parent).await?;
+            let (batch, quarantined) = self.fetch_branch(start, end, parent).await?;
             applied += batch.iter().map(|(_, e)| e.len() as u64).sum::<u64>();
-            self.cache.apply_blocks(&batch, finalized).await?;
+            self.cache
+                .apply_blocks_quarantining(&batch, &quarantined, finalized)
+                .await?;
             self.report(Phase::Tail, end - from + 1, to - from + 1, applied, since);
             if self.stopping() {
                 break;
@@ -216,13 +248,14 @@ impl SyncEngine {
 
     /// Blocks `from..=to` with their headers and events, checked to link
     /// from `parent` (when it is the block before `from`) and among
-    /// themselves, with every log in its header's block.
+    /// themselves, with every log (decoded or quarantined) in its header's
+    /// block.
     pub(crate) async fn fetch_branch(
         &self,
         from: u64,
         to: u64,
         parent: Option<BlockRef>,
-    ) -> Result<Vec<(BlockRef, Vec<ChainEvent>)>> {
+    ) -> Result<Branch> {
         let ledger = &self.ledger;
         let headers: Vec<BlockRef> = stream::iter(from..=to)
             .map(|n| async move {
@@ -249,25 +282,29 @@ impl SyncEngine {
         self.quarantine(&events.quarantined);
         let mut batch: Vec<(BlockRef, Vec<ChainEvent>)> =
             headers.into_iter().map(|h| (h, Vec::new())).collect();
-        for e in events.events {
-            let slot =
-                e.at.block_number
-                    .checked_sub(from)
-                    .and_then(|i| usize::try_from(i).ok())
-                    .and_then(|i| batch.get_mut(i))
-                    .filter(|(h, _)| h.hash == e.at.block_hash);
-            match slot {
-                Some((_, evs)) => evs.push(e),
-                None => {
-                    return Err(Error::Inconsistent(format!(
+        // The slot of a log's block among the headers read, if it is one
+        // of them (same number and hash).
+        let slot = |batch: &[(BlockRef, Vec<ChainEvent>)], at: &LogPosition| {
+            at.block_number
+                .checked_sub(from)
+                .and_then(|i| usize::try_from(i).ok())
+                .filter(|&i| batch.get(i).is_some_and(|(h, _)| h.hash == at.block_hash))
+                .ok_or_else(|| {
+                    Error::Inconsistent(format!(
                         "a log of block {} ({}) matches no header read for {from}..={to}: the \
                          chain moved",
-                        e.at.block_number, e.at.block_hash
-                    )));
-                }
-            }
+                        at.block_number, at.block_hash
+                    ))
+                })
+        };
+        for q in &events.quarantined {
+            slot(&batch, &q.at)?;
         }
-        Ok(batch)
+        for e in events.events {
+            let i = slot(&batch, &e.at)?;
+            batch[i].1.push(e);
+        }
+        Ok((batch, events.quarantined))
     }
 }
 

@@ -65,8 +65,6 @@ impl Default for SyncConfig {
 pub(crate) struct Memory {
     pub(crate) is_syncing: bool,
     pub(crate) last_sync_time: Option<Timestamp>,
-    pub(crate) quarantined: u64,
-    pub(crate) recent_quarantined: Vec<QuarantinedLog>,
     pub(crate) last_error: Option<String>,
     pub(crate) leader: bool,
 }
@@ -165,12 +163,9 @@ impl SyncEngine {
         }
     }
 
+    /// Logs quarantined logs as they are fetched; the cache stores them
+    /// with their block batch, and [`Self::status`] reads them back.
     pub(crate) fn quarantine(&self, logs: &[QuarantinedLog]) {
-        if logs.is_empty() {
-            return;
-        }
-        let mut m = self.memory();
-        m.quarantined += logs.len() as u64;
         for log in logs {
             tracing::warn!(
                 block = log.at.block_number,
@@ -181,12 +176,6 @@ impl SyncEngine {
                 "quarantined a ledger log that does not decode"
             );
         }
-        m.recent_quarantined.extend_from_slice(logs);
-        let excess = m
-            .recent_quarantined
-            .len()
-            .saturating_sub(RECENT_QUARANTINED);
-        m.recent_quarantined.drain(..excess);
     }
 
     /// The facts the planner needs, read now.
@@ -261,6 +250,7 @@ impl SyncEngine {
     pub async fn status(&self) -> Result<SyncStatus> {
         let checkpoint = self.cache.checkpoint().await?;
         let counts = self.cache.counts().await?;
+        let quarantined = self.cache.quarantined_logs(RECENT_QUARANTINED).await?;
         let (head, finalized) = (self.ledger.head().await?, self.ledger.finalized().await?);
         let lease = match &self.lease {
             Some(l) => Some(LeaseStatus {
@@ -290,8 +280,8 @@ impl SyncEngine {
             lag_blocks,
             lag_seconds,
             counts,
-            quarantined: m.quarantined,
-            recent_quarantined: m.recent_quarantined.clone(),
+            quarantined: quarantined.total,
+            recent_quarantined: quarantined.newest,
             last_error: m.last_error.clone(),
             lease,
         })

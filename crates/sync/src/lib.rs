@@ -25,7 +25,10 @@
 //!
 //! Crash safety: every cache write is one transaction that moves the
 //! checkpoint with its data, so a crash loses at most the batch being
-//! written, and a restart resumes from the checkpoint.
+//! written, and a restart resumes from the checkpoint. Logs that do not
+//! decode (quarantined) never stop the sync: they are stored in the same
+//! transaction as their block batch, so they survive restarts and leave
+//! with a rolled-back block, and [`SyncStatus`] reports them from the cache.
 //!
 //! One writer per cache: with [`SyncEngine::with_lease`], follow mode writes
 //! only while it holds the cache's [`healthledger_core::WriterLease`] (a

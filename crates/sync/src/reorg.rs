@@ -1,7 +1,8 @@
 //! Reorgs without a gap: find the fork point by comparing the journal with
 //! the chain, fetch the canonical branch first, then switch to it in one
-//! cache transaction ([`healthledger_core::CachePort::switch_branch`]), so
-//! readers see the old branch until the new one is in place.
+//! cache transaction ([`healthledger_core::CachePort::switch_branch_quarantining`],
+//! which also stores the new branch's quarantined logs), so readers see the
+//! old branch until the new one is in place.
 
 use std::time::Instant;
 
@@ -30,14 +31,14 @@ impl SyncEngine {
             depth = checkpoint - fork.number,
             "reorg: switching the cache to the canonical branch"
         );
-        let batch = if fork.number < to {
+        let (batch, quarantined) = if fork.number < to {
             self.fetch_branch(fork.number + 1, to, Some(fork)).await?
         } else {
-            Vec::new()
+            (Vec::new(), Vec::new())
         };
         let applied = batch.iter().map(|(_, e)| e.len() as u64).sum();
         self.cache
-            .switch_branch(fork.number, &batch, facts.finalized.number)
+            .switch_branch_quarantining(fork.number, &batch, &quarantined, facts.finalized.number)
             .await?;
         self.report(
             Phase::Reorg,

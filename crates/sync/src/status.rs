@@ -25,9 +25,10 @@ pub struct SyncStatus {
     pub lag_seconds: u64,
     /// Cached rows per entity.
     pub counts: CacheCounts,
-    /// Logs that did not decode, seen by this engine since it started.
+    /// Logs that did not decode, as the cache stores them (with their
+    /// blocks: they survive restarts and leave with a rolled-back block).
     pub quarantined: u64,
-    /// The most recent of them (at most [`RECENT_QUARANTINED`]).
+    /// The newest of them, newest first (at most [`RECENT_QUARANTINED`]).
     pub recent_quarantined: Vec<QuarantinedLog>,
     /// The last step's error, if it failed.
     pub last_error: Option<String>,
@@ -45,7 +46,7 @@ pub struct LeaseStatus {
 }
 
 /// How many quarantined logs [`SyncStatus::recent_quarantined`] keeps.
-pub const RECENT_QUARANTINED: usize = 100;
+pub const RECENT_QUARANTINED: u64 = 100;
 
 /// The phase a progress event is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 use crate::{
     AccessGrant, AccessLogEntry, AuditAnchor, BlockRef, CacheError, ChainEvent, HhNumber,
     LogVerification, MedicalRecord, NewAccessLogEntry, NewNotification, Notification,
-    PatientProfile, Profile, ProfileExtras, RecordId, Role, Session, SessionTokenHash, Timestamp,
-    WalletAddress,
+    PatientProfile, Profile, ProfileExtras, QuarantinedLog, RecordId, Role, Session,
+    SessionTokenHash, Timestamp, WalletAddress,
 };
 
 /// Shorthand for cache results.
@@ -338,6 +338,72 @@ pub trait CachePort: Send + Sync + Debug {
     /// The hash of entry `up_to_seq` (the digest to anchor on chain);
     /// `NotFound` if there is no such entry.
     async fn access_log_digest(&self, up_to_seq: u64) -> CacheResult<B256>;
+
+    // ----- quarantined logs -----
+
+    /// [`Self::apply_blocks`], storing in the same transaction
+    /// `quarantined`: the logs of the batch's blocks that did not decode.
+    ///
+    /// Every log must lie in a block of the batch (same number and hash,
+    /// [`check_quarantined`]), else `Invalid` and nothing is applied. A
+    /// log is stored once per position (block number, log index,
+    /// transaction hash): storing it again, e.g. with an already applied
+    /// prefix of the batch, leaves one entry. Quarantined logs go with
+    /// their block: [`Self::rollback_to`] and [`Self::switch_branch`]
+    /// remove those of the blocks they undo, [`Self::replace_chain_state`]
+    /// those above its block; [`Self::prune_journal`] keeps them.
+    async fn apply_blocks_quarantining(
+        &self,
+        batch: &[(BlockRef, Vec<ChainEvent>)],
+        quarantined: &[QuarantinedLog],
+        finalized: u64,
+    ) -> CacheResult<()>;
+
+    /// [`Self::switch_branch`], storing the new branch's quarantined logs
+    /// in the same transaction, by the rules of
+    /// [`Self::apply_blocks_quarantining`] (those of the undone blocks are
+    /// removed first).
+    async fn switch_branch_quarantining(
+        &self,
+        fork_point: u64,
+        batch: &[(BlockRef, Vec<ChainEvent>)],
+        quarantined: &[QuarantinedLog],
+        finalized: u64,
+    ) -> CacheResult<()>;
+
+    /// The stored quarantined logs, newest first (block number, then log
+    /// index, descending), at most `limit` of them, with the count of all.
+    async fn quarantined_logs(&self, limit: u64) -> CacheResult<QuarantinedLogs>;
+}
+
+/// What [`CachePort::quarantined_logs`] returns.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct QuarantinedLogs {
+    /// How many quarantined logs the cache holds.
+    pub total: u64,
+    /// The newest of them, newest first.
+    pub newest: Vec<QuarantinedLog>,
+}
+
+/// The rule of [`CachePort::apply_blocks_quarantining`] written once for
+/// every adapter: every quarantined log lies in a block of the batch (same
+/// number and hash), else `Invalid` naming the first that does not.
+pub fn check_quarantined(
+    batch: &[(BlockRef, Vec<ChainEvent>)],
+    quarantined: &[QuarantinedLog],
+) -> CacheResult<()> {
+    let blocks: std::collections::HashMap<u64, B256> =
+        batch.iter().map(|(b, _)| (b.number, b.hash)).collect();
+    match quarantined
+        .iter()
+        .find(|q| blocks.get(&q.at.block_number) != Some(&q.at.block_hash))
+    {
+        Some(q) => Err(CacheError::Invalid(format!(
+            "quarantined log {} of block {} ({}) lies in no block of the batch",
+            q.at.log_index, q.at.block_number, q.at.block_hash
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// The rule of [`CachePort::switch_branch`] written once for every

@@ -15,7 +15,9 @@ use crate::{
     Role, Session, SessionTokenHash, Timestamp,
 };
 
+mod quarantine;
 mod whole_state;
+pub use quarantine::quarantined_logs_go_with_their_blocks;
 pub use whole_state::{
     removals_remove_one_row, replace_chain_state_installs_a_snapshot,
     switch_branch_swaps_branches_atomically,
@@ -56,6 +58,7 @@ where
     switch_branch_swaps_branches_atomically(&fresh().await).await;
     replace_chain_state_installs_a_snapshot(&fresh().await).await;
     removals_remove_one_row(&fresh().await).await;
+    quarantined_logs_go_with_their_blocks(&fresh().await).await;
 }
 
 fn hh(n: u32) -> HhNumber {

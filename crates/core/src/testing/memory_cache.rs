@@ -14,8 +14,9 @@ use crate::{
     AccessGrant, AccessLogEntry, AuditAnchor, BlockAdmission, BlockRef, CacheCounts, CacheError,
     CachePort, CacheResult, ChainEvent, ChainSnapshot, ChainSource, HhNumber, LedgerEvent,
     LogVerification, MedicalRecord, NewAccessLogEntry, NewNotification, Notification,
-    PatientProfile, Profile, ProfileExtras, RecordId, RecordQuery, Role, Session, SessionTokenHash,
-    Timestamp, WalletAddress, admit_block, first_broken_link, search_words,
+    PatientProfile, Profile, ProfileExtras, QuarantinedLog, QuarantinedLogs, RecordId, RecordQuery,
+    Role, Session, SessionTokenHash, Timestamp, WalletAddress, admit_block, check_quarantined,
+    first_broken_link, search_words,
 };
 
 /// A value an applied block replaced, to restore on rollback.
@@ -42,6 +43,8 @@ struct State {
     notifications: Vec<Notification>,
     sessions: HashMap<SessionTokenHash, Session>,
     access_log: Vec<AccessLogEntry>,
+    /// Quarantined logs by position (block number, log index, tx hash).
+    quarantined: BTreeMap<(u64, u64, B256), QuarantinedLog>,
 }
 
 impl State {
@@ -222,6 +225,7 @@ impl State {
                 p.number
             )));
         }
+        self.quarantined.retain(|(n, _, _), _| *n <= number);
         let above: Vec<u64> = self.journal.range(number + 1..).map(|(n, _)| *n).collect();
         for n in above.into_iter().rev() {
             if let Some((_, undo)) = self.journal.remove(&n) {
@@ -231,6 +235,38 @@ impl State {
             }
         }
         Ok(())
+    }
+}
+
+impl State {
+    /// Rolls back to `fork_point` and applies `batch` with its quarantined
+    /// logs, all or nothing.
+    fn switch(
+        &mut self,
+        fork_point: u64,
+        batch: &[(BlockRef, Vec<ChainEvent>)],
+        quarantined: &[QuarantinedLog],
+        finalized: u64,
+    ) -> CacheResult<()> {
+        crate::check_branch(fork_point, batch)?;
+        check_quarantined(batch, quarantined)?;
+        let before = self.clone();
+        let result = self
+            .rollback(fork_point)
+            .and_then(|()| self.apply_batch(batch, Some(finalized)));
+        match result {
+            Ok(()) => self.quarantine(quarantined),
+            Err(_) => *self = before,
+        }
+        result
+    }
+
+    /// Stores quarantined logs, one per position.
+    fn quarantine(&mut self, logs: &[QuarantinedLog]) {
+        for q in logs {
+            self.quarantined
+                .insert((q.at.block_number, q.at.log_index, q.at.tx_hash), q.clone());
+        }
     }
 }
 
@@ -347,16 +383,7 @@ impl CachePort for InMemoryCache {
         batch: &[(BlockRef, Vec<ChainEvent>)],
         finalized: u64,
     ) -> CacheResult<()> {
-        crate::check_branch(fork_point, batch)?;
-        let mut s = self.lock();
-        let before = s.clone();
-        let result = s
-            .rollback(fork_point)
-            .and_then(|()| s.apply_batch(batch, Some(finalized)));
-        if result.is_err() {
-            *s = before;
-        }
-        result
+        self.lock().switch(fork_point, batch, &[], finalized)
     }
 
     async fn replace_chain_state(
@@ -370,6 +397,12 @@ impl CachePort for InMemoryCache {
             notifications: std::mem::take(&mut s.notifications),
             sessions: std::mem::take(&mut s.sessions),
             access_log: std::mem::take(&mut s.access_log),
+            // Quarantined logs go with their blocks: those above the
+            // snapshot's block belong to blocks no longer applied.
+            quarantined: std::mem::take(&mut s.quarantined)
+                .into_iter()
+                .filter(|((n, _, _), _)| *n <= at.number)
+                .collect(),
             ..State::default()
         };
         let loaded = (|| {
@@ -395,6 +428,7 @@ impl CachePort for InMemoryCache {
             s.notifications = next.notifications;
             s.sessions = next.sessions;
             s.access_log = next.access_log;
+            s.quarantined = next.quarantined;
             return Err(e);
         }
         next.anchor = snapshot.anchor;
@@ -703,6 +737,38 @@ impl CachePort for InMemoryCache {
             .find(|e| e.seq == up_to_seq)
             .map(|e| e.hash)
             .ok_or_else(|| CacheError::NotFound(format!("access-log entry {up_to_seq}")))
+    }
+
+    async fn apply_blocks_quarantining(
+        &self,
+        batch: &[(BlockRef, Vec<ChainEvent>)],
+        quarantined: &[QuarantinedLog],
+        finalized: u64,
+    ) -> CacheResult<()> {
+        check_quarantined(batch, quarantined)?;
+        let mut s = self.lock();
+        s.apply_batch(batch, Some(finalized))?;
+        s.quarantine(quarantined);
+        Ok(())
+    }
+
+    async fn switch_branch_quarantining(
+        &self,
+        fork_point: u64,
+        batch: &[(BlockRef, Vec<ChainEvent>)],
+        quarantined: &[QuarantinedLog],
+        finalized: u64,
+    ) -> CacheResult<()> {
+        self.lock()
+            .switch(fork_point, batch, quarantined, finalized)
+    }
+
+    async fn quarantined_logs(&self, limit: u64) -> CacheResult<QuarantinedLogs> {
+        let s = self.lock();
+        Ok(QuarantinedLogs {
+            total: s.quarantined.len() as u64,
+            newest: take(s.quarantined.values().rev().cloned(), limit),
+        })
     }
 }
 

@@ -118,12 +118,12 @@ async fn a_cache_write_failing_mid_backfill_applies_nothing_of_its_batch() {
     let c = inner.clone();
     let writes = Arc::new(AtomicU32::new(0));
     let w = writes.clone();
-    mock.expect_apply_blocks()
-        .returning(move |batch, finalized| {
+    mock.expect_apply_blocks_quarantining()
+        .returning(move |batch, quarantined, finalized| {
             if w.fetch_add(1, Ordering::SeqCst) == 2 {
                 Err(CacheError::Unavailable("disk full".into()))
             } else {
-                block_on(c.apply_blocks(batch, finalized))
+                block_on(c.apply_blocks_quarantining(batch, quarantined, finalized))
             }
         });
     let engine = SyncEngine::new(

@@ -304,6 +304,41 @@ async fn quarantined_logs_are_reported_and_never_stop_the_sync() {
         status.recent_quarantined[0].reason,
         "a blood group the domain refuses"
     );
+
+    // The cache keeps them: a restarted engine over the same cache still
+    // reports them.
+    let restarted = SyncEngine::new(
+        Arc::new(w.ledger.clone()),
+        w.cache.clone() as Arc<dyn CachePort>,
+        small_config(Start::Events),
+    );
+    let status = restarted.status().await.unwrap();
+    assert_eq!(status.quarantined, 1, "quarantined logs survive a restart");
+    assert_eq!(status.recent_quarantined.len(), 1);
+
+    // A quarantined log of a non-final block goes with the block when a
+    // reorg drops it, and one of the new branch is stored.
+    w.ledger.set_finality_depth(10);
+    let dropped = w.ledger.emit_undecodable("dropped by the reorg");
+    restarted.sync().await.unwrap();
+    assert_eq!(restarted.status().await.unwrap().quarantined, 2);
+    w.ledger.rewind(dropped.block_number - 1);
+    let kept = w.ledger.emit_undecodable("on the new branch");
+    run(&mut s, &w.ledger, &BUSY[..2]).await;
+    restarted.sync().await.unwrap();
+    assert_cache_matches(&*w.cache, &w.ledger).await;
+    let status = restarted.status().await.unwrap();
+    let reasons: Vec<&str> = status
+        .recent_quarantined
+        .iter()
+        .map(|q| q.reason.as_str())
+        .collect();
+    assert_eq!(
+        reasons,
+        ["on the new branch", "a blood group the domain refuses"]
+    );
+    assert_eq!(status.recent_quarantined[0].at.block_hash, kept.block_hash);
+    assert_eq!(status.quarantined, 2);
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ use crate::{
 
 /// Blocks `first..=last` on `fork`, block `n` registering patient
 /// `base + n`; the first block's parent is `parent`.
-fn branch(
+pub(super) fn branch(
     first: u64,
     last: u64,
     fork: u8,

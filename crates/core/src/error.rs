@@ -2,7 +2,11 @@
 //! semantic error enum per port ([`LedgerError`], [`CacheError`],
 //! [`VaultError`]) that every adapter maps its failures into.
 
+mod integrity;
+
 use std::fmt;
+
+pub use integrity::{IntegrityFailure, IntegrityReason};
 
 /// The longest excerpt of an offending value quoted in an error message.
 const QUOTE_LIMIT: usize = 80;
@@ -45,9 +49,11 @@ impl ValidationError {
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Defines one port's error enum. The three ports share the same semantic
-/// variants (the object_store `Error` model), so the enum is written once.
+/// variants (the object_store `Error` model), so the enum is written once;
+/// only what its `Integrity` variant carries differs (`$integrity`: a
+/// message, or the vault's typed [`IntegrityFailure`]).
 macro_rules! port_error {
-    ($(#[$doc:meta])* $name:ident, $port:literal) => {
+    ($(#[$doc:meta])* $name:ident, $port:literal, $integrity:ty) => {
         $(#[$doc])*
         #[derive(Debug, thiserror::Error)]
         #[non_exhaustive]
@@ -73,7 +79,7 @@ macro_rules! port_error {
             Unavailable(String),
             /// Stored data failed an integrity check (hash, tag, chain link).
             #[error("{}: integrity violation: {}", $port, .0)]
-            Integrity(String),
+            Integrity($integrity),
             /// Any other failure, with its source.
             #[error("{}: {}", $port, .0)]
             Other(#[source] BoxError),
@@ -102,18 +108,38 @@ macro_rules! port_error {
 port_error!(
     /// Errors of a [`crate::LedgerPort`].
     LedgerError,
-    "ledger"
+    "ledger",
+    String
 );
 port_error!(
     /// Errors of a [`crate::CachePort`].
     CacheError,
-    "cache"
+    "cache",
+    String
 );
 port_error!(
-    /// Errors of a [`crate::VaultPort`].
+    /// Errors of a [`crate::VaultPort`]. Its `Integrity` variant says what
+    /// failed as an [`IntegrityReason`].
     VaultError,
-    "vault"
+    "vault",
+    IntegrityFailure
 );
+
+impl VaultError {
+    /// An [`Self::Integrity`] error for `reason`, explained by `message`.
+    pub fn integrity(reason: IntegrityReason, message: impl Into<String>) -> Self {
+        Self::Integrity(IntegrityFailure::new(reason, message))
+    }
+
+    /// Why stored data failed an integrity check, for an
+    /// [`Self::Integrity`] error.
+    pub fn integrity_reason(&self) -> Option<IntegrityReason> {
+        match self {
+            Self::Integrity(failure) => Some(failure.reason),
+            _ => None,
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -139,7 +165,14 @@ mod tests {
         let err: CacheError = ValidationError::new("email", "a@", "bad").into();
         assert!(matches!(err, CacheError::Invalid(_)));
         assert!(LedgerError::Unavailable("429".into()).is_retryable());
-        assert!(!VaultError::Integrity("tag".into()).is_retryable());
+        let tampered = VaultError::integrity(IntegrityReason::Tampered, "segment 3: tag");
+        assert!(!tampered.is_retryable());
+        assert_eq!(tampered.integrity_reason(), Some(IntegrityReason::Tampered));
+        assert_eq!(
+            tampered.to_string(),
+            "vault: integrity violation: segment 3: tag"
+        );
+        assert_eq!(VaultError::NotFound("x".into()).integrity_reason(), None);
         assert!(
             VaultError::NotFound("x".into())
                 .to_string()

@@ -37,7 +37,10 @@ pub use chain::{
     AuditAnchor, BlockRef, ChainEvent, EventBatch, LedgerEvent, LogPosition, QuarantinedLog,
     TxReceipt,
 };
-pub use error::{BoxError, CacheError, LedgerError, ValidationError, VaultError};
+pub use error::{
+    BoxError, CacheError, IntegrityFailure, IntegrityReason, LedgerError, ValidationError,
+    VaultError,
+};
 pub use ids::{Cid, HhNumber, RecordId, Role, Timestamp, WalletAddress};
 pub use ports::cache::{
     BlockAdmission, CacheCounts, CachePort, CacheResult, ChainSnapshot, ChainSource, RecordQuery,

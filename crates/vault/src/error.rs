@@ -1,7 +1,8 @@
 //! The vault's one error enum and its mapping into the port's
-//! [`VaultError`].
+//! [`VaultError`]: each integrity failure keeps its kind as the port's
+//! [`IntegrityReason`].
 
-use healthledger_core::VaultError;
+use healthledger_core::{IntegrityReason, VaultError};
 
 /// Shorthand for results of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -158,12 +159,16 @@ impl From<Error> for VaultError {
         match err {
             Error::Config { .. } => VaultError::Invalid(message),
             Error::NotFound(_) | Error::Shredded(_) => VaultError::NotFound(message),
-            Error::Tampered { .. }
-            | Error::WrongKek { .. }
-            | Error::MissingKek { .. }
-            | Error::RotationInProgress { .. }
-            | Error::CidMismatch { .. }
-            | Error::MissingKey(_) => VaultError::Integrity(message),
+            Error::Tampered { .. } => VaultError::integrity(IntegrityReason::Tampered, message),
+            Error::WrongKek { .. } => VaultError::integrity(IntegrityReason::WrongKek, message),
+            Error::MissingKek { .. } => VaultError::integrity(IntegrityReason::MissingKek, message),
+            Error::RotationInProgress { .. } => {
+                VaultError::integrity(IntegrityReason::RotationInProgress, message)
+            }
+            Error::CidMismatch { .. } => {
+                VaultError::integrity(IntegrityReason::CidMismatch, message)
+            }
+            Error::MissingKey(_) => VaultError::integrity(IntegrityReason::MissingKey, message),
             Error::Erased(_) => VaultError::Conflict(message),
             Error::Input(inner) => inner,
             Error::Store { source, .. } => match source {

@@ -130,7 +130,9 @@
 //! the CID of the stored bytes and checks that the keys unwrap, without
 //! decrypting content; [`Vault::check_keys`] says why they do not, as an
 //! [`Error`] variant (tampered, wrong or missing KEK, rotation in progress,
-//! missing key record).
+//! missing key record). Through the port each of these is `Integrity` with
+//! the matching `healthledger_core::IntegrityReason`, so callers match on
+//! the reason, never on the message.
 //!
 //! # Orderings that survive a crash
 //!
@@ -143,6 +145,12 @@
 //! patients, and looks for the tombstone again after each rewrite; a `put`
 //! that created a subject record while the patient was being erased deletes
 //! it again (the argument is in the `rotate` module).
+//!
+//! What a crash between two steps leaves behind (an upload in `incoming/`
+//! never renamed, an object whose data key record was never written, the
+//! ciphertext of a shred that stopped before deleting it) is removed by
+//! [`Vault::gc`], once it is older than a grace period that must exceed the
+//! longest upload; it never touches an object that has its key record.
 //!
 //!
 //! [`VaultPort::health`]: healthledger_core::VaultPort::health
@@ -165,4 +173,4 @@ mod vault;
 pub use error::{Error, Result};
 pub use keys::{Kek, KeyProvider};
 pub use unixfs::{CidHasher, CidOptions, CidOptionsError, CidVersion, compute_cid};
-pub use vault::{Rotation, StoreAt, Vault, VaultBuilder};
+pub use vault::{GcReport, Rotation, StoreAt, Vault, VaultBuilder};

@@ -84,7 +84,8 @@ pub struct VaultHealth {
 ///   same plaintext twice gives two different CIDs (each object has its own
 ///   random data key), both readable;
 /// - `get` releases plaintext only after verifying it; any mismatch is
-///   `Integrity`, an unknown CID `NotFound`;
+///   `Integrity` with its [`crate::IntegrityReason`] (damaged bytes are
+///   `Tampered`), an unknown CID `NotFound`;
 /// - after `shred`, the content can never be read again (`get` fails with
 ///   `NotFound`), and `verify` says `Shredded`; shredding twice is fine;
 /// - after `erase_patient`, the same holds for every object of that patient

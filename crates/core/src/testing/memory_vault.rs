@@ -65,8 +65,8 @@ use sha2::{Digest, Sha256};
 
 use super::vault::{StoredBytes, VaultBackdoor};
 use crate::{
-    ByteStream, Cid, HhNumber, ObjectStatus, SealedObject, StoredObject, Timestamp, VaultError,
-    VaultHealth, VaultPort, VaultResult,
+    ByteStream, Cid, HhNumber, IntegrityReason, ObjectStatus, SealedObject, StoredObject,
+    Timestamp, VaultError, VaultHealth, VaultPort, VaultResult,
 };
 
 /// Plaintext bytes per segment, as in the real vault.
@@ -195,8 +195,17 @@ fn unwrap_key(wrapping: &[u8; KEY_LEN], record: &[u8], aad: &[u8]) -> Option<[u8
     key.try_into().ok()
 }
 
+/// An integrity failure of `cid` for `reason`, saying `why`.
+fn failed(reason: IntegrityReason, cid: &Cid, why: impl fmt::Display) -> VaultError {
+    VaultError::integrity(
+        reason,
+        format!("object {cid} failed an integrity check: {why}"),
+    )
+}
+
+/// Stored bytes of `cid` failed authentication.
 fn integrity(cid: &Cid, why: impl fmt::Display) -> VaultError {
-    VaultError::Integrity(format!("object {cid} failed an integrity check: {why}"))
+    failed(IntegrityReason::Tampered, cid, why)
 }
 
 /// Seals `plaintext` under a fresh data key: the object and the key.
@@ -300,7 +309,8 @@ impl Opener {
             // Every segment authenticated and the last one said so: the CID
             // is the one check left.
             return (address(&self.object) != self.cid).then(|| {
-                Err(integrity(
+                Err(failed(
+                    IntegrityReason::CidMismatch,
                     &self.cid,
                     "its stored bytes do not hash to its CID",
                 ))
@@ -370,9 +380,10 @@ impl InMemoryVault {
             ))),
             Some(Subject::Live(record)) => unwrap_key(&state.kek, record, &subject_aad(patient))
                 .ok_or_else(|| {
-                    VaultError::Integrity(format!(
-                        "the subject record of patient {patient} does not unwrap"
-                    ))
+                    VaultError::integrity(
+                        IntegrityReason::WrongKek,
+                        format!("the subject record of patient {patient} does not unwrap"),
+                    )
                 }),
             None => {
                 let key: [u8; KEY_LEN] = rand::random();
@@ -399,8 +410,16 @@ impl InMemoryVault {
                 ));
             }
         };
-        let subject = unwrap_key(&state.kek, subject, &subject_aad(stored.patient))
-            .ok_or_else(|| integrity(cid, "its patient's subject key does not unwrap"))?;
+        let subject =
+            unwrap_key(&state.kek, subject, &subject_aad(stored.patient)).ok_or_else(|| {
+                // As in the real vault: a record that does not unwrap under
+                // the KEK it names.
+                failed(
+                    IntegrityReason::WrongKek,
+                    cid,
+                    "its patient's subject key does not unwrap",
+                )
+            })?;
         if stored.key_record.len() != RECORD_LEN {
             return Err(integrity(
                 cid,

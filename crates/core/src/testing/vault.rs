@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt, stream};
 
-use crate::{Cid, HhNumber, ObjectStatus, VaultError, VaultPort};
+use crate::{Cid, HhNumber, IntegrityReason, ObjectStatus, VaultError, VaultPort};
 
 pub use listing::{list_all, objects_are_listed_in_cid_order_page_by_page};
 
@@ -239,8 +239,8 @@ pub async fn drain(v: &dyn VaultPort, cid: &Cid) -> (Vec<u8>, Option<VaultError>
 
 /// Asserts that damaged `cid` (whose plaintext is `data`) releases nothing
 /// through `get`, only a correct strict prefix of `data` through
-/// `get_stream` before an `Integrity` error, and is `Corrupt` to `verify`;
-/// returns the prefix `get_stream` released.
+/// `get_stream` before an `Integrity` error whose reason is `Tampered`, and
+/// is `Corrupt` to `verify`; returns the prefix `get_stream` released.
 pub async fn assert_damage_is_caught(
     v: &dyn VaultPort,
     cid: &Cid,
@@ -248,17 +248,17 @@ pub async fn assert_damage_is_caught(
     what: &str,
 ) -> Vec<u8> {
     match v.get(cid).await {
-        Err(VaultError::Integrity(_)) => {}
+        Err(e) if e.integrity_reason() == Some(IntegrityReason::Tampered) => {}
         Ok(got) => panic!(
             "{what}: get released {} bytes of a damaged object",
             got.len()
         ),
-        Err(e) => panic!("{what}: get must fail with Integrity, got {e:?}"),
+        Err(e) => panic!("{what}: get must fail with Integrity(Tampered), got {e:?}"),
     }
     let (released, error) = drain(v, cid).await;
     assert!(
-        matches!(error, Some(VaultError::Integrity(_))),
-        "{what}: get_stream must end with Integrity, got {error:?} after {} bytes",
+        error.as_ref().and_then(VaultError::integrity_reason) == Some(IntegrityReason::Tampered),
+        "{what}: get_stream must end with Integrity(Tampered), got {error:?} after {} bytes",
         released.len()
     );
     assert!(

@@ -2,7 +2,7 @@
 //! finality and tampering.
 
 use healthledger_core::{
-    Authorization, CachePort, LedgerError, LedgerPort, ObjectStatus, ReadAt, Role, VaultError,
+    Authorization, CachePort, IntegrityReason, LedgerError, LedgerPort, ObjectStatus, ReadAt, Role,
     VaultPort,
     testing::{
         self, InMemoryCache, InMemoryLedger, InMemoryVault, TestWallet, fixtures,
@@ -119,10 +119,10 @@ async fn corrupted_objects_fail_integrity() {
         .await
         .unwrap();
     v.corrupt(&sealed.cid);
-    assert!(matches!(
-        v.get(&sealed.cid).await,
-        Err(VaultError::Integrity(_))
-    ));
+    assert_eq!(
+        v.get(&sealed.cid).await.unwrap_err().integrity_reason(),
+        Some(IntegrityReason::Tampered)
+    );
     assert!(matches!(
         v.verify(&sealed.cid).await.unwrap(),
         ObjectStatus::Corrupt(_)

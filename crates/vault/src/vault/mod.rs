@@ -2,8 +2,10 @@
 //! for content and one for keys. This module configures and opens it; what
 //! it does is split by act: [`write`] seals, [`read`] opens and verifies,
 //! [`port`] is the port, [`rotate`] rotates the KEK, [`list`] lists the
-//! objects, [`io`] holds the streaming parts.
+//! objects, [`gc`] removes what crashes left, [`io`] holds the streaming
+//! parts.
 
+mod gc;
 mod io;
 mod list;
 mod port;
@@ -11,7 +13,10 @@ mod read;
 mod rotate;
 mod write;
 
+pub use gc::GcReport;
+
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
@@ -80,14 +85,19 @@ impl fmt::Debug for StoreAt {
     }
 }
 
+/// An opened store and what the vault needs to know about its kind.
+struct Opened {
+    at: StoreAt,
+    /// Whether it lists in lexicographic key order (every scheme but local
+    /// files).
+    sorted_listing: bool,
+    /// For local files, the directory of the URL.
+    dir: Option<PathBuf>,
+}
+
 /// Opens the object store of `url` with `options`: object_store's own
-/// parser, except that local files are fsynced. Also says whether the store
-/// lists in lexicographic key order (every scheme but local files).
-fn open_store(
-    what: &'static str,
-    url: &str,
-    options: Vec<(String, String)>,
-) -> Result<(StoreAt, bool)> {
+/// parser, except that local files are fsynced.
+fn open_store(what: &'static str, url: &str, options: Vec<(String, String)>) -> Result<Opened> {
     let parsed = Url::parse(url)
         .map_err(|e| Error::config(what, redact(url), &format!("not a URL: {e}")))?;
     let local = matches!(
@@ -111,7 +121,13 @@ fn open_store(
     } else {
         Arc::from(store)
     };
-    Ok((StoreAt::new(store, root, redact(url)), !local))
+    // A local store is rooted at `/`, with the URL's path as its prefix.
+    let dir = local.then(|| PathBuf::from("/").join(root.as_ref()));
+    Ok(Opened {
+        at: StoreAt::new(store, root, redact(url)),
+        sorted_listing: !local,
+        dir,
+    })
 }
 
 /// Whether one of two (redacted) URLs is the other or lies under it.
@@ -253,10 +269,11 @@ impl VaultBuilder {
                 ),
             ));
         }
-        let (content, sorted_listing) = open_store("vault URL", &self.url, self.options)?;
-        let (keys, _) = open_store("key store URL", &key_url, self.key_store_options)?;
-        let mut vault = Vault::with_stores(content, keys, kek, horizon, self.cid_options)?;
-        vault.sorted_listing = sorted_listing;
+        let content = open_store("vault URL", &self.url, self.options)?;
+        let keys = open_store("key store URL", &key_url, self.key_store_options)?;
+        let mut vault = Vault::with_stores(content.at, keys.at, kek, horizon, self.cid_options)?;
+        vault.sorted_listing = content.sorted_listing;
+        vault.content_dir = content.dir;
         vault.add_previous(self.previous)
     }
 }
@@ -293,6 +310,9 @@ pub struct Vault {
     /// page of the listing can stop early (known only for stores the
     /// builder opened from a URL).
     sorted_listing: bool,
+    /// The content store's directory, when it is local files: `gc` finds
+    /// staged uploads there.
+    content_dir: Option<PathBuf>,
 }
 
 impl fmt::Debug for Vault {
@@ -357,6 +377,7 @@ impl Vault {
             conditional_updates: AtomicBool::new(true),
             cid_options,
             sorted_listing: false,
+            content_dir: None,
         })
     }
 

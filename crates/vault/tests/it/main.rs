@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod conformance;
+mod gc;
 mod orderings;
 mod properties;
 #[cfg(feature = "s3")]

@@ -7,7 +7,9 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use healthledger_core::{Cid, HhNumber, ObjectStatus, SealedObject, VaultError, VaultPort};
+use healthledger_core::{
+    Cid, HhNumber, IntegrityReason, ObjectStatus, SealedObject, VaultError, VaultPort,
+};
 use healthledger_vault::{Kek, Vault};
 use object_store::ObjectStore;
 use object_store::local::LocalFileSystem;
@@ -18,13 +20,14 @@ use tokio::sync::{Notify, mpsc};
 use crate::support::{HookStore, Op, injected, read};
 use crate::{kek, other_kek};
 
-fn vault_on(store: &HookStore, keys: Kek) -> Vault {
+/// A vault on `store` (content under `vault/`, keys under `keys/`).
+pub(crate) fn vault_on(store: &HookStore, keys: Kek) -> Vault {
     crate::vault_on(Arc::new(store.clone()), keys)
 }
 
 /// A hooked store on memory (conditional puts) or on a local directory
 /// (none); the directory lives as long as the returned guard.
-fn stores() -> Vec<(&'static str, HookStore, Option<tempfile::TempDir>)> {
+pub(crate) fn stores() -> Vec<(&'static str, HookStore, Option<tempfile::TempDir>)> {
     let dir = tempfile::tempdir().unwrap();
     let local = LocalFileSystem::new_with_prefix(dir.path())
         .unwrap()
@@ -350,6 +353,13 @@ async fn an_interrupted_rotation_breaks_no_read() {
                         (key_id.as_str(), from.as_str(), to.as_str()),
                         ("test-kek-2", "test-kek-1", "test-kek-2")
                     );
+                    // The port keeps the reason.
+                    let err = old_only.get(&s.cid).await.unwrap_err();
+                    assert_eq!(
+                        err.integrity_reason(),
+                        Some(IntegrityReason::RotationInProgress),
+                        "{backend}: {err:?}"
+                    );
                     in_progress += 1;
                 }
                 Err(e) => panic!("{backend}: {e:?}"),
@@ -380,7 +390,10 @@ async fn an_interrupted_rotation_breaks_no_read() {
         assert!(report.rewrapped >= 1, "{backend}: {report:?}");
         for (s, _) in &sealed {
             assert!(
-                matches!(old_only.get(&s.cid).await, Err(VaultError::Integrity(_))),
+                matches!(
+                    old_only.get(&s.cid).await,
+                    Err(e) if e.integrity_reason() == Some(IntegrityReason::MissingKek)
+                ),
                 "{backend}"
             );
             // The rotation is over: the old KEK is simply not the key.

@@ -119,6 +119,8 @@ pub(crate) enum Op {
     Head,
     /// A delete.
     Delete,
+    /// A copy (and so a rename), called with the destination.
+    Copy,
 }
 
 /// What a hook decides: carry on with the operation, or fail it.
@@ -133,8 +135,8 @@ pub(crate) fn injected(op: Op, path: &Path) -> object_store::Error {
     }
 }
 
-/// An object store that calls a hook before every put, head and delete and
-/// after every get, so a test can fail an operation or hold it until something else
+/// An object store that calls a hook before every put, head, delete and
+/// copy and after every get, so a test can fail an operation or hold it until something else
 /// happened (an injected crash or a chosen interleaving).
 #[derive(Clone)]
 pub(crate) struct HookStore {
@@ -266,6 +268,7 @@ impl ObjectStore for HookStore {
         to: &Path,
         options: CopyOptions,
     ) -> object_store::Result<()> {
+        self.run(Op::Copy, to).await?;
         self.inner.copy_opts(from, to, options).await
     }
 }

@@ -1,10 +1,11 @@
 //! Tampering, shredding and key rotation: every single-bit flip of the
-//! ciphertext or the key record is `Integrity`; dropped, duplicated and
+//! ciphertext or the key record is `Integrity` with reason `Tampered`; dropped, duplicated and
 //! swapped segments are detected; shredding is final; rotation keeps
 //! everything readable under the new KEK only.
 
 use bytes::Bytes;
 use futures::StreamExt;
+use healthledger_core::IntegrityReason::{self, MissingKek, MissingKey, Tampered, WrongKek};
 use healthledger_core::{Cid, HhNumber, ObjectStatus, VaultError, VaultPort};
 use healthledger_vault::seal::{HEADER_LEN, SEGMENT_SIZE, TAG_LEN};
 use healthledger_vault::{CidOptions, Vault};
@@ -13,12 +14,13 @@ use object_store::memory::InMemory;
 use object_store::path::Path;
 
 use crate::support::{flip_bit, read, write};
-use crate::{kek, memory_vault, other_kek, vault_on};
+use crate::{kek, memory_vault, other_kek, patient, vault_on};
 
-fn assert_integrity(result: Result<Bytes, VaultError>, what: &str) {
+/// Asserts that `result` is an `Integrity` error of `reason`.
+fn assert_integrity(result: Result<Bytes, VaultError>, reason: IntegrityReason, what: &str) {
     match result {
-        Err(VaultError::Integrity(_)) => {}
-        other => panic!("{what}: expected Integrity, got {other:?}"),
+        Err(e) if e.integrity_reason() == Some(reason) => {}
+        other => panic!("{what}: expected Integrity({reason:?}), got {other:?}"),
     }
 }
 
@@ -29,7 +31,7 @@ async fn assert_every_bit_flip_is_caught(v: &Vault, store: &InMemory, cid: &Cid,
     let original = read(store, path).await;
     for bit in 0..original.len() * 8 {
         write(store, path, flip_bit(&original, bit)).await;
-        assert_integrity(v.get(cid).await, &format!("bit {bit}"));
+        assert_integrity(v.get(cid).await, Tampered, &format!("bit {bit}"));
         assert!(
             matches!(v.verify(cid).await.unwrap(), ObjectStatus::Corrupt(_)),
             "bit {bit}"
@@ -110,12 +112,12 @@ async fn dropped_duplicated_and_swapped_segments_are_detected() {
         }
         // Under the old CID: the tag checks (and the CID) catch it.
         write(&store, &path, tampered.clone()).await;
-        assert_integrity(v.get(&sealed.cid).await, what);
+        assert_integrity(v.get(&sealed.cid).await, Tampered, what);
         let mut stream = v.get_stream(&sealed.cid).await.unwrap();
         let mut ended_with_integrity = false;
         while let Some(item) = stream.next().await {
             if let Err(e) = item {
-                ended_with_integrity = matches!(e, VaultError::Integrity(_));
+                ended_with_integrity = e.integrity_reason() == Some(Tampered);
                 break;
             }
         }
@@ -130,7 +132,7 @@ async fn dropped_duplicated_and_swapped_segments_are_detected() {
         );
         write(&store, &v.object_location(&cid), tampered).await;
         write(&store, &v.key_location(&cid), record.clone()).await;
-        assert_integrity(v.get(&cid).await, what);
+        assert_integrity(v.get(&cid).await, Tampered, what);
     }
 }
 
@@ -199,7 +201,7 @@ async fn rotating_the_kek_rewraps_one_record_per_patient_and_retires_the_old_kek
 
     let old = vault_on(store.clone(), kek());
     for (s, _) in &sealed {
-        assert_integrity(old.get(&s.cid).await, "old KEK after rotation");
+        assert_integrity(old.get(&s.cid).await, MissingKek, "old KEK after rotation");
     }
     let new = vault_on(store.clone(), other_kek());
     for (s, data) in &sealed {
@@ -242,7 +244,7 @@ mod random_flips {
                 let bytes = read(&store, &path).await;
                 let at = position.index(bytes.len());
                 write(&store, &path, flip_bit(&bytes, at * 8 + usize::from(bit))).await;
-                assert_integrity(v.get(&sealed.cid).await, &format!("byte {at} bit {bit}"));
+                assert_integrity(v.get(&sealed.cid).await, Tampered, &format!("byte {at} bit {bit}"));
                 let mut released = Vec::new();
                 let mut stream = v.get_stream(&sealed.cid).await.unwrap();
                 let mut error = None;
@@ -255,7 +257,7 @@ mod random_flips {
                         }
                     }
                 }
-                assert!(matches!(error, Some(VaultError::Integrity(_))), "byte {at}: {error:?}");
+                assert_eq!(error.as_ref().and_then(VaultError::integrity_reason), Some(Tampered), "byte {at}: {error:?}");
                 assert!(released.len() < data.len(), "byte {at}");
                 assert_eq!(&released[..], &data[..released.len()], "byte {at}");
             });
@@ -277,7 +279,7 @@ async fn verify_tells_a_lost_key_record_or_ciphertext_apart_from_a_missing_objec
         v.verify(&sealed.cid).await.unwrap(),
         ObjectStatus::Corrupt(_)
     ));
-    assert_integrity(v.get(&sealed.cid).await, "key record lost");
+    assert_integrity(v.get(&sealed.cid).await, MissingKey, "key record lost");
     write(&store, &key_path, record).await;
     let object = v.object_location(&sealed.cid);
     store.delete(&object).await.unwrap();
@@ -287,4 +289,26 @@ async fn verify_tells_a_lost_key_record_or_ciphertext_apart_from_a_missing_objec
     }
     store.delete(&key_path).await.unwrap();
     assert_eq!(v.verify(&sealed.cid).await.unwrap(), ObjectStatus::Missing);
+}
+
+#[tokio::test]
+async fn another_key_under_the_same_kek_id_is_a_wrong_kek_through_the_port() {
+    let (v, store) = memory_vault(kek());
+    let sealed = v
+        .put(patient(), Bytes::from_static(b"x-ray"))
+        .await
+        .unwrap();
+    let impostor = vault_on(
+        store,
+        healthledger_vault::Kek::new("test-kek-1", [8; 32]).unwrap(),
+    );
+    assert_integrity(
+        impostor.get(&sealed.cid).await,
+        WrongKek,
+        "same id, other key",
+    );
+    assert!(matches!(
+        impostor.verify(&sealed.cid).await.unwrap(),
+        ObjectStatus::Corrupt(_)
+    ));
 }

@@ -1,0 +1,130 @@
+//! The `healthledger` binary, run as a user runs it: exit codes and
+//! `--json` output for each command, on a fresh local chain.
+
+use std::process::{Command, Output};
+
+use crate::support;
+
+fn healthledger(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_healthledger"));
+    c.args(args)
+        .current_dir(dir)
+        .env("HEALTHLEDGER_TOOLS", support::tools())
+        .env_remove("DATABASE_URL")
+        .env_remove("HEALTHLEDGER_RPC_URL")
+        .env_remove("HEALTHLEDGER_CONFIG");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().unwrap()
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+#[test]
+fn cid_prints_what_kubo_prints() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("hello"), b"hello world\n").unwrap();
+    std::fs::write(dir.path().join("hello2"), b"hello\n").unwrap();
+    let out = healthledger(dir.path(), &["cid", "hello"], &[]);
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o"
+    );
+    let out = healthledger(
+        dir.path(),
+        &["--json", "cid", "hello2", "--cid-version", "1"],
+        &[],
+    );
+    assert_eq!(
+        json(&out)["cid"],
+        "bafkreicysg23kiwv34eg2d7qweipxwosdo2py4ldv42nbauguluen5v6am"
+    );
+    let out = healthledger(dir.path(), &["cid", "missing-file"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = healthledger(
+        dir.path(),
+        &["cid", "hello", "--cid-version", "0", "--raw-leaves"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2), "raw leaves need CIDv1");
+}
+
+#[test]
+fn malformed_settings_exit_2_naming_the_setting_without_the_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = healthledger(
+        dir.path(),
+        &["sync", "status"],
+        &[("HEALTHLEDGER_VAULT_KEK", "sekrit-not-hex")],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("HEALTHLEDGER_VAULT_KEK"), "{err}");
+    assert!(!err.contains("sekrit"), "{err}");
+    let out = healthledger(
+        dir.path(),
+        &["--help"],
+        &[("HEALTHLEDGER_SIGNER_KEY", "0xsekrit")],
+    );
+    assert!(out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("sekrit"));
+}
+
+#[test]
+fn the_demo_then_every_command_on_its_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let d = data.to_str().unwrap();
+    let out = healthledger(dir.path(), &["--json", "--data-dir", d, "demo"], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let demo = json(&out);
+    assert_eq!(demo["outcome"]["resync"], "Created");
+
+    let run = |args: &[&str]| {
+        let mut all = vec!["--json", "--data-dir", d];
+        all.extend_from_slice(args);
+        healthledger(dir.path(), &all, &[])
+    };
+    let out = run(&["sync", "patient", "555555"]);
+    assert!(out.status.success());
+    assert_eq!(json(&out)["outcome"], "Unchanged");
+    let out = run(&["sync", "doctor", "555555"]);
+    assert_eq!(out.status.code(), Some(3), "a patient is not a doctor");
+    let out = run(&["sync", "patient", "123456"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(json(&out)["outcome"], "NotOnChain");
+    let out = run(&["sync", "patient", "12"]);
+    assert_eq!(out.status.code(), Some(2));
+    let id = demo["outcome"]["record"].as_str().unwrap().to_owned();
+    let out = run(&["sync", "record", &id]);
+    assert!(out.status.success());
+    let out = run(&["sync", "full"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(json(&out)["counts"]["patients"], 1);
+    let out = run(&["sync", "auto"]);
+    assert!(out.status.success());
+    let out = run(&["sync", "status"]);
+    assert_eq!(json(&out)["lag_blocks"], 0);
+    let out = run(&["db", "view"]);
+    assert_eq!(json(&out)["counts"]["records"], 1);
+    let out = run(&["chain", "get", "doctor", "112233"]);
+    assert_eq!(json(&out)["name"], "Dr. Vikram Sen");
+    let out = run(&["chain", "get", "doctor", "223344"]);
+    assert_eq!(out.status.code(), Some(3));
+    let out = run(&["vault", "check"]);
+    assert!(out.status.success());
+    assert!(json(&out)["key_id"].is_string());
+}

@@ -1,0 +1,10 @@
+//! Integration tests of the application layer: the seed's story through
+//! the facade on anvil with SQLite and PostgreSQL, who may do what, bad
+//! input, failures between the steps of a write, and the CLI as a binary.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod authz;
+mod cli;
+mod story;
+mod support;

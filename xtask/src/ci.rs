@@ -1,5 +1,5 @@
-//! `cargo xtask test`, `cargo xtask bench` and `cargo xtask quickstart`: setup, then cargo's own checks
-//! in a fixed order, stopping at the first failure.
+//! `cargo xtask test`, `cargo xtask bench`, `cargo xtask quickstart` and `cargo xtask demo`: setup, then
+//! cargo's own checks (and the runnable examples) in a fixed order, stopping at the first failure.
 
 use std::path::Path;
 use std::time::Instant;
@@ -23,6 +23,25 @@ const TEST_STEPS: &[&[&str]] = &[
         "warnings",
     ],
     &["test", "--workspace", "--all-features"],
+    // The runnable examples, as a user runs them (each on a fresh local chain).
+    &[
+        "run",
+        "--quiet",
+        "-p",
+        "healthledger-examples",
+        "--example",
+        "quickstart",
+    ],
+    &[
+        "run",
+        "--quiet",
+        "-p",
+        "healthledger-examples",
+        "--example",
+        "follow",
+        "--",
+        "3",
+    ],
 ];
 
 /// Runs setup, rustfmt, clippy, the test suite and tidy.
@@ -56,6 +75,27 @@ pub(crate) fn quickstart(root: &Path) -> Result<()> {
             "healthledger-examples",
             "--example",
             "quickstart",
+        ],
+    )
+}
+
+/// Installs the pinned tools, then runs `healthledger demo`: the seed's
+/// story through the facade, on the embedded defaults, in
+/// `./healthledger-demo`.
+pub(crate) fn demo(root: &Path) -> Result<()> {
+    let context = setup::tools_only(root)?;
+    cargo_step(
+        root,
+        &context,
+        &[
+            "run",
+            "--quiet",
+            "--package",
+            "healthledger-api",
+            "--bin",
+            "healthledger",
+            "--",
+            "demo",
         ],
     )
 }

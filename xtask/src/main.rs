@@ -47,6 +47,8 @@ enum Command {
     Bench,
     /// Install the pinned tools, then run the quickstart example on the embedded defaults.
     Quickstart,
+    /// Install the pinned tools, then run `healthledger demo` (the seed's story) on the embedded defaults.
+    Demo,
     /// Compile the Solidity contracts with the pinned solc-js into their committed JSON artifacts.
     Contracts,
     /// Mutation-test the in-memory fakes with the conformance suites (cargo-mutants); print the kill rate.
@@ -69,6 +71,7 @@ fn main() -> ExitCode {
         Command::Tidy { root: given } => tidy::run(given.as_deref().unwrap_or(&root)),
         Command::Bench => ci::bench(&root),
         Command::Quickstart => ci::quickstart(&root),
+        Command::Demo => ci::demo(&root),
         Command::Contracts => contracts::run(&root),
         Command::Mutants { files, jobs } => mutants::run(&root, &files, jobs),
     };

@@ -211,7 +211,7 @@ fn parse_key(secret: &Secret) -> Result<SignerKey> {
 }
 
 /// Opens the vault; with the local defaults and no KEK configured, the
-/// KEK is generated once and kept in `<data_dir>/local/vault.kek` (mode
+/// KEK is generated once and kept in `<data_dir>/.healthledger/vault.kek` (mode
 /// 0600), which suits only a development machine.
 fn open_vault(config: &Config) -> Result<Vault> {
     let kek = match &config.vault_kek {
@@ -245,7 +245,7 @@ fn open_vault(config: &Config) -> Result<Vault> {
 }
 
 fn local_kek(data_dir: &Path, id: &str) -> Result<Kek> {
-    let dir = data_dir.join("local");
+    let dir = data_dir.join(".healthledger");
     let path = dir.join("vault.kek");
     let io = |e: std::io::Error| Error::LocalChain(format!("{}: {e}", path.display()));
     if let Ok(hex) = std::fs::read_to_string(&path) {

@@ -23,7 +23,7 @@ use tokio::{
 
 use crate::{Error, Result};
 
-/// What a local chain remembers between runs, in `local/chain.json`.
+/// What a local chain remembers between runs, in `.healthledger/chain.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Remembered {
     contract: Address,
@@ -40,10 +40,10 @@ pub struct LocalChain {
 }
 
 impl LocalChain {
-    /// Starts anvil with its state in `<data_dir>/local/anvil-state.json`;
+    /// Starts anvil with its state in `<data_dir>/.healthledger/anvil-state.json`;
     /// deploys the contract on the first run and remembers its address.
     pub async fn start(data_dir: &Path, anvil: Option<&Path>) -> Result<Self> {
-        let dir = data_dir.join("local");
+        let dir = data_dir.join(".healthledger");
         std::fs::create_dir_all(&dir)
             .map_err(|e| Error::LocalChain(format!("cannot create {}: {e}", dir.display())))?;
         let bin = match anvil {

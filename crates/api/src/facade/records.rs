@@ -40,13 +40,24 @@ pub struct RecordDraft {
 
 /// A file sealed in the vault for a record not yet on chain: the creator's
 /// wallet signs [`Self::action`] and [`App::commit_record`] finishes it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Only [`App::seal_record`] makes one (its field is private and it does
+/// not deserialize): a caller who could hand `commit_record` a record of
+/// its own making could point patient A's new record at patient B's sealed
+/// object, and A's readers would then read B's file. A server that signs
+/// in two round trips keeps the `SealedRecord` on its side, under an id it
+/// gives the client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SealedRecord {
-    /// The record to create, with the sealed object's CID and size.
-    pub record: NewRecord,
+    record: NewRecord,
 }
 
 impl SealedRecord {
+    /// The record to create, with the sealed object's CID and size.
+    pub fn record(&self) -> &NewRecord {
+        &self.record
+    }
+
     /// What the creator consents to.
     pub fn action(&self) -> ConsentAction {
         ConsentAction::CreateRecord(self.record.clone())

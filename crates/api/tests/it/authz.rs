@@ -13,13 +13,15 @@ use healthledger_api::{Actor, App, ConsentSigner, Error, LocalWallet, RecordDraf
 use healthledger_core::{
     ByteStream, CacheError, CachePort, ContentType, HhNumber, Label, LedgerPort, Name,
     ObjectStatus, Profile, ReadAt, Role, Timestamp, VaultPort,
-    testing::{InMemoryCache, InMemoryLedger, InMemoryVault, MockCachePort, fixtures},
+    testing::{
+        InMemoryCache, InMemoryLedger, InMemoryVault, MockCachePort, MockVaultPort, fixtures,
+    },
 };
 
 struct World {
     app: App,
     ledger: Arc<InMemoryLedger>,
-    vault: Arc<InMemoryVault>,
+    vault: Arc<dyn VaultPort>,
     patient: (Actor, LocalWallet),
     other_patient: (Actor, LocalWallet),
     doctor: (Actor, LocalWallet),
@@ -47,9 +49,12 @@ fn draft(content_type: &str) -> RecordDraft {
 }
 
 async fn world_with(cache: Arc<dyn CachePort>) -> World {
+    world_over(cache, Arc::new(InMemoryVault::new())).await
+}
+
+async fn world_over(cache: Arc<dyn CachePort>, vault: Arc<dyn VaultPort>) -> World {
     let operator = LocalWallet::random();
     let ledger = Arc::new(InMemoryLedger::new(operator.wallet()));
-    let vault = Arc::new(InMemoryVault::new());
     let app = App::builder()
         .ledger(ledger.clone())
         .cache(cache)
@@ -439,7 +444,7 @@ async fn a_chain_refusal_after_the_seal_leaves_no_readable_orphan() {
         .seal_record(&w.center.0, hh(555_555), pdf(), draft("application/pdf"))
         .await
         .unwrap();
-    let cid = sealed.record.cid;
+    let cid = sealed.record().cid;
     assert_eq!(w.vault.verify(&cid).await.unwrap(), ObjectStatus::Intact);
     // Consent by the wrong wallet: the chain refuses the record.
     let forged = w.app.consent(&w.doctor.1, &sealed.action()).await.unwrap();
@@ -447,6 +452,30 @@ async fn a_chain_refusal_after_the_seal_leaves_no_readable_orphan() {
     assert!(r.is_err(), "{r:?}");
     assert_eq!(w.vault.verify(&cid).await.unwrap(), ObjectStatus::Shredded);
     assert!(w.vault.get(&cid).await.is_err());
+    assert_eq!(w.ledger.record_count(ReadAt::Latest).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn a_vault_failure_writes_nothing_on_chain() {
+    let mut vault = MockVaultPort::new();
+    vault.expect_put_stream().returning(|_, _| {
+        Err(healthledger_core::VaultError::Unavailable(
+            "store down".into(),
+        ))
+    });
+    let w = world_over(Arc::new(InMemoryCache::new()), Arc::new(vault)).await;
+    let r = w
+        .app
+        .create_record(
+            &w.center.0,
+            hh(555_555),
+            pdf(),
+            draft("application/pdf"),
+            &w.center.1,
+        )
+        .await;
+    assert!(matches!(r, Err(Error::Unavailable(_))), "{r:?}");
+    assert!(r.as_ref().is_err_and(Error::is_unavailable));
     assert_eq!(w.ledger.record_count(ReadAt::Latest).await.unwrap(), 0);
 }
 

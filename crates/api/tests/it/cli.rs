@@ -128,3 +128,44 @@ fn the_demo_then_every_command_on_its_data() {
     assert!(out.status.success());
     assert!(json(&out)["key_id"].is_string());
 }
+
+#[test]
+fn sync_follow_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_healthledger"))
+        .args(["--data-dir", "data", "sync", "follow"])
+        .current_dir(dir.path())
+        .env("HEALTHLEDGER_TOOLS", support::tools())
+        .env_remove("DATABASE_URL")
+        .env_remove("HEALTHLEDGER_RPC_URL")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until it follows: its header is on stdout (the signal handler is
+    // installed right after it).
+    use std::io::BufRead as _;
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut seen = String::new();
+    while !seen.contains("Following the chain") {
+        let mut line = String::new();
+        assert!(
+            stdout.read_line(&mut line).unwrap() > 0,
+            "follow exited: {seen}"
+        );
+        seen.push_str(&line);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = child.wait().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    assert!(status.success(), "{status:?}: {seen}{rest}");
+    assert!(rest.contains("Stopped at checkpoint"), "{rest}");
+}

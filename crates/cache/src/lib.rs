@@ -158,7 +158,7 @@
 //!
 //! The code is split by what it does: `connect` (the builder, pools,
 //! migration locks), `dialect` (statement plumbing and what differs between
-//! the backends), `rows/` (one module per table family: reading rows,
+//! the backends), `pages` (reads by many keys and key walks), `rows/` (one module per table family: reading rows,
 //! `upsert_*` and deleting), `apply` (block application), `undo` (the undo
 //! log and rollback), `journal` (the journal and the sync state),
 //! `snapshot` (whole-state writes), `search`, `access_log`, `db_only`
@@ -193,6 +193,7 @@ mod error;
 mod journal;
 mod lease;
 mod migration;
+mod pages;
 mod port;
 mod quarantine;
 mod rows;

@@ -250,4 +250,67 @@ impl CachePort for SqlCache {
     async fn quarantined_logs(&self, limit: u64) -> CacheResult<QuarantinedLogs> {
         self.load_quarantined(limit).await
     }
+
+    async fn profiles_by_hh(&self, hhs: &[HhNumber]) -> CacheResult<Vec<Profile>> {
+        let rows = self.load_profiles(&self.read, hhs).await?;
+        Ok(rows.into_iter().map(|(p, _)| p).collect())
+    }
+
+    async fn records_by_id(&self, ids: &[RecordId]) -> CacheResult<Vec<MedicalRecord>> {
+        let rows = self.load_records(&self.read, ids).await?;
+        Ok(rows.into_iter().map(|(r, _)| r).collect())
+    }
+
+    async fn grants_by_pair(
+        &self,
+        pairs: &[(HhNumber, HhNumber)],
+    ) -> CacheResult<Vec<AccessGrant>> {
+        let rows = self.load_grants(&self.read, pairs).await?;
+        Ok(rows.into_iter().map(|(g, _)| g).collect())
+    }
+
+    async fn profile_keys(
+        &self,
+        after: Option<HhNumber>,
+        limit: u64,
+    ) -> CacheResult<Vec<HhNumber>> {
+        Ok(self.walk_profile_keys(after, limit).await?)
+    }
+
+    async fn record_keys(&self, after: Option<RecordId>, limit: u64) -> CacheResult<Vec<RecordId>> {
+        Ok(self.walk_record_keys(after, limit).await?)
+    }
+
+    async fn grant_keys(
+        &self,
+        after: Option<(HhNumber, HhNumber)>,
+        limit: u64,
+    ) -> CacheResult<Vec<(HhNumber, HhNumber)>> {
+        Ok(self.walk_grant_keys(after, limit).await?)
+    }
+
+    async fn remove_grant(&self, patient: HhNumber, grantee: HhNumber) -> CacheResult<bool> {
+        let tx = self.begin().await?;
+        let result = self
+            .remove_grant_in(&tx, patient, grantee)
+            .await
+            .map_err(Into::into);
+        self.finish(tx, result).await
+    }
+
+    async fn upsert_audit_anchor(
+        &self,
+        anchor: &AuditAnchor,
+        source: ChainSource,
+    ) -> CacheResult<()> {
+        let tx = self.begin().await?;
+        let result = self.targeted_anchor(&tx, anchor, source).await;
+        self.finish(tx, result).await
+    }
+
+    async fn remove_audit_anchor(&self) -> CacheResult<bool> {
+        let tx = self.begin().await?;
+        let result = self.remove_anchor_in(&tx).await.map_err(Into::into);
+        self.finish(tx, result).await
+    }
 }

@@ -138,4 +138,31 @@ impl SqlCache {
         }
         Ok(there)
     }
+
+    /// Removes the grant of (`patient`, `grantee`); whether it was there.
+    pub(crate) async fn remove_grant_in(
+        &self,
+        tx: &DatabaseTransaction,
+        patient: HhNumber,
+        grantee: HhNumber,
+    ) -> Result<bool> {
+        let there = self.load_grant(tx, patient, grantee).await?.is_some();
+        if there {
+            self.delete_grant(tx, patient, grantee).await?;
+        }
+        Ok(there)
+    }
+
+    /// Removes the audit anchor; whether there was one.
+    pub(crate) async fn remove_anchor_in(&self, tx: &DatabaseTransaction) -> Result<bool> {
+        let removed = self
+            .exec(
+                tx,
+                "deleting the audit anchor",
+                "DELETE FROM audit_anchor",
+                vec![],
+            )
+            .await?;
+        Ok(removed > 0)
+    }
 }

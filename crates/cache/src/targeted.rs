@@ -9,7 +9,7 @@
 //! [`healthledger_core::CachePort::rollback_to`]).
 
 use healthledger_core::{
-    AccessGrant, CacheError, CacheResult, ChainSource, MedicalRecord, Profile,
+    AccessGrant, AuditAnchor, CacheError, CacheResult, ChainSource, MedicalRecord, Profile,
 };
 use sea_orm::DatabaseTransaction;
 
@@ -117,6 +117,25 @@ impl SqlCache {
                 row,
             };
             self.append_undo(tx, block, &before).await?;
+        }
+        Ok(())
+    }
+
+    /// [`healthledger_core::CachePort::upsert_audit_anchor`] inside `tx`.
+    pub(crate) async fn targeted_anchor(
+        &self,
+        tx: &DatabaseTransaction,
+        anchor: &AuditAnchor,
+        source: ChainSource,
+    ) -> CacheResult<()> {
+        let target = self.upsert_target(tx).await?;
+        let before = match target {
+            Some(_) => Some(self.load_anchor(tx).await?),
+            None => None,
+        };
+        self.upsert_anchor_in(tx, anchor, source).await?;
+        if let (Some(block), Some(row)) = (target, before) {
+            self.append_undo(tx, block, &Before::Anchor { row }).await?;
         }
         Ok(())
     }

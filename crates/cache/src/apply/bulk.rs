@@ -11,7 +11,6 @@ use crate::SqlCache;
 use crate::convert::{date_col, hh_col, hh_of, int, role_col, serial_key, ts_col, words_doc};
 use crate::dialect::{Col, hex, vals};
 use crate::error::Result;
-use crate::rows::{PROFILE_SELECT, profile_of_row};
 
 const USER_COLS: &[(&str, Col)] = &[
     ("hh", Col::Int),
@@ -135,16 +134,7 @@ impl SqlCache {
             for hh in &keys.profiles {
                 fold.profiles.insert(*hh, None);
             }
-            let list: Vec<i64> = keys.profiles.iter().map(|h| hh_col(*h)).collect();
-            let sql = format!(
-                "{PROFILE_SELECT} WHERE u.hh IN ({})",
-                self.json_list("$1", Col::Int)
-            );
-            for row in self
-                .all(tx, "reading profiles", &sql, vals![json!(list).to_string()])
-                .await?
-            {
-                let (p, s) = profile_of_row(&row)?;
+            for (p, s) in self.load_profiles(tx, &keys.profiles).await? {
                 fold.read_profile(p.hh(), Some((p, s)));
             }
             let wallets: Vec<String> = keys.wallets.iter().map(ToString::to_string).collect();
@@ -172,27 +162,7 @@ impl SqlCache {
             for id in &keys.records {
                 fold.records.insert(*id, None);
             }
-            let list: Vec<Json> = keys
-                .records
-                .iter()
-                .map(|id| json!({"patient": hh_col(id.patient()), "serial_key": serial_key(id.serial())}))
-                .collect();
-            let sql = format!(
-                "SELECT {} FROM ({}) k CROSS JOIN records r
-                 WHERE r.patient = k.patient AND r.serial_key = k.serial_key",
-                self.record_cols(),
-                self.json_rows("$1", &[("patient", Col::Int), ("serial_key", Col::Int)])
-            );
-            for row in self
-                .all(
-                    tx,
-                    "reading records",
-                    &sql,
-                    vals![Json::Array(list).to_string()],
-                )
-                .await?
-            {
-                let (r, s) = self.record_of_row(&row)?;
+            for (r, s) in self.load_records(tx, &keys.records).await? {
                 fold.records.insert(r.id, Some((r, s)));
             }
         }
@@ -200,26 +170,7 @@ impl SqlCache {
             for k in &keys.grants {
                 fold.grants.insert(*k, None);
             }
-            let list: Vec<Json> = keys
-                .grants
-                .iter()
-                .map(|(p, g)| json!({"patient": hh_col(*p), "grantee": hh_col(*g)}))
-                .collect();
-            let sql = format!(
-                "SELECT g.* FROM ({}) k CROSS JOIN grants g
-                 WHERE g.patient = k.patient AND g.grantee = k.grantee",
-                self.json_rows("$1", &[("patient", Col::Int), ("grantee", Col::Int)])
-            );
-            for row in self
-                .all(
-                    tx,
-                    "reading grants",
-                    &sql,
-                    vals![Json::Array(list).to_string()],
-                )
-                .await?
-            {
-                let (g, s) = Self::grant_of_row(&row)?;
+            for (g, s) in self.load_grants(tx, &keys.grants).await? {
                 fold.grants.insert((g.patient, g.grantee), Some((g, s)));
             }
         }

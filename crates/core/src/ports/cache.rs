@@ -374,6 +374,61 @@ pub trait CachePort: Send + Sync + Debug {
     /// The stored quarantined logs, newest first (block number, then log
     /// index, descending), at most `limit` of them, with the count of all.
     async fn quarantined_logs(&self, limit: u64) -> CacheResult<QuarantinedLogs>;
+
+    // ----- integrity: batch lookups, key walks and repair -----
+    //
+    // Drift verification compares the chain with the cache a page at a
+    // time: a page of the chain (in the chain's enumeration order) is
+    // looked up here by its keys, and the cache's keys are walked in key
+    // order to find rows the chain does not have. Repair writes through
+    // the removals below and the targeted upserts above.
+
+    /// The cached profiles among `hhs` (any number of keys, duplicates
+    /// allowed; uncached ones are left out), ascending by HH number.
+    async fn profiles_by_hh(&self, hhs: &[HhNumber]) -> CacheResult<Vec<Profile>>;
+
+    /// The indexed records among `ids` (uncached ones left out), ascending
+    /// by id.
+    async fn records_by_id(&self, ids: &[RecordId]) -> CacheResult<Vec<MedicalRecord>>;
+
+    /// The cached grants among the (patient, grantee) `pairs` (uncached
+    /// ones left out), ascending by pair.
+    async fn grants_by_pair(&self, pairs: &[(HhNumber, HhNumber)])
+    -> CacheResult<Vec<AccessGrant>>;
+
+    /// Cached HH numbers above `after` (from the first when `None`),
+    /// ascending, at most `limit`.
+    async fn profile_keys(&self, after: Option<HhNumber>, limit: u64)
+    -> CacheResult<Vec<HhNumber>>;
+
+    /// Indexed record ids above `after`, ascending ([`RecordId`]'s order:
+    /// patient, then serial), at most `limit`.
+    async fn record_keys(&self, after: Option<RecordId>, limit: u64) -> CacheResult<Vec<RecordId>>;
+
+    /// Cached grant keys (patient, grantee) above `after`, ascending, at
+    /// most `limit`.
+    async fn grant_keys(
+        &self,
+        after: Option<(HhNumber, HhNumber)>,
+        limit: u64,
+    ) -> CacheResult<Vec<(HhNumber, HhNumber)>>;
+
+    /// Removes the cached grant of (`patient`, `grantee`) (its chain entry
+    /// is gone); whether there was one. Like [`Self::remove_profile`], not
+    /// journaled.
+    async fn remove_grant(&self, patient: HhNumber, grantee: HhNumber) -> CacheResult<bool>;
+
+    /// Inserts or replaces the cached audit anchor with one read from chain
+    /// state; journaled under rollback like [`Self::upsert_grant`].
+    async fn upsert_audit_anchor(
+        &self,
+        anchor: &AuditAnchor,
+        source: ChainSource,
+    ) -> CacheResult<()>;
+
+    /// Removes the cached audit anchor (the chain has none); whether there
+    /// was one. Not journaled.
+    async fn remove_audit_anchor(&self) -> CacheResult<bool>;
 }
 
 /// What [`CachePort::quarantined_logs`] returns.

@@ -15,8 +15,12 @@ use crate::{
     Role, Session, SessionTokenHash, Timestamp,
 };
 
+mod pages;
 mod quarantine;
 mod whole_state;
+pub use pages::{
+    batch_lookups_return_cached_rows, key_walks_page_in_key_order, repair_writes_touch_one_row,
+};
 pub use quarantine::quarantined_logs_go_with_their_blocks;
 pub use whole_state::{
     removals_remove_one_row, replace_chain_state_installs_a_snapshot,
@@ -59,6 +63,9 @@ where
     replace_chain_state_installs_a_snapshot(&fresh().await).await;
     removals_remove_one_row(&fresh().await).await;
     quarantined_logs_go_with_their_blocks(&fresh().await).await;
+    batch_lookups_return_cached_rows(&fresh().await).await;
+    key_walks_page_in_key_order(&fresh().await).await;
+    repair_writes_touch_one_row(&fresh().await).await;
 }
 
 fn hh(n: u32) -> HhNumber {

@@ -770,6 +770,73 @@ impl CachePort for InMemoryCache {
             newest: take(s.quarantined.values().rev().cloned(), limit),
         })
     }
+
+    async fn profiles_by_hh(&self, hhs: &[HhNumber]) -> CacheResult<Vec<Profile>> {
+        Ok(by_keys(&self.lock().profiles, hhs))
+    }
+
+    async fn records_by_id(&self, ids: &[RecordId]) -> CacheResult<Vec<MedicalRecord>> {
+        Ok(by_keys(&self.lock().records, ids))
+    }
+
+    async fn grants_by_pair(
+        &self,
+        pairs: &[(HhNumber, HhNumber)],
+    ) -> CacheResult<Vec<AccessGrant>> {
+        Ok(by_keys(&self.lock().grants, pairs))
+    }
+
+    async fn profile_keys(
+        &self,
+        after: Option<HhNumber>,
+        limit: u64,
+    ) -> CacheResult<Vec<HhNumber>> {
+        Ok(keys_after(&self.lock().profiles, after, limit))
+    }
+
+    async fn record_keys(&self, after: Option<RecordId>, limit: u64) -> CacheResult<Vec<RecordId>> {
+        Ok(keys_after(&self.lock().records, after, limit))
+    }
+
+    async fn grant_keys(
+        &self,
+        after: Option<(HhNumber, HhNumber)>,
+        limit: u64,
+    ) -> CacheResult<Vec<(HhNumber, HhNumber)>> {
+        Ok(keys_after(&self.lock().grants, after, limit))
+    }
+
+    async fn remove_grant(&self, patient: HhNumber, grantee: HhNumber) -> CacheResult<bool> {
+        Ok(self.lock().grants.remove(&(patient, grantee)).is_some())
+    }
+
+    async fn upsert_audit_anchor(
+        &self,
+        anchor: &AuditAnchor,
+        _source: ChainSource,
+    ) -> CacheResult<()> {
+        let mut s = self.lock();
+        let undo = Undo::Anchor(s.anchor.replace(*anchor));
+        s.journal_upsert(undo);
+        Ok(())
+    }
+
+    async fn remove_audit_anchor(&self) -> CacheResult<bool> {
+        Ok(self.lock().anchor.take().is_some())
+    }
+}
+
+/// The values of `map` under `keys` that are present, in key order.
+fn by_keys<K: Ord + Copy, V: Clone>(map: &BTreeMap<K, V>, keys: &[K]) -> Vec<V> {
+    let wanted: std::collections::BTreeSet<K> = keys.iter().copied().collect();
+    wanted.iter().filter_map(|k| map.get(k).cloned()).collect()
+}
+
+/// The keys of `map` above `after`, ascending, at most `limit`.
+fn keys_after<K: Ord + Copy, V>(map: &BTreeMap<K, V>, after: Option<K>, limit: u64) -> Vec<K> {
+    use std::ops::Bound;
+    let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
+    take(map.range((lower, Bound::Unbounded)).map(|(k, _)| *k), limit)
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! The sync engine's error: what the ledger or the cache refused, or why the
 //! engine cannot go on by itself.
 
-use healthledger_core::{CacheError, LedgerError};
+use healthledger_core::{CacheError, LedgerError, VaultError};
 
 /// Shorthand for sync results.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -47,6 +47,14 @@ pub enum Error {
     /// start; a full sync can.
     #[error("incremental sync cannot start: {0}; run a full sync")]
     NeedsFullSync(String),
+    /// The vault failed (during a vault audit).
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+    /// An integrity check or repair cannot compare the chain with the
+    /// cache as asked: the cache's checkpoint is not canonical, or moved
+    /// since the report being repaired. Sync, then verify again.
+    #[error("integrity check cannot proceed: {0}")]
+    NotComparable(String),
 }
 
 impl Error {
@@ -56,7 +64,8 @@ impl Error {
         match self {
             Self::Ledger(e) => e.is_retryable(),
             Self::Cache(e) => e.is_retryable(),
-            Self::Inconsistent(_) => true,
+            Self::Vault(e) => e.is_retryable(),
+            Self::Inconsistent(_) | Self::NotComparable(_) => true,
             Self::ReorgTooDeep { .. } | Self::NeedsFullSync(_) => false,
         }
     }

@@ -21,7 +21,9 @@
 //!   fetched first and switched to in one transaction;
 //! - [`SyncEngine::follow`] (`follow`): sync on every new head and prune
 //!   undo data that became final, until [`Stopper::stop`];
-//! - [`SyncEngine::status`] and progress events ([`Progress`]).
+//! - [`SyncEngine::status`] and progress events ([`Progress`]);
+//! - [`integrity`]: drift verification and repair, the access-log audit
+//!   and anchoring job, and the vault audit.
 //!
 //! Crash safety: every cache write is one transaction that moves the
 //! checkpoint with its data, so a crash loses at most the batch being
@@ -44,6 +46,7 @@ mod engine;
 mod error;
 mod follow;
 mod full;
+pub mod integrity;
 pub mod plan;
 mod reorg;
 mod status;

@@ -1,13 +1,16 @@
 //! The sync engine's integration tests: every operation on the in-memory
 //! fakes, error paths on mocks, a property test of "the cache equals the
 //! projection of the canonical chain" through reorgs and crashes, and the
-//! engine on anvil with SQLite and PostgreSQL.
+//! engine on anvil with SQLite and PostgreSQL; integrity (drift and repair,
+//! the access-log and vault audits).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod anvil;
+mod audits;
 mod errors;
 mod fakes;
+mod integrity;
 mod kill;
 mod property;
 mod support;

@@ -124,6 +124,13 @@ fn the_demo_then_every_command_on_its_data() {
     assert_eq!(json(&out)["name"], "Dr. Vikram Sen");
     let out = run(&["chain", "get", "doctor", "223344"]);
     assert_eq!(out.status.code(), Some(3));
+    // The demo clears only its own directory.
+    let mine = dir.path().join("mine");
+    std::fs::create_dir_all(&mine).unwrap();
+    std::fs::write(mine.join("precious.txt"), b"keep me").unwrap();
+    let out = healthledger(dir.path(), &["--data-dir", "mine", "demo"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(mine.join("precious.txt").exists());
     let out = run(&["vault", "check"]);
     assert!(out.status.success());
     assert!(json(&out)["key_id"].is_string());

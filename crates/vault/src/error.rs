@@ -119,6 +119,12 @@ pub enum Error {
     /// A helper task (the CID hashing thread) failed.
     #[error("vault worker failed: {0}")]
     Worker(String),
+    /// Reading a sealed object handed to the opener failed.
+    #[error("reading the sealed object failed: {0}")]
+    Read(#[source] std::io::Error),
+    /// Writing a CAR export failed.
+    #[error("writing the CAR file failed: {0}")]
+    Car(String),
     /// The plaintext stream given to `put_stream` failed.
     #[error("the plaintext stream failed: {0}")]
     Input(#[source] VaultError),
@@ -182,7 +188,9 @@ impl From<Error> for VaultError {
                 _ => VaultError::Unavailable(message),
             },
             Error::RotationContended { .. } => VaultError::Conflict(message),
-            Error::Random(_) | Error::Worker(_) => VaultError::other(err),
+            Error::Random(_) | Error::Worker(_) | Error::Read(_) | Error::Car(_) => {
+                VaultError::other(err)
+            }
         }
     }
 }

@@ -101,10 +101,24 @@
 //! flag, and every segment authenticates the object header. Reordering,
 //! dropping, duplicating, truncating or extending segments is detected.
 //! The exact layout is in [`seal`]. Any size streams through in constant
-//! memory: [`VaultPort::put_stream`] holds one segment, a few 256 KiB
+//! memory: [`VaultPort::put_stream`] holds one segment, a few 1 MiB
 //! batches queued for the CID hashing thread (which runs beside the cipher)
 //! and the upload parts in flight (8 MiB, two at a time); reads fetch 4 MiB
-//! ranges, two in flight.
+//! ranges, two in flight. Segments are independent (each nonce names its
+//! index) and so are raw leaves (one SHA-256 each): runs of them are
+//! encrypted, decrypted and hashed on every core at once (rayon), so
+//! sealing and opening can approach the two-core bound
+//! `2 / (1/AES + 1/SHA-256)` rather than the slower of the two.
+//!
+//! # Decrypt anywhere, pin anywhere
+//!
+//! [`open_sealed`] (and [`open_sealed_stream`]) open a sealed object fetched
+//! from anywhere, an IPFS gateway, a CAR file or a backup, with its
+//! [`ObjectKey`]: from [`Vault::object_key`], or recovered from a copy of
+//! the key store and the KEK ([`ObjectKey::from_records`]). They verify as
+//! `get` and `get_stream` do. [`Vault::export_car`] writes a sealed object
+//! as a CARv1 file whose root is its CID, for any IPFS node or pinning
+//! service to import.
 //!
 //! # CID profile
 //!
@@ -173,4 +187,7 @@ mod vault;
 pub use error::{Error, Result};
 pub use keys::{Kek, KeyProvider};
 pub use unixfs::{CidHasher, CidOptions, CidOptionsError, CidVersion, compute_cid};
-pub use vault::{GcReport, Rotation, StoreAt, Vault, VaultBuilder};
+pub use vault::{
+    CarExport, GcReport, ObjectKey, Rotation, StoreAt, Vault, VaultBuilder, open_sealed,
+    open_sealed_stream,
+};

@@ -23,6 +23,7 @@
 use aes_gcm_siv::aead::AeadInOut;
 use aes_gcm_siv::aead::inout::InOutBuf;
 use aes_gcm_siv::{Aes256GcmSiv, Nonce, Tag};
+use rayon::prelude::*;
 
 use crate::keys::{DataKey, fill_random};
 
@@ -38,6 +39,9 @@ const PREFIX_LEN: usize = 7;
 /// Segment sizes a reader accepts, which bounds its memory.
 const MIN_SEGMENT: usize = 1024;
 const MAX_SEGMENT: usize = 1024 * 1024;
+/// Runs of at least this many whole segments are sealed or opened on every
+/// core at once (rayon's pool); shorter ones on the calling thread.
+const PARALLEL_SEGMENTS: usize = 4;
 
 /// The stored size of `plaintext_len` bytes once sealed.
 pub fn sealed_len(plaintext_len: u64) -> u64 {
@@ -51,6 +55,14 @@ fn nonce(prefix: &[u8; PREFIX_LEN], index: u32, last: bool) -> Nonce {
     n[PREFIX_LEN..11].copy_from_slice(&index.to_be_bytes());
     n[11] = u8::from(last);
     Nonce::from(n)
+}
+
+/// The index after a run of `count` segments from `first`.
+fn run_end(first: u32, count: usize) -> Result<u32, String> {
+    u32::try_from(count)
+        .ok()
+        .and_then(|n| first.checked_add(n))
+        .ok_or_else(|| "the object exceeds 2^32 segments".to_owned())
 }
 
 /// Encrypts a plaintext stream into the sealed format, one segment at a
@@ -90,6 +102,15 @@ impl Sealer {
     /// Appends to `out` every segment that `data` completes.
     pub(crate) fn update(&mut self, mut data: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
         while !data.is_empty() {
+            if self.pending.is_empty() && data.len() > PARALLEL_SEGMENTS * SEGMENT_SIZE {
+                // A run of whole segments with more data after it: sealed
+                // straight from the input, on every core.
+                let whole = (data.len() - 1) / SEGMENT_SIZE * SEGMENT_SIZE;
+                let (run, rest) = data.split_at(whole);
+                self.seal_run(run, out)?;
+                data = rest;
+                continue;
+            }
             if self.pending.is_empty() && data.len() > SEGMENT_SIZE {
                 // Fast path: a whole segment with more data after it is
                 // sealed straight from the input, without staging it.
@@ -121,6 +142,33 @@ impl Sealer {
         self.pending = pending;
         self.pending.clear();
         sealed
+    }
+
+    /// Seals `run`, whole segments none of which is the last, in parallel:
+    /// each segment's nonce depends only on its index, so they are
+    /// independent.
+    fn seal_run(&mut self, run: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+        let (first, count) = (self.index, run.len() / SEGMENT_SIZE);
+        let end = run_end(first, count)?;
+        let start = out.len();
+        out.resize(start + count * (SEGMENT_SIZE + TAG_LEN), 0);
+        let (cipher, header, prefix) = (&self.cipher, &self.header, &self.prefix);
+        run.par_chunks(SEGMENT_SIZE)
+            .zip(out[start..].par_chunks_mut(SEGMENT_SIZE + TAG_LEN))
+            .enumerate()
+            .try_for_each(|(i, (segment, sealed))| {
+                let index = first + i as u32;
+                let (body, tag_out) = sealed.split_at_mut(SEGMENT_SIZE);
+                let buf = InOutBuf::new(segment, body)
+                    .map_err(|_| format!("segment {index} buffer sizes differ"))?;
+                let tag = cipher
+                    .encrypt_inout_detached(&nonce(prefix, index, false), header, buf)
+                    .map_err(|_| format!("sealing segment {index} failed"))?;
+                tag_out.copy_from_slice(tag.as_slice());
+                Ok::<(), String>(())
+            })?;
+        self.index = end;
+        Ok(())
     }
 
     fn seal_segment(
@@ -186,6 +234,15 @@ impl Opener {
         }
         let sealed_segment = self.segment_size + TAG_LEN;
         while !data.is_empty() {
+            if self.pending.is_empty() && data.len() > PARALLEL_SEGMENTS * sealed_segment {
+                // A run of whole sealed segments with more data after it:
+                // opened straight from the input, on every core.
+                let whole = (data.len() - 1) / sealed_segment * sealed_segment;
+                let (run, rest) = data.split_at(whole);
+                self.open_run(run, out)?;
+                data = rest;
+                continue;
+            }
             if self.pending.is_empty() && data.len() > sealed_segment {
                 // Fast path: a whole sealed segment with more data after it
                 // is opened straight from the input, without staging it.
@@ -250,6 +307,47 @@ impl Opener {
         opened
     }
 
+    /// Opens `run`, whole sealed segments none of which is the last, in
+    /// parallel. On a failure `out` keeps the plaintext of the segments
+    /// before the first one that failed, and the error names that one.
+    fn open_run(&mut self, run: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+        let sealed_segment = self.segment_size + TAG_LEN;
+        let (first, count) = (self.index, run.len() / sealed_segment);
+        let end = run_end(first, count)?;
+        let start = out.len();
+        out.resize(start + count * self.segment_size, 0);
+        let (cipher, header, prefix) = (&self.cipher, &self.header, &self.prefix);
+        let size = self.segment_size;
+        let opened: Vec<bool> = run
+            .par_chunks(sealed_segment)
+            .zip(out[start..].par_chunks_mut(size))
+            .enumerate()
+            .map(|(i, (sealed, plain))| {
+                let index = first + i as u32;
+                let (body, tag) = sealed.split_at(size);
+                let Ok(tag) = Tag::try_from(tag) else {
+                    return false;
+                };
+                InOutBuf::new(body, plain).is_ok_and(|buf| {
+                    cipher
+                        .decrypt_inout_detached(&nonce(prefix, index, false), header, buf, &tag)
+                        .is_ok()
+                })
+            })
+            .collect();
+        if let Some(bad) = opened.iter().position(|ok| !ok) {
+            // Never leave unauthenticated plaintext in the caller's buffer.
+            out.truncate(start + bad * size);
+            self.index = first + bad as u32;
+            return Err(format!(
+                "segment {} failed authentication (reordered, dropped, duplicated or damaged)",
+                self.index
+            ));
+        }
+        self.index = end;
+        Ok(())
+    }
+
     fn open_segment(&mut self, sealed: &[u8], last: bool, out: &mut Vec<u8>) -> Result<(), String> {
         if sealed.len() < TAG_LEN {
             return Err(format!(
@@ -312,6 +410,42 @@ mod tests {
         }
         opener.finish(&mut out)?;
         Ok(out)
+    }
+
+    #[test]
+    fn runs_sealed_and_opened_in_parallel_match_one_segment_at_a_time() {
+        let key = DataKey::generate().unwrap();
+        for len in [
+            5 * SEGMENT_SIZE,
+            5 * SEGMENT_SIZE + 1,
+            37 * SEGMENT_SIZE - 3,
+        ] {
+            let data: Vec<u8> = (0..len).map(|i| (i % 253) as u8).collect();
+            // Sealed in one piece (parallel runs), opened in small pieces
+            // (one segment at a time), and the other way round.
+            let sealed = seal(&key, &data);
+            assert_eq!(open(&key, &sealed).unwrap(), data, "{len}");
+            let mut sealer = Sealer::new(&key).unwrap();
+            let mut pieces = sealer.header().to_vec();
+            for piece in data.chunks(999) {
+                sealer.update(piece, &mut pieces).unwrap();
+            }
+            sealer.finish(&mut pieces).unwrap();
+            let mut opener = Opener::new(&key);
+            let mut out = Vec::new();
+            opener.update(&pieces, &mut out).unwrap();
+            opener.finish(&mut out).unwrap();
+            assert_eq!(out, data, "{len}");
+            // A damaged segment inside a parallel run: only the segments
+            // before it are released, and the error names it.
+            let mut damaged = sealed.clone();
+            damaged[HEADER_LEN + 3 * (SEGMENT_SIZE + TAG_LEN) + 7] ^= 1;
+            let mut opener = Opener::new(&key);
+            let mut out = Vec::new();
+            let err = opener.update(&damaged, &mut out).unwrap_err();
+            assert!(err.starts_with("segment 3 "), "{err}");
+            assert_eq!(out, data[..3 * SEGMENT_SIZE], "{len}");
+        }
     }
 
     #[test]

@@ -20,6 +20,7 @@ use std::io::{self, Read};
 
 use cid::Cid;
 use cid::multihash::Multihash;
+use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
 /// Kubo's default chunk size: 256 KiB.
@@ -28,6 +29,9 @@ pub const DEFAULT_CHUNK_SIZE: usize = 256 * 1024;
 pub const MAX_LINKS: usize = 174;
 /// The largest chunk size accepted: Kubo refuses blocks above 1 MiB.
 pub const MAX_CHUNK_SIZE: usize = 1024 * 1024;
+/// Runs of at least this many whole raw leaves are hashed on every core at
+/// once (rayon's pool).
+const PARALLEL_LEAVES: usize = 2;
 
 /// Multicodec of dag-pb.
 const DAG_PB: u64 = 0x70;
@@ -144,6 +148,9 @@ pub struct CidHasher {
     levels: Vec<Vec<PendingLink>>,
     /// Scratch buffer for encoding blocks.
     block: Vec<u8>,
+    /// When the blocks themselves are wanted (a CAR export): every finished
+    /// block, until [`Self::take_blocks`] drains them.
+    blocks: Option<Vec<(Cid, Vec<u8>)>>,
 }
 
 impl CidHasher {
@@ -161,7 +168,33 @@ impl CidHasher {
             chunk_len: 0,
             levels: Vec::new(),
             block: Vec::new(),
+            blocks: None,
         })
+    }
+
+    /// A hasher for `options` that also keeps every block of the DAG (its
+    /// leaves and internal nodes, in the order they complete, the root
+    /// last) for [`Self::take_blocks`]; it holds one chunk more than
+    /// [`Self::new`] with raw leaves.
+    pub fn with_blocks(options: CidOptions) -> Result<Self, CidOptionsError> {
+        let mut hasher = Self::new(options)?;
+        hasher.chunk = Vec::with_capacity(options.chunk_size);
+        hasher.blocks = Some(Vec::new());
+        Ok(hasher)
+    }
+
+    /// The blocks finished since the last call, with their CIDs (none
+    /// unless made by [`Self::with_blocks`]).
+    pub fn take_blocks(&mut self) -> Vec<(Cid, Vec<u8>)> {
+        self.blocks.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    /// [`Self::finish`], with the blocks finished since the last
+    /// [`Self::take_blocks`] (the root last).
+    pub fn finish_with_blocks(mut self) -> (Cid, Vec<(Cid, Vec<u8>)>) {
+        let mut blocks = Vec::new();
+        let cid = self.finish_into(&mut blocks);
+        (cid, blocks)
     }
 
     /// Feeds more content.
@@ -172,11 +205,34 @@ impl CidHasher {
                 // that a file of exactly one chunk stays a single leaf.
                 self.flush_leaf();
             }
+            let size = self.options.chunk_size;
+            if self.chunk_len == 0
+                && self.options.raw_leaves
+                && self.blocks.is_none()
+                && data.len() > PARALLEL_LEAVES * size
+            {
+                // Whole raw leaves with more data after them: each is one
+                // independent SHA-256, so they are hashed on every core.
+                let whole = (data.len() - 1) / size * size;
+                let (run, rest) = data.split_at(whole);
+                let digests: Vec<_> = run.par_chunks(size).map(Sha256::digest).collect();
+                for digest in digests {
+                    let link = PendingLink {
+                        cid: make_cid(CidVersion::V1, RAW, &digest),
+                        tsize: size as u64,
+                        file_size: size as u64,
+                    };
+                    self.push(0, link);
+                }
+                data = rest;
+                continue;
+            }
             let room = self.options.chunk_size - self.chunk_len;
             let take = room.min(data.len());
             if self.options.raw_leaves {
                 self.raw_leaf.update(&data[..take]);
-            } else {
+            }
+            if !self.options.raw_leaves || self.blocks.is_some() {
                 self.chunk.extend_from_slice(&data[..take]);
             }
             self.chunk_len += take;
@@ -186,6 +242,17 @@ impl CidHasher {
 
     /// The CID of everything fed so far.
     pub fn finish(mut self) -> Cid {
+        self.finish_into(&mut Vec::new())
+    }
+
+    /// Finishes the DAG; the blocks kept since the last drain go to `out`.
+    fn finish_into(&mut self, out: &mut Vec<(Cid, Vec<u8>)>) -> Cid {
+        let cid = self.finish_dag();
+        out.extend(self.take_blocks());
+        cid
+    }
+
+    fn finish_dag(&mut self) -> Cid {
         if self.chunk_len > 0 || self.levels.is_empty() {
             // The empty file is one empty leaf, as in Kubo.
             self.flush_leaf();
@@ -209,7 +276,11 @@ impl CidHasher {
         self.chunk_len = 0;
         let (cid, tsize) = if self.options.raw_leaves {
             let digest = self.raw_leaf.finalize_reset();
-            (make_cid(CidVersion::V1, RAW, &digest), file_size)
+            let cid = make_cid(CidVersion::V1, RAW, &digest);
+            if let Some(blocks) = self.blocks.as_mut() {
+                blocks.push((cid, self.chunk.clone()));
+            }
+            (cid, file_size)
         } else {
             self.block.clear();
             let mut unixfs = Vec::with_capacity(self.chunk.len() + 16);
@@ -220,10 +291,11 @@ impl CidHasher {
             put_varint_field(&mut unixfs, 3, file_size);
             put_bytes_field(&mut self.block, 1, &unixfs);
             let digest = Sha256::digest(&self.block);
-            (
-                make_cid(self.options.cid_version, DAG_PB, &digest),
-                self.block.len() as u64,
-            )
+            let cid = make_cid(self.options.cid_version, DAG_PB, &digest);
+            if let Some(blocks) = self.blocks.as_mut() {
+                blocks.push((cid, self.block.clone()));
+            }
+            (cid, self.block.len() as u64)
         };
         self.chunk.clear();
         self.push(
@@ -271,6 +343,9 @@ impl CidHasher {
         put_bytes_field(&mut self.block, 1, &unixfs);
         let digest = Sha256::digest(&self.block);
         let cid = make_cid(self.options.cid_version, DAG_PB, &digest);
+        if let Some(blocks) = self.blocks.as_mut() {
+            blocks.push((cid, self.block.clone()));
+        }
         let tsize = self.block.len() as u64 + links.iter().map(|l| l.tsize).sum::<u64>();
         let mut links = links;
         links.clear();
@@ -485,6 +560,27 @@ mod tests {
                 hasher.update(piece);
             }
             assert_eq!(hasher.finish(), whole);
+        }
+    }
+
+    #[test]
+    fn whole_runs_hashed_in_parallel_give_the_same_cid() {
+        let leaf = DEFAULT_CHUNK_SIZE;
+        for len in [
+            2 * leaf,
+            2 * leaf + 1,
+            3 * leaf,
+            7 * leaf + 5,
+            200 * leaf - 1,
+        ] {
+            let data: Vec<u8> = (0..len).map(|i| (i * 13 % 251) as u8).collect();
+            let sequential = compute_cid(&data[..], CidOptions::KUBO_V1).unwrap();
+            for split in [0, 1, leaf - 1, leaf, leaf + 1] {
+                let mut hasher = CidHasher::new(CidOptions::KUBO_V1).unwrap();
+                hasher.update(&data[..split]);
+                hasher.update(&data[split..]);
+                assert_eq!(hasher.finish(), sequential, "{len} split at {split}");
+            }
         }
     }
 

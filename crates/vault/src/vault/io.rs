@@ -62,6 +62,28 @@ impl Reader {
         }
     }
 
+    /// Everything, verified; nothing unless every segment and the CID
+    /// verified. `size` is a capacity hint.
+    pub(super) async fn read_all(mut self, size: u64) -> Result<Vec<u8>> {
+        let mut plaintext = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+        while let Some(filled) = self.fill(&mut plaintext).await {
+            filled?;
+        }
+        Ok(plaintext)
+    }
+
+    /// The verified plaintext as a stream of batches, ending with the first
+    /// failure.
+    pub(super) fn into_stream(self) -> BoxStream<'static, Result<Bytes>> {
+        futures::stream::unfold(self, |mut reader| async move {
+            let mut out = Vec::new();
+            let filled = reader.fill(&mut out).await?;
+            Some((filled.map(|()| Bytes::from(out)), reader))
+        })
+        .filter(|item| futures::future::ready(!matches!(item, Ok(b) if b.is_empty())))
+        .boxed()
+    }
+
     async fn fill_batch(&mut self, out: &mut Vec<u8>) -> Option<Result<()>> {
         let start = out.len();
         loop {
@@ -115,8 +137,9 @@ impl Reader {
 /// blocking worker thread for large ones, so hashing and encryption use
 /// two cores.
 pub(super) enum HashWorker {
-    /// Hashing on the calling task.
-    Inline(CidHasher),
+    /// Hashing on the calling task (boxed: a hasher is far larger than the
+    /// thread's handles).
+    Inline(Box<CidHasher>),
     /// Hashing on a blocking thread, fed through a bounded channel.
     Thread {
         tx: tokio::sync::mpsc::Sender<Bytes>,
@@ -127,11 +150,17 @@ pub(super) enum HashWorker {
 }
 
 impl HashWorker {
+    /// Hashing on the calling task, until a large batch moves it to a
+    /// thread.
+    pub(super) fn inline(hasher: CidHasher) -> Self {
+        Self::Inline(Box::new(hasher))
+    }
+
     pub(super) fn for_size(hasher: CidHasher, size: u64) -> Self {
         if size > INLINE_HASH_LIMIT {
             Self::spawn(hasher)
         } else {
-            Self::Inline(hasher)
+            Self::inline(hasher)
         }
     }
 
@@ -153,7 +182,7 @@ impl HashWorker {
                 return Ok(());
             }
             if let Self::Inline(hasher) = std::mem::replace(self, Self::Moving) {
-                *self = Self::spawn(hasher);
+                *self = Self::spawn(*hasher);
             }
         }
         match self {

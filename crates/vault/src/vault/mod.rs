@@ -2,18 +2,23 @@
 //! for content and one for keys. This module configures and opens it; what
 //! it does is split by act: [`write`] seals, [`read`] opens and verifies,
 //! [`port`] is the port, [`rotate`] rotates the KEK, [`list`] lists the
-//! objects, [`gc`] removes what crashes left, [`io`] holds the streaming
-//! parts.
+//! objects, [`gc`] removes what crashes left, [`opener`] opens sealed
+//! objects fetched from elsewhere, [`car`] exports them as CAR files, [`io`]
+//! holds the streaming parts.
 
+mod car;
 mod gc;
 mod io;
 mod list;
+mod opener;
 mod port;
 mod read;
 mod rotate;
 mod write;
 
+pub use car::CarExport;
 pub use gc::GcReport;
+pub use opener::{ObjectKey, open_sealed, open_sealed_stream};
 
 use std::fmt;
 use std::path::PathBuf;
@@ -40,9 +45,9 @@ const PART_SIZE: usize = 8 * 1024 * 1024;
 const PARTS_IN_FLIGHT: usize = 2;
 /// Bytes handed out per stream item when reading back.
 const BATCH: usize = 1024 * 1024;
-/// Ciphertext bytes per batch when sealing: small enough that hashing one
-/// batch overlaps with encrypting the next even for 1 MiB objects.
-const SEAL_BATCH: usize = 256 * 1024;
+/// Ciphertext bytes per batch when sealing: each batch is encrypted, then
+/// hashed, on every core (rayon), while the previous one is stored.
+const SEAL_BATCH: usize = 1024 * 1024;
 /// Bytes per ranged read of a stored object; two are in flight.
 const READ_RANGE: u64 = 4 * 1024 * 1024;
 /// Objects are hashed on the calling task up to this size, and on a

@@ -65,27 +65,17 @@ impl VaultPort for Vault {
     }
 
     async fn get(&self, cid: &Cid) -> VaultResult<Bytes> {
-        let (size, mut reader) = self.open(cid).await?;
-        let mut plaintext = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+        let (size, reader) = self.open(cid).await?;
         // Nothing is returned unless every segment and the CID verified.
-        while let Some(filled) = reader.fill(&mut plaintext).await {
-            filled?;
-        }
-        Ok(Bytes::from(plaintext))
+        Ok(Bytes::from(reader.read_all(size).await?))
     }
 
     async fn get_stream(&self, cid: &Cid) -> VaultResult<ByteStream> {
         let (_, reader) = self.open(cid).await?;
-        Ok(stream::unfold(reader, |mut reader| async move {
-            let mut out = Vec::new();
-            let filled = reader.fill(&mut out).await?;
-            Some((
-                filled.map(|()| Bytes::from(out)).map_err(VaultError::from),
-                reader,
-            ))
-        })
-        .filter(|item| futures::future::ready(!matches!(item, Ok(b) if b.is_empty())))
-        .boxed())
+        Ok(reader
+            .into_stream()
+            .map(|item| item.map_err(VaultError::from))
+            .boxed())
     }
 
     async fn verify(&self, cid: &Cid) -> VaultResult<ObjectStatus> {

@@ -92,7 +92,7 @@ impl Vault {
                 &e.to_string(),
             )
         })?;
-        let mut hasher = HashWorker::Inline(hasher);
+        let mut hasher = HashWorker::inline(hasher);
         let mut sink = Sink::Buffer(Vec::new());
         let mut out = sealer.header().to_vec();
         let mut size = 0u64;

@@ -3,6 +3,7 @@
 //! key rotation.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod car;
 mod conformance;
 mod gc;
 mod orderings;

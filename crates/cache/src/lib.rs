@@ -61,6 +61,13 @@
 //! - `grants`: patient, grantee, granted at, expires at, revoked at, source
 //!   block and tx;
 //! - `audit_anchor`: the latest anchored access-log digest;
+//! - `deferred_indexes` and `sync_state.backfill_mode`: initial backfill
+//!   mode (`begin_backfill_mode`) drops every non-unique index and trigger
+//!   of the chain tables (read from the catalog, their definitions kept
+//!   here), and `end_backfill_mode` runs the kept definitions and rebuilds
+//!   the FTS5 table, each in one transaction; a cache that stopped in the
+//!   mode is still in it when reopened, searches meanwhile are
+//!   `IndexBuilding`;
 //! - `quarantined_logs`: the ledger logs that did not decode, keyed by
 //!   block number, log index and tx hash, with block hash, topic and reason;
 //!   stored in the transaction of their block batch and deleted with their
@@ -186,6 +193,7 @@ mod dialect;
 
 mod access_log;
 mod apply;
+mod backfill_mode;
 mod connect;
 mod convert;
 mod db_only;

@@ -313,4 +313,20 @@ impl CachePort for SqlCache {
         let result = self.remove_anchor_in(&tx).await.map_err(Into::into);
         self.finish(tx, result).await
     }
+
+    async fn begin_backfill_mode(&self) -> CacheResult<()> {
+        let tx = self.begin().await?;
+        let result = self.begin_backfill_mode_in(&tx).await.map_err(Into::into);
+        self.finish(tx, result).await
+    }
+
+    async fn end_backfill_mode(&self) -> CacheResult<()> {
+        let tx = self.begin().await?;
+        let result = self.end_backfill_mode_in(&tx).await.map_err(Into::into);
+        self.finish(tx, result).await
+    }
+
+    async fn in_backfill_mode(&self) -> CacheResult<bool> {
+        Ok(self.backfill_flag(&self.read).await?)
+    }
 }

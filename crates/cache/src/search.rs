@@ -37,6 +37,7 @@ impl SqlCache {
         prefix: &str,
         limit: u64,
     ) -> CacheResult<Vec<PatientProfile>> {
+        self.refuse_while_building().await?;
         let prefix = prefix.to_lowercase();
         if prefix.contains('\0') {
             // Names hold no control characters, so nothing matches (and
@@ -67,6 +68,7 @@ impl SqlCache {
 
     /// Records matching a query ([`CachePort::search_records`](healthledger_core::CachePort::search_records)).
     pub(crate) async fn find_records(&self, q: &RecordQuery) -> CacheResult<Vec<MedicalRecord>> {
+        self.refuse_while_building().await?;
         let mut p = Params::default();
         let mut sql = format!("SELECT {} FROM records r WHERE 1 = 1", self.record_cols());
         if let Some(patient) = q.patient {

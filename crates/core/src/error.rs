@@ -53,7 +53,10 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// only what its `Integrity` variant carries differs (`$integrity`: a
 /// message, or the vault's typed [`IntegrityFailure`]).
 macro_rules! port_error {
-    ($(#[$doc:meta])* $name:ident, $port:literal, $integrity:ty) => {
+    (
+        $(#[$doc:meta])* $name:ident, $port:literal, $integrity:ty
+        $(, $(#[$edoc:meta])* $extra:ident => $what:literal)?
+    ) => {
         $(#[$doc])*
         #[derive(Debug, thiserror::Error)]
         #[non_exhaustive]
@@ -83,6 +86,11 @@ macro_rules! port_error {
             /// Any other failure, with its source.
             #[error("{}: {}", $port, .0)]
             Other(#[source] BoxError),
+            $(
+                $(#[$edoc])*
+                #[error("{}: {}: {}", $port, $what, .0)]
+                $extra(String),
+            )?
         }
 
         impl $name {
@@ -115,7 +123,12 @@ port_error!(
     /// Errors of a [`crate::CachePort`].
     CacheError,
     "cache",
-    String
+    String,
+    /// The search indexes are dropped for an initial backfill
+    /// ([`crate::CachePort::begin_backfill_mode`]) and not rebuilt yet: a
+    /// search would miss rows, so it answers this instead. Retry once the
+    /// backfill ends.
+    IndexBuilding => "search index building"
 );
 port_error!(
     /// Errors of a [`crate::VaultPort`]. Its `Integrity` variant says what

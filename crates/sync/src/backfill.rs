@@ -67,10 +67,20 @@ impl SyncEngine {
     ) -> Result<u64> {
         let mut applied = 0;
         let to = to.min(head.number);
-        if from <= final_to.min(to) {
-            applied += self
-                .backfill_final(from, final_to.min(to), final_to)
-                .await?;
+        let final_end = final_to.min(to);
+        if from <= final_end {
+            let mode = self.enter_backfill_mode(from, final_end).await?;
+            applied += self.backfill_final(from, final_end, final_to).await?;
+            let done = self
+                .cache
+                .checkpoint()
+                .await?
+                .is_some_and(|c| c.number >= final_end);
+            if mode && done {
+                self.finish_backfill_mode().await?;
+            }
+        } else {
+            self.finish_backfill_mode().await?;
         }
         if self.stopping() {
             return Ok(applied);
@@ -80,6 +90,45 @@ impl SyncEngine {
             applied += self.apply_tail(tail_from, to, final_to).await?;
         }
         Ok(applied)
+    }
+
+    /// Whether final blocks `from..=to` are applied in the cache's initial
+    /// backfill mode: it is on already (a first backfill that stopped or
+    /// crashed), or this is a first backfill (no checkpoint) of at least
+    /// [`crate::SyncConfig::backfill_mode_blocks`] blocks, and then enters it.
+    async fn enter_backfill_mode(&self, from: u64, to: u64) -> Result<bool> {
+        if self.cache.in_backfill_mode().await? {
+            return Ok(true);
+        }
+        let large = self
+            .config
+            .backfill_mode_blocks
+            .is_some_and(|min| to - from + 1 >= min);
+        if !large || self.cache.checkpoint().await?.is_some() {
+            return Ok(false);
+        }
+        tracing::info!(
+            from,
+            to,
+            "first backfill: dropping the cache's search indexes until it ends"
+        );
+        self.cache.begin_backfill_mode().await?;
+        Ok(true)
+    }
+
+    /// Leaves the cache's initial backfill mode if it is on (the backfill
+    /// it was entered for is done, or a restart finds it left behind),
+    /// rebuilding the indexes.
+    pub(crate) async fn finish_backfill_mode(&self) -> Result<()> {
+        if self.cache.in_backfill_mode().await? {
+            let since = Instant::now();
+            self.cache.end_backfill_mode().await?;
+            tracing::info!(
+                seconds = since.elapsed().as_secs_f64(),
+                "rebuilt the cache's search indexes after the first backfill"
+            );
+        }
+        Ok(())
     }
 
     pub(crate) fn stopping(&self) -> bool {

@@ -41,6 +41,11 @@ pub struct SyncConfig {
     pub poll_interval: Duration,
     /// How long follow mode waits after a failed step before the next.
     pub retry_delay: Duration,
+    /// A first backfill (into a cache without a checkpoint) of at least
+    /// this many final blocks runs in the cache's initial backfill mode
+    /// (indexes dropped, rebuilt at the end; searches refused meanwhile);
+    /// `None` never uses it.
+    pub backfill_mode_blocks: Option<u64>,
 }
 
 impl Default for SyncConfig {
@@ -56,6 +61,7 @@ impl Default for SyncConfig {
             start: Start::Snapshot,
             poll_interval: Duration::from_secs(2),
             retry_delay: Duration::from_secs(1),
+            backfill_mode_blocks: Some(10_000),
         }
     }
 }
@@ -218,6 +224,9 @@ impl SyncEngine {
     async fn step_inner(&self) -> Result<StepReport> {
         let facts = self.facts().await?;
         let plan = plan(&facts, self.config.start);
+        if !matches!(plan, Plan::Backfill { .. }) {
+            self.finish_backfill_mode().await?;
+        }
         let applied = match plan {
             Plan::Idle => 0,
             Plan::Full { at } => self.full_sync_at(at).await?,

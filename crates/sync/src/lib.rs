@@ -18,7 +18,10 @@
 //!   final blocks through a pipeline of concurrent `eth_getLogs` ranges
 //!   applied in large batches without undo, blocks near the head with
 //!   their headers and exact undo, and after a reorg the canonical branch
-//!   fetched first and switched to in one transaction;
+//!   fetched first and switched to in one transaction; a first backfill of
+//!   at least [`SyncConfig::backfill_mode_blocks`] blocks runs in the
+//!   cache's initial backfill mode (indexes dropped, rebuilt when the final
+//!   blocks are in; a restart that finds the mode on finishes it);
 //! - [`SyncEngine::follow`] (`follow`): sync on every new head and prune
 //!   undo data that became final, until [`Stopper::stop`];
 //! - [`SyncEngine::status`] and progress events ([`Progress`]);

@@ -13,6 +13,7 @@ mod m20261124_000003_search_index;
 mod m20261124_000004_ordered_timestamps;
 mod m20261202_000005_block_times;
 mod m20261202_000006_quarantined_logs;
+mod m20261202_000007_backfill_mode;
 
 /// The cache's migrations, oldest first.
 #[derive(Debug)]
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000004_ordered_timestamps::Migration),
             Box::new(m20261202_000005_block_times::Migration),
             Box::new(m20261202_000006_quarantined_logs::Migration),
+            Box::new(m20261202_000007_backfill_mode::Migration),
         ]
     }
 }

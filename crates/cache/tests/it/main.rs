@@ -10,6 +10,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod access_log;
+mod backfill_mode;
 mod conformance;
 mod faults;
 mod lease;

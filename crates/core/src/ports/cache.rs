@@ -429,6 +429,31 @@ pub trait CachePort: Send + Sync + Debug {
     /// Removes the cached audit anchor (the chain has none); whether there
     /// was one. Not journaled.
     async fn remove_audit_anchor(&self) -> CacheResult<bool>;
+
+    // ----- initial backfill mode -----
+
+    /// Enters initial backfill mode, for a first backfill of many blocks:
+    /// the cache may drop what it maintains only for searches and ordered
+    /// reads (secondary indexes, free-text indexes and their triggers) and
+    /// records the mode in its sync state, in one transaction. Idempotent.
+    ///
+    /// In the mode every write and every read keeps its meaning (reads by
+    /// key or by owner may be slower), except [`Self::search_patients`] and
+    /// [`Self::search_records`], which are [`CacheError::IndexBuilding`]
+    /// rather than answers from a stale index. The mode outlives the
+    /// process: after a crash it is still on until
+    /// [`Self::end_backfill_mode`].
+    async fn begin_backfill_mode(&self) -> CacheResult<()>;
+
+    /// Leaves initial backfill mode: rebuilds everything
+    /// [`Self::begin_backfill_mode`] dropped from the rows as they are now,
+    /// and clears the mode, in one transaction (after a failure the cache
+    /// is still in the mode, and calling this again finishes it). Outside
+    /// the mode it does nothing.
+    async fn end_backfill_mode(&self) -> CacheResult<()>;
+
+    /// Whether the cache is in initial backfill mode.
+    async fn in_backfill_mode(&self) -> CacheResult<bool>;
 }
 
 /// What [`CachePort::quarantined_logs`] returns.

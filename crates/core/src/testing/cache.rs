@@ -15,9 +15,11 @@ use crate::{
     Role, Session, SessionTokenHash, Timestamp,
 };
 
+mod backfill_mode;
 mod pages;
 mod quarantine;
 mod whole_state;
+pub use backfill_mode::backfill_mode_refuses_searches_until_it_ends;
 pub use pages::{
     batch_lookups_return_cached_rows, key_walks_page_in_key_order, repair_writes_touch_one_row,
 };
@@ -66,6 +68,7 @@ where
     batch_lookups_return_cached_rows(&fresh().await).await;
     key_walks_page_in_key_order(&fresh().await).await;
     repair_writes_touch_one_row(&fresh().await).await;
+    backfill_mode_refuses_searches_until_it_ends(&fresh().await).await;
 }
 
 fn hh(n: u32) -> HhNumber {

@@ -45,6 +45,9 @@ struct State {
     access_log: Vec<AccessLogEntry>,
     /// Quarantined logs by position (block number, log index, tx hash).
     quarantined: BTreeMap<(u64, u64, B256), QuarantinedLog>,
+    /// Initial backfill mode: searches are refused (the fake has no
+    /// indexes to drop, but answers as an adapter that dropped them).
+    backfill_mode: bool,
 }
 
 impl State {
@@ -331,6 +334,16 @@ impl InMemoryCache {
         self.lock().access_log.retain(|e| e.seq <= keep);
     }
 
+    /// `IndexBuilding` while in initial backfill mode.
+    fn searchable(&self) -> CacheResult<()> {
+        if self.lock().backfill_mode {
+            return Err(CacheError::IndexBuilding(
+                "the cache is in initial backfill mode".into(),
+            ));
+        }
+        Ok(())
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // Every mutation completes or is undone before the guard drops, so a
         // poisoned lock still guards a consistent state.
@@ -397,6 +410,7 @@ impl CachePort for InMemoryCache {
             notifications: std::mem::take(&mut s.notifications),
             sessions: std::mem::take(&mut s.sessions),
             access_log: std::mem::take(&mut s.access_log),
+            backfill_mode: s.backfill_mode,
             // Quarantined logs go with their blocks: those above the
             // snapshot's block belong to blocks no longer applied.
             quarantined: std::mem::take(&mut s.quarantined)
@@ -547,6 +561,7 @@ impl CachePort for InMemoryCache {
     }
 
     async fn search_patients(&self, prefix: &str, limit: u64) -> CacheResult<Vec<PatientProfile>> {
+        self.searchable()?;
         let prefix = prefix.to_lowercase();
         let mut v: Vec<PatientProfile> = self
             .lock()
@@ -564,6 +579,7 @@ impl CachePort for InMemoryCache {
     }
 
     async fn search_records(&self, q: &RecordQuery) -> CacheResult<Vec<MedicalRecord>> {
+        self.searchable()?;
         let wanted = q.text.as_deref().map(search_words).unwrap_or_default();
         let record_type = q.record_type.as_deref().map(str::to_lowercase);
         let mut v: Vec<MedicalRecord> = self
@@ -823,6 +839,20 @@ impl CachePort for InMemoryCache {
 
     async fn remove_audit_anchor(&self) -> CacheResult<bool> {
         Ok(self.lock().anchor.take().is_some())
+    }
+
+    async fn begin_backfill_mode(&self) -> CacheResult<()> {
+        self.lock().backfill_mode = true;
+        Ok(())
+    }
+
+    async fn end_backfill_mode(&self) -> CacheResult<()> {
+        self.lock().backfill_mode = false;
+        Ok(())
+    }
+
+    async fn in_backfill_mode(&self) -> CacheResult<bool> {
+        Ok(self.lock().backfill_mode)
     }
 }
 

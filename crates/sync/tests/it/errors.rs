@@ -115,9 +115,18 @@ async fn a_cache_write_failing_mid_backfill_applies_nothing_of_its_batch() {
     let c = inner.clone();
     mock.expect_checkpoint()
         .returning(move || block_on(c.checkpoint()));
-    let c = inner.clone();
     let writes = Arc::new(AtomicU32::new(0));
     let w = writes.clone();
+    let c = inner.clone();
+    mock.expect_in_backfill_mode()
+        .returning(move || block_on(c.in_backfill_mode()));
+    let c = inner.clone();
+    mock.expect_begin_backfill_mode()
+        .returning(move || block_on(c.begin_backfill_mode()));
+    let c = inner.clone();
+    mock.expect_end_backfill_mode()
+        .returning(move || block_on(c.end_backfill_mode()));
+    let c = inner.clone();
     mock.expect_apply_blocks_quarantining()
         .returning(move |batch, quarantined, finalized| {
             if w.fetch_add(1, Ordering::SeqCst) == 2 {

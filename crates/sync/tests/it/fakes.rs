@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex};
 
 use healthledger_core::{
-    CachePort, HhNumber, LedgerPort, ReadAt, Role,
+    CacheError, CachePort, HhNumber, LedgerPort, ReadAt, Role,
     testing::{InMemoryCache, InMemoryLedger, fixtures},
 };
 use healthledger_sync::{
@@ -31,6 +31,7 @@ pub(crate) fn small_config(start: Start) -> SyncConfig {
         start,
         poll_interval: std::time::Duration::from_millis(10),
         retry_delay: std::time::Duration::from_millis(10),
+        backfill_mode_blocks: Some(1),
     }
 }
 
@@ -490,4 +491,47 @@ async fn a_standby_takes_over_when_the_leader_dies() {
     standby.stopper().stop();
     b.await.unwrap().unwrap();
     assert_cache_matches(&*w.cache, &w.ledger).await;
+}
+
+#[tokio::test]
+async fn a_first_backfill_runs_in_backfill_mode_and_a_restart_finishes_it() {
+    let w = world(small_config(Start::Events));
+    let mut s = Script::new(590_000);
+    run(&mut s, &w.ledger, BUSY).await;
+    // Stopped after its first batch, the first backfill leaves the cache
+    // in the mode: searches are refused, not answered from missing rows.
+    let stopper = w.engine.stopper();
+    let stopping = w
+        .engine
+        .clone()
+        .with_progress(Arc::new(move |_: &Progress| stopper.stop()));
+    stopping.sync().await.unwrap();
+    assert!(
+        w.cache.in_backfill_mode().await.unwrap(),
+        "still in the mode"
+    );
+    let err = w.cache.search_patients("script", 100).await.unwrap_err();
+    assert!(matches!(err, CacheError::IndexBuilding(_)), "{err}");
+
+    // A restarted engine finishes the backfill and leaves the mode.
+    let restarted = SyncEngine::new(
+        Arc::new(w.ledger.clone()),
+        w.cache.clone() as Arc<dyn CachePort>,
+        small_config(Start::Events),
+    );
+    restarted.sync().await.unwrap();
+    assert!(!w.cache.in_backfill_mode().await.unwrap(), "the mode ended");
+    assert_cache_matches(&*w.cache, &w.ledger).await;
+    assert!(
+        !w.cache
+            .search_patients("script", 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // A cache with a checkpoint never enters it again.
+    run(&mut s, &w.ledger, BUSY).await;
+    restarted.sync().await.unwrap();
+    assert!(!w.cache.in_backfill_mode().await.unwrap());
 }

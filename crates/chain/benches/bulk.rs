@@ -21,14 +21,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::{
-    path::PathBuf,
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
-    time::Instant,
-};
+use std::{path::PathBuf, sync::Arc, time::Instant};
 
 use alloy::{
     node_bindings::{Anvil, AnvilInstance},
@@ -36,14 +29,13 @@ use alloy::{
     providers::{Provider, ProviderBuilder},
 };
 use futures::{StreamExt, stream};
-use healthledger_chain::{EvmLedger, EvmLedgerConfig, SignerKey};
+use healthledger_chain::{
+    EvmLedger, EvmLedgerConfig, SignerKey,
+    testing::{FaultProxy, Faults},
+};
 use healthledger_core::{
     Authorization, ConsentAction, LedgerPort, ReadAt, RelayedSignature, Role, Timestamp,
     testing::fixtures::{self, TestWallet, date},
-};
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::TcpListener,
 };
 
 /// Writes in flight while building: enough to fill a block per interval.
@@ -61,80 +53,6 @@ fn tools_dir() -> PathBuf {
         .map(PathBuf::from)
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.tools"))
-}
-
-/// A loopback HTTP forwarder that counts the requests it forwards. It reads
-/// one request at a time per connection (headers, then a Content-Length
-/// body), which is all a JSON-RPC client sends.
-async fn counting_proxy(upstream: String, count: Arc<AtomicU64>) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let client = reqwest::Client::new();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut socket, _)) = listener.accept().await else {
-                return;
-            };
-            // Small JSON-RPC answers would otherwise wait on Nagle's
-            // algorithm and delayed ACKs (~40 ms each).
-            let _ = socket.set_nodelay(true);
-            let (client, upstream, count) = (client.clone(), upstream.clone(), Arc::clone(&count));
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                loop {
-                    let found = loop {
-                        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                            break Some(end);
-                        }
-                        let mut chunk = [0u8; 65536];
-                        match socket.read(&mut chunk).await {
-                            Ok(0) | Err(_) => break None,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                    };
-                    let Some(end) = found else {
-                        return;
-                    };
-                    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-                    let len: usize = head
-                        .lines()
-                        .find_map(|l| l.strip_prefix("content-length:"))
-                        .and_then(|v| v.trim().parse().ok())
-                        .unwrap_or(0);
-                    while buf.len() < end + 4 + len {
-                        let mut chunk = [0u8; 65536];
-                        match socket.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                    }
-                    let body = buf[end + 4..end + 4 + len].to_vec();
-                    buf.drain(..end + 4 + len);
-                    count.fetch_add(1, Ordering::Relaxed);
-                    let reply = client
-                        .post(&upstream)
-                        .header("content-type", "application/json")
-                        .body(body)
-                        .send()
-                        .await
-                        .unwrap()
-                        .bytes()
-                        .await
-                        .unwrap();
-                    let head = format!(
-                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-                        reply.len()
-                    );
-                    if socket.write_all(head.as_bytes()).await.is_err()
-                        || socket.write_all(&reply).await.is_err()
-                    {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    url
 }
 
 /// Where the built chain of these sizes is kept, named by the sizes and a
@@ -319,13 +237,18 @@ async fn main() {
     let _: serde_json::Value = node.raw_request("evm_mine".into(), ()).await.unwrap();
 
     // Read everything at one pinned block through the counting proxy.
-    let count = Arc::new(AtomicU64::new(0));
-    let proxy = counting_proxy(anvil.endpoint(), Arc::clone(&count)).await;
-    let reader = EvmLedger::connect(EvmLedgerConfig::new(proxy, contract, key_of(&anvil, 2)))
+    let proxy = FaultProxy::start(anvil.endpoint(), Faults::NONE)
         .await
         .unwrap();
+    let reader = EvmLedger::connect(EvmLedgerConfig::new(
+        proxy.url(),
+        contract,
+        key_of(&anvil, 2),
+    ))
+    .await
+    .unwrap();
     let at = ReadAt::Block(reader.head().await.unwrap());
-    count.store(0, Ordering::Relaxed);
+    proxy.reset_tally();
     let started = Instant::now();
     let mut entities = 0u64;
     for role in [Role::Patient, Role::Doctor, Role::DiagnosticCenter] {
@@ -343,7 +266,7 @@ async fn main() {
     assert_eq!(got.len() as u64, n);
     entities += n;
     let secs = started.elapsed().as_secs_f64();
-    let requests = count.load(Ordering::Relaxed);
+    let requests = proxy.tally().received;
     println!(
         "chain/bulk read at a pinned block: {entities} entities (profiles, records, grants) in {secs:.2} s = {:.0} entities/s; {requests} HTTP requests = {:.4} requests/entity",
         entities as f64 / secs,
@@ -352,7 +275,7 @@ async fn main() {
 
     // The same entities one by one (a sample), for the rate beside it.
     let sample = 500u32.min(patients);
-    count.store(0, Ordering::Relaxed);
+    proxy.reset_tally();
     let started = Instant::now();
     for i in 0..sample {
         let hh = healthledger_core::HhNumber::new(base + i).unwrap();
@@ -366,6 +289,6 @@ async fn main() {
     println!(
         "chain/one-by-one profile reads (the limit the bulk reads beat): {sample} in {secs:.2} s = {:.0} entities/s; {:.1} requests/entity",
         f64::from(sample) / secs,
-        count.load(Ordering::Relaxed) as f64 / f64::from(sample)
+        proxy.tally().received as f64 / f64::from(sample)
     );
 }

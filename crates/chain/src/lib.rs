@@ -122,6 +122,13 @@
 //! URL and its path, since alloy's HTTP transport wraps `reqwest` errors that
 //! name the full URL.
 //!
+//! # Testing
+//!
+//! The `testing` feature adds [`testing::FaultProxy`], a loopback JSON-RPC
+//! proxy that counts requests and injects provider faults (server errors,
+//! 429s, `eth_getLogs` range refusals, dropped connections). This crate's
+//! tests and bulk bench and the sync engine's tests and bench use it.
+//!
 //! # Errors
 //!
 //! [`Error`] is this crate's one error type; it converts into the port's
@@ -144,6 +151,8 @@ mod convert;
 mod error;
 mod ledger;
 mod rpc;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use config::{
     CONTRACT_ENV, EvmLedgerConfig, LogRangePolicy, RPC_URL_ENV, RetryPolicy, SIGNER_KEY_ENV,

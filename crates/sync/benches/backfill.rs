@@ -20,10 +20,7 @@
 
 use std::{
     path::PathBuf,
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -34,7 +31,10 @@ use alloy::{
 };
 use futures::{StreamExt, TryStreamExt, stream};
 use healthledger_cache::SqlCache;
-use healthledger_chain::{EvmLedger, EvmLedgerConfig, SignerKey};
+use healthledger_chain::{
+    EvmLedger, EvmLedgerConfig, SignerKey,
+    testing::{FaultProxy, Faults},
+};
 use healthledger_core::{
     Authorization, BlockRef, CachePort, ChainEvent, ConsentAction, LedgerPort, Name, Profile,
     RelayedSignature, Timestamp,
@@ -42,10 +42,6 @@ use healthledger_core::{
 };
 use healthledger_sync::{SyncConfig, SyncEngine, plan::Start};
 use sea_orm::{ConnectOptions, ConnectionTrait as _, Database};
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::TcpListener,
-};
 
 const IN_FLIGHT: usize = 256;
 
@@ -59,73 +55,6 @@ fn tools_dir() -> PathBuf {
 fn pg_url() -> String {
     std::env::var("TEST_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
-}
-
-/// A loopback HTTP forwarder that counts the JSON-RPC requests it
-/// forwards (one request at a time per connection: headers, then a
-/// Content-Length body). Hand-written because no maintained crate offers a
-/// counting loopback proxy; the chain's bulk-read bench has the same one.
-async fn counting_proxy(upstream: String, count: Arc<AtomicU64>) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let client = reqwest::Client::new();
-    tokio::spawn(async move {
-        while let Ok((mut socket, _)) = listener.accept().await {
-            let _ = socket.set_nodelay(true);
-            let (client, upstream, count) = (client.clone(), upstream.clone(), count.clone());
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                loop {
-                    let end = loop {
-                        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                            break end;
-                        }
-                        let mut chunk = [0u8; 65536];
-                        match socket.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                    };
-                    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-                    let len: usize = head
-                        .lines()
-                        .find_map(|l| l.strip_prefix("content-length:"))
-                        .and_then(|v| v.trim().parse().ok())
-                        .unwrap_or(0);
-                    while buf.len() < end + 4 + len {
-                        let mut chunk = [0u8; 65536];
-                        match socket.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                    }
-                    let body = buf[end + 4..end + 4 + len].to_vec();
-                    buf.drain(..end + 4 + len);
-                    count.fetch_add(1, Ordering::Relaxed);
-                    let reply = client
-                        .post(&upstream)
-                        .header("content-type", "application/json")
-                        .body(body)
-                        .send()
-                        .await
-                        .unwrap()
-                        .bytes()
-                        .await
-                        .unwrap();
-                    let head = format!(
-                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-                        reply.len()
-                    );
-                    if socket.write_all(head.as_bytes()).await.is_err()
-                        || socket.write_all(&reply).await.is_err()
-                    {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    url
 }
 
 struct Chain {
@@ -426,11 +355,12 @@ async fn main() {
     }
 
     // Full sync through the counting proxy: requests per entity.
-    let count = Arc::new(AtomicU64::new(0));
-    let proxy = counting_proxy(chain.anvil.endpoint(), count.clone()).await;
+    let proxy = FaultProxy::start(chain.anvil.endpoint(), Faults::NONE)
+        .await
+        .unwrap();
     let reader = Arc::new(
         EvmLedger::connect(EvmLedgerConfig::new(
-            proxy,
+            proxy.url(),
             chain.contract,
             key(&chain.anvil, 2),
         ))
@@ -440,15 +370,15 @@ async fn main() {
     let cache = Arc::new(fresh_sqlite(&dir, "full").await);
     let engine = SyncEngine::new(reader.clone(), cache.clone(), SyncConfig::default());
     let head = reader.head().await.unwrap().number;
-    count.store(0, Ordering::Relaxed);
+    proxy.reset_tally();
     let started = Instant::now();
     let entities = engine.full_sync_at(head).await.unwrap();
     let secs = started.elapsed().as_secs_f64();
     println!(
         "sync/full sync at a pinned block: {entities} entities in {secs:.2} s = {:.0} entities/s; {} HTTP requests = {:.4} requests/entity",
         entities as f64 / secs,
-        count.load(Ordering::Relaxed),
-        count.load(Ordering::Relaxed) as f64 / entities as f64
+        proxy.tally().received,
+        proxy.tally().received as f64 / entities as f64
     );
 
     // Reorg recovery in follow mode: anvil_reorg of depth 10 (its blocks

@@ -1,19 +1,18 @@
-//! A loopback JSON-RPC proxy that injects the faults of real providers in
-//! front of anvil: `eth_getLogs` range refusals above N blocks (worded as
-//! Alchemy, Infura, QuickNode, Ankr, Polygon and Cloudflare word them), HTTP
-//! 429s and dropped connections at a seeded rate. `events()` through it must
-//! return exactly what it returns without it.
+//! The adapter through the loopback JSON-RPC proxy of the `testing` feature
+//! ([`healthledger_chain::testing::FaultProxy`]), which injects the faults of
+//! real providers in front of anvil: `eth_getLogs` range refusals above N
+//! blocks (worded as Alchemy, Infura, QuickNode, Ankr, Polygon and Cloudflare
+//! word them), server errors, HTTP 429s and dropped connections at a seeded
+//! rate. `events()` through it must return exactly what it returns without
+//! it, and writes through it land exactly once.
 
-use std::{
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicU64, Ordering},
-    },
-    time::Duration,
-};
+use std::time::Duration;
 
 use futures::future::join_all;
-use healthledger_chain::{EvmLedger, EvmLedgerConfig, LogRangePolicy, RetryPolicy};
+use healthledger_chain::{
+    EvmLedger, EvmLedgerConfig, LogRangePolicy, RetryPolicy,
+    testing::{FaultProxy, Faults, Intercept},
+};
 use healthledger_core::{
     ConsentAction, LedgerError, LedgerPort, ReadAt,
     testing::{
@@ -21,273 +20,8 @@ use healthledger_core::{
         ledger::consent,
     },
 };
-use rand::{Rng, SeedableRng, rngs::StdRng};
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::{TcpListener, TcpStream},
-};
 
 use crate::support::Node;
-
-/// What the proxy injects.
-#[derive(Debug, Clone, Copy)]
-struct Faults {
-    seed: u64,
-    /// `eth_getLogs` over more blocks than this is refused.
-    max_log_span: u64,
-    /// Probability of answering HTTP 429.
-    rate_429: f64,
-    /// Probability of closing the connection without an answer.
-    rate_drop: f64,
-    /// Probability of forwarding an `eth_sendRawTransaction` and then closing
-    /// the connection without the node's answer.
-    rate_send_reply_lost: f64,
-    /// Answers some requests itself instead of forwarding them.
-    intercept: Option<Intercept>,
-}
-
-/// Given a request, the HTTP status and the JSON-RPC member (`{"error": …}`
-/// or `{"result": …}`) to answer it with, or `None` to forward it.
-type Intercept = fn(&serde_json::Value) -> Option<(u16, serde_json::Value)>;
-
-impl Faults {
-    /// No faults at all.
-    const NONE: Faults = Faults {
-        seed: 0,
-        max_log_span: u64::MAX,
-        rate_429: 0.0,
-        rate_drop: 0.0,
-        rate_send_reply_lost: 0.0,
-        intercept: None,
-    };
-}
-
-#[derive(Debug, Default)]
-struct Counts {
-    forwarded: AtomicU64,
-    range_refusals: AtomicU64,
-    too_many: AtomicU64,
-    dropped: AtomicU64,
-    send_replies_lost: AtomicU64,
-    intercepted: AtomicU64,
-}
-
-struct Proxy {
-    url: String,
-    counts: Arc<Counts>,
-    /// The faults in force; tests may change them while the proxy runs.
-    faults: Arc<Mutex<Faults>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// The refusals the proxy answers with, in turn: (HTTP status, JSON-RPC
-/// code, message with `{max}` for the limit).
-const REFUSALS: &[(u16, i64, &str)] = &[
-    (
-        200,
-        -32602,
-        "Log response size exceeded. You can make eth_getLogs requests with up to a 2K block range and no limit on the response size, or you can request any block range with a cap of 10K logs in the response. Based on your parameters, this block range should work: [{from}, {suggested_to}]",
-    ),
-    (
-        200,
-        -32005,
-        "query returned more than 10000 results. Try with this block range [{from}, {suggested_to}].",
-    ),
-    (413, -32614, "eth_getLogs is limited to a {max} range"),
-    (200, -32600, "block range is too wide"),
-    (
-        200,
-        -32000,
-        "eth_getLogs block range too large, range: {span}, max: {max}",
-    ),
-    (
-        200,
-        -32047,
-        "Invalid eth_getLogs request. 'fromBlock'-'toBlock' range too large. Max range: {max}",
-    ),
-];
-
-async fn start_proxy(upstream: String, faults: Faults) -> Proxy {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let counts = Arc::new(Counts::default());
-    let client = reqwest::Client::new();
-    let c = Arc::clone(&counts);
-    let shared = Arc::new(Mutex::new(faults));
-    let f = Arc::clone(&shared);
-    let task = tokio::spawn(async move {
-        let turn = Arc::new(AtomicU64::new(0));
-        for connection in 0u64.. {
-            let Ok((socket, _)) = listener.accept().await else {
-                return;
-            };
-            // Each connection draws its faults from its own generator,
-            // seeded from the test's seed and the connection's number, so
-            // a seed replays the same faults whatever the other
-            // connections did in between.
-            let seed = f.lock().unwrap().seed;
-            let rng = Mutex::new(StdRng::seed_from_u64(
-                seed ^ connection.wrapping_mul(0x9e37_79b9_7f4a_7c15),
-            ));
-            let (f, c, client, upstream, turn) = (
-                Arc::clone(&f),
-                Arc::clone(&c),
-                client.clone(),
-                upstream.clone(),
-                Arc::clone(&turn),
-            );
-            tokio::spawn(async move {
-                let _ = serve(socket, &f, &c, &rng, &client, &upstream, &turn).await;
-            });
-        }
-    });
-    Proxy {
-        url,
-        counts,
-        faults: shared,
-        task,
-    }
-}
-
-/// Reads one HTTP/1.1 request (headers and a Content-Length body).
-async fn read_request(socket: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Vec<u8>> {
-    loop {
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-            let len: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(0);
-            let total = end + 4 + len;
-            while buf.len() < total {
-                let mut chunk = [0u8; 8192];
-                let n = socket.read(&mut chunk).await.ok()?;
-                if n == 0 {
-                    return None;
-                }
-                buf.extend_from_slice(&chunk[..n]);
-            }
-            let body = buf[end + 4..total].to_vec();
-            buf.drain(..total);
-            return Some(body);
-        }
-        let mut chunk = [0u8; 8192];
-        let n = socket.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-}
-
-async fn respond(socket: &mut TcpStream, status: u16, body: &[u8]) -> std::io::Result<()> {
-    let reason = match status {
-        200 => "OK",
-        413 => "Payload Too Large",
-        429 => "Too Many Requests",
-        _ => "Status",
-    };
-    let head = format!(
-        "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-        body.len()
-    );
-    socket.write_all(head.as_bytes()).await?;
-    socket.write_all(body).await
-}
-
-fn hex_u64(v: &serde_json::Value) -> Option<u64> {
-    u64::from_str_radix(v.as_str()?.trim_start_matches("0x"), 16).ok()
-}
-
-async fn serve(
-    mut socket: TcpStream,
-    faults: &Mutex<Faults>,
-    counts: &Counts,
-    rng: &Mutex<StdRng>,
-    client: &reqwest::Client,
-    upstream: &str,
-    turn: &AtomicU64,
-) -> std::io::Result<()> {
-    let mut buf = Vec::new();
-    while let Some(body) = read_request(&mut socket, &mut buf).await {
-        let faults = *faults.lock().unwrap();
-        let (roll_drop, roll_429) = {
-            let mut r = rng.lock().unwrap();
-            (r.random::<f64>(), r.random::<f64>())
-        };
-        if roll_drop < faults.rate_drop {
-            counts.dropped.fetch_add(1, Ordering::Relaxed);
-            return Ok(());
-        }
-        if roll_429 < faults.rate_429 {
-            counts.too_many.fetch_add(1, Ordering::Relaxed);
-            respond(&mut socket, 429, b"Too Many Requests").await?;
-            continue;
-        }
-        let request: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-        if let Some((status, mut reply)) = faults.intercept.and_then(|f| f(&request)) {
-            counts.intercepted.fetch_add(1, Ordering::Relaxed);
-            reply["jsonrpc"] = "2.0".into();
-            reply["id"] = request["id"].clone();
-            respond(&mut socket, status, reply.to_string().as_bytes()).await?;
-            continue;
-        }
-        if request["method"] == "eth_getLogs" {
-            let filter = &request["params"][0];
-            if let (Some(from), Some(to)) =
-                (hex_u64(&filter["fromBlock"]), hex_u64(&filter["toBlock"]))
-            {
-                let span = to.saturating_sub(from) + 1;
-                if span > faults.max_log_span {
-                    counts.range_refusals.fetch_add(1, Ordering::Relaxed);
-                    let i = turn.fetch_add(1, Ordering::Relaxed) as usize % REFUSALS.len();
-                    let (status, code, template) = REFUSALS[i];
-                    let message = template
-                        .replace("{max}", &faults.max_log_span.to_string())
-                        .replace("{span}", &span.to_string())
-                        .replace("{from}", &format!("{from:#x}"))
-                        .replace(
-                            "{suggested_to}",
-                            &format!("{:#x}", from + faults.max_log_span - 1),
-                        );
-                    let reply = serde_json::json!({
-                        "jsonrpc": "2.0",
-                        "id": request["id"],
-                        "error": {"code": code, "message": message},
-                    });
-                    respond(&mut socket, status, reply.to_string().as_bytes()).await?;
-                    continue;
-                }
-            }
-        }
-        counts.forwarded.fetch_add(1, Ordering::Relaxed);
-        let reply = client
-            .post(upstream)
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .map_err(std::io::Error::other)?
-            .bytes()
-            .await
-            .map_err(std::io::Error::other)?;
-        if request["method"] == "eth_sendRawTransaction"
-            && rng.lock().unwrap().random::<f64>() < faults.rate_send_reply_lost
-        {
-            counts.send_replies_lost.fetch_add(1, Ordering::Relaxed);
-            return Ok(());
-        }
-        respond(&mut socket, 200, &reply).await?;
-    }
-    Ok(())
-}
 
 /// Writes enough history to span many blocks: registrations, records, grants.
 async fn write_history(node: &Node) {
@@ -336,18 +70,20 @@ async fn events_through_a_faulty_provider_equal_events_without_it() {
     let direct = node.ledger.events(0, head).await.unwrap().events;
     assert!(direct.len() >= 50, "history has {} events", direct.len());
 
-    let proxy = start_proxy(
+    let proxy = FaultProxy::start(
         node.anvil.endpoint(),
         Faults {
             seed: 7,
             max_log_span: 7,
+            rate_error: 0.1,
             rate_429: 0.15,
             rate_drop: 0.1,
             ..Faults::NONE
         },
     )
-    .await;
-    let proxied = EvmLedger::connect(proxied_config(&node, &proxy.url))
+    .await
+    .unwrap();
+    let proxied = EvmLedger::connect(proxied_config(&node, proxy.url()))
         .await
         .unwrap();
     for _ in 0..3 {
@@ -361,15 +97,12 @@ async fn events_through_a_faulty_provider_equal_events_without_it() {
         .collect();
     assert_eq!(sub, want);
 
-    let c = &proxy.counts;
-    let (refused, limited, dropped) = (
-        c.range_refusals.load(Ordering::Relaxed),
-        c.too_many.load(Ordering::Relaxed),
-        c.dropped.load(Ordering::Relaxed),
-    );
+    let t = proxy.tally();
+    let (refused, errors, limited, dropped) =
+        (t.range_refusals, t.server_errors, t.too_many, t.dropped);
     assert!(
-        refused > 0 && limited > 0 && dropped > 0,
-        "faults injected: {refused} range refusals, {limited} 429s, {dropped} drops"
+        refused > 0 && errors > 0 && limited > 0 && dropped > 0,
+        "faults injected: {refused} range refusals, {errors} server errors, {limited} 429s, {dropped} drops"
     );
     assert!(proxied.log_span() <= 1_000);
 }
@@ -399,7 +132,7 @@ async fn log_spans_grow_back_after_successes() {
 async fn spent_retries_give_a_clear_unavailable_error() {
     let node = Node::start().await;
     let head = node.ledger.head().await.unwrap().number;
-    let proxy = start_proxy(
+    let proxy = FaultProxy::start(
         node.anvil.endpoint(),
         Faults {
             seed: 1,
@@ -409,12 +142,13 @@ async fn spent_retries_give_a_clear_unavailable_error() {
             ..Faults::NONE
         },
     )
-    .await;
-    let proxied = EvmLedger::connect(proxied_config(&node, &proxy.url))
+    .await
+    .unwrap();
+    let proxied = EvmLedger::connect(proxied_config(&node, proxy.url()))
         .await
         .unwrap();
     // Now the provider rate-limits every request.
-    proxy.faults.lock().unwrap().rate_429 = 1.0;
+    proxy.set_faults(|f| f.rate_429 = 1.0);
     // Nothing listens on a port this test bound and released: every
     // connection is refused.
     let mut config = proxied_config(&node, &format!("http://127.0.0.1:{}", closed_port()));
@@ -474,7 +208,7 @@ async fn transport_errors_never_show_the_api_key_in_the_rpc_url() {
 
     // A provider reached through a keyed URL that then drops every
     // connection: reads and writes fail with the reqwest error of that URL.
-    let proxy = start_proxy(
+    let proxy = FaultProxy::start(
         node.anvil.endpoint(),
         Faults {
             seed: 3,
@@ -484,13 +218,14 @@ async fn transport_errors_never_show_the_api_key_in_the_rpc_url() {
             ..Faults::NONE
         },
     )
-    .await;
-    let keyed = format!("{}/v2/{SECRET}", proxy.url);
-    let shown = format!("{}/…", proxy.url);
+    .await
+    .unwrap();
+    let keyed = format!("{}/v2/{SECRET}", proxy.url());
+    let shown = format!("{}/…", proxy.url());
     let mut config = proxied_config(&node, &keyed);
     config.retry.max_attempts = 2;
     let ledger = EvmLedger::connect(config).await.unwrap();
-    proxy.faults.lock().unwrap().rate_drop = 1.0;
+    proxy.set_faults(|f| f.rate_drop = 1.0);
     let err = ledger.head().await.unwrap_err();
     assert_scrubbed("head", &err, &shown);
     let err = ledger.finalized().await.unwrap_err();
@@ -516,7 +251,7 @@ async fn sent_by_account_0(node: &Node) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_through_a_flaky_provider_all_land_exactly_once() {
     let node = Node::start().await;
-    let proxy = start_proxy(
+    let proxy = FaultProxy::start(
         node.anvil.endpoint(),
         Faults {
             seed: 11,
@@ -526,8 +261,9 @@ async fn writes_through_a_flaky_provider_all_land_exactly_once() {
             ..Faults::NONE
         },
     )
-    .await;
-    let ledger = EvmLedger::connect(proxied_config(&node, &proxy.url))
+    .await
+    .unwrap();
+    let ledger = EvmLedger::connect(proxied_config(&node, proxy.url()))
         .await
         .unwrap();
     let before = sent_by_account_0(&node).await;
@@ -552,12 +288,8 @@ async fn writes_through_a_flaky_provider_all_land_exactly_once() {
     );
     // Resends after lost answers were the same transactions, not new ones.
     assert_eq!(sent_by_account_0(&node).await, before + 30);
-    let c = &proxy.counts;
-    let (lost, limited, dropped) = (
-        c.send_replies_lost.load(Ordering::Relaxed),
-        c.too_many.load(Ordering::Relaxed),
-        c.dropped.load(Ordering::Relaxed),
-    );
+    let t = proxy.tally();
+    let (lost, limited, dropped) = (t.send_replies_lost, t.too_many, t.dropped);
     assert!(
         lost > 0 && limited > 0 && dropped > 0,
         "faults injected: {lost} lost send answers, {limited} 429s, {dropped} drops"
@@ -577,15 +309,16 @@ fn refuse_sends(request: &serde_json::Value) -> Option<(u16, serde_json::Value)>
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_send_that_never_gets_through_is_unavailable_and_frees_its_nonce() {
     let node = Node::start().await;
-    let proxy = start_proxy(
+    let proxy = FaultProxy::start(
         node.anvil.endpoint(),
         Faults {
             intercept: Some(refuse_sends),
             ..Faults::NONE
         },
     )
-    .await;
-    let mut config = proxied_config(&node, &proxy.url);
+    .await
+    .unwrap();
+    let mut config = proxied_config(&node, proxy.url());
     config.retry.max_attempts = 3;
     let ledger = EvmLedger::connect(config).await.unwrap();
     let before = sent_by_account_0(&node).await;
@@ -598,11 +331,11 @@ async fn a_send_that_never_gets_through_is_unavailable_and_frees_its_nonce() {
         shown.contains("transaction 0x") && shown.contains("after 3 attempt"),
         "{shown}"
     );
-    assert_eq!(proxy.counts.intercepted.load(Ordering::Relaxed), 3);
+    assert_eq!(proxy.tally().intercepted, 3);
     assert_eq!(sent_by_account_0(&node).await, before);
 
     // The provider recovers: the write goes through with the freed nonce.
-    proxy.faults.lock().unwrap().intercept = None;
+    proxy.set_faults(|f| f.intercept = None);
     ledger.register(&patient).await.unwrap();
     assert_eq!(sent_by_account_0(&node).await, before + 1);
 }
@@ -690,12 +423,14 @@ async fn finalized_uses_the_finalized_tag_then_safe_then_the_depth_and_never_hid
         "anvil's tags: finalized {finalized}, safe {safe}, head {head}"
     );
 
-    let proxy = start_proxy(node.anvil.endpoint(), Faults::NONE).await;
-    let mut config = proxied_config(&node, &proxy.url);
+    let proxy = FaultProxy::start(node.anvil.endpoint(), Faults::NONE)
+        .await
+        .unwrap();
+    let mut config = proxied_config(&node, proxy.url());
     config.finality_depth = depth;
     config.retry.max_attempts = 3;
     let ledger = EvmLedger::connect(config).await.unwrap();
-    let set = |f: Option<Intercept>| proxy.faults.lock().unwrap().intercept = f;
+    let set = |i: Option<Intercept>| proxy.set_faults(|f| f.intercept = i);
 
     assert_eq!(ledger.finalized().await.unwrap().number, finalized);
     set(Some(finalized_unsupported));

@@ -126,7 +126,7 @@ pub(crate) async fn drop_schema(schema: &str) {
         .expect("drop schema");
 }
 
-async fn wait_for_head(cache: &dyn CachePort, l: &dyn LedgerPort) -> Duration {
+pub(crate) async fn wait_for_head(cache: &dyn CachePort, l: &dyn LedgerPort) -> Duration {
     let since = Instant::now();
     loop {
         let head = l.head().await.expect("head");

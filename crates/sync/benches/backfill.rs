@@ -435,11 +435,12 @@ async fn main() {
 async fn integrity_section(chain: &Chain, dir: &tempfile::TempDir) {
     use healthledger_core::{AccessGrant, ChainSource, HhNumber};
     const DRIFT: u64 = 100;
-    let count = Arc::new(AtomicU64::new(0));
-    let proxy = counting_proxy(chain.anvil.endpoint(), count.clone()).await;
+    let proxy = FaultProxy::start(chain.anvil.endpoint(), Faults::NONE)
+        .await
+        .unwrap();
     let reader = Arc::new(
         EvmLedger::connect(EvmLedgerConfig::new(
-            proxy,
+            proxy.url(),
             chain.contract,
             key(&chain.anvil, 2),
         ))
@@ -459,11 +460,11 @@ async fn integrity_section(chain: &Chain, dir: &tempfile::TempDir) {
         let started = Instant::now();
         let snapshot = engine.snapshot(&head).await.unwrap();
         let read_secs = started.elapsed().as_secs_f64();
-        count.store(0, Ordering::Relaxed);
+        proxy.reset_tally();
         let started = Instant::now();
         let report = engine.verify_drift().await.unwrap();
         let verify_secs = started.elapsed().as_secs_f64();
-        let requests = count.load(Ordering::Relaxed);
+        let requests = proxy.tally().received;
         assert!(report.is_clean(), "a full-synced cache drifted: {report:?}");
         let entities = report.chain.profiles + report.chain.records + report.chain.grants;
         println!(
@@ -512,15 +513,15 @@ async fn integrity_section(chain: &Chain, dir: &tempfile::TempDir) {
             };
             cache.upsert_grant(&grant, src).await.unwrap();
         }
-        count.store(0, Ordering::Relaxed);
+        proxy.reset_tally();
         let started = Instant::now();
         let drifted = engine.verify_drift().await.unwrap();
         let drift_secs = started.elapsed().as_secs_f64();
-        let drift_requests = count.load(Ordering::Relaxed);
+        let drift_requests = proxy.tally().received;
         let started = Instant::now();
         let repaired = engine.repair(&drifted).await.unwrap();
         let repair_secs = started.elapsed().as_secs_f64();
-        let repair_requests = count.load(Ordering::Relaxed) - drift_requests;
+        let repair_requests = proxy.tally().received - drift_requests;
         let again = engine.repair(&drifted).await.unwrap();
         assert!(again.is_noop(), "a second repair changed something");
         assert!(engine.verify_drift().await.unwrap().is_clean());

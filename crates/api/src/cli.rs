@@ -44,6 +44,9 @@ pub enum Command {
     /// Reconcile the chain into the cache.
     #[command(subcommand)]
     Sync(SyncCommand),
+    /// Compare the chain and the cache field by field (drift), and with
+    /// flags the vault and the access log; exit 5 when anything is off.
+    Verify(VerifyArgs),
     /// Look at the cache: counts, checkpoint and recent records.
     #[command(subcommand)]
     Db(DbCommand),
@@ -97,6 +100,26 @@ pub struct TargetArgs {
     /// Remove the cache row when the chain has no such profile.
     #[arg(long)]
     pub remove_stale: bool,
+}
+
+/// `verify …`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Repair the drift found (exactly that, through the sync paths).
+    #[arg(long)]
+    pub repair: bool,
+    /// Also audit the vault: every indexed record's object, and orphans.
+    #[arg(long)]
+    pub vault: bool,
+    /// With --vault: shred orphans older than the grace period.
+    #[arg(long, requires = "vault")]
+    pub remove_orphans: bool,
+    /// With --vault: orphans younger than this (seconds) are never removed.
+    #[arg(long, default_value_t = 86_400)]
+    pub grace_secs: u64,
+    /// Also audit the access log's hash chain against the chain's anchor.
+    #[arg(long)]
+    pub audit: bool,
 }
 
 /// `db …`.
@@ -286,6 +309,7 @@ fn load(file: Option<&Path>, data_dir: Option<PathBuf>) -> crate::Result<Config>
 async fn dispatch(app: &App, out: &Out, command: Command) -> crate::Result<ExitCode> {
     match command {
         Command::Sync(s) => sync(app, out, s).await,
+        Command::Verify(args) => verify(app, out, &args).await,
         Command::Db(DbCommand::View { limit }) => db_view(app, out, limit).await,
         Command::Chain(ChainCommand::Deploy) => {
             let contract = app.wiring().contract.clone().unwrap_or_default();
@@ -500,6 +524,92 @@ async fn follow(app: &App, out: &Out) -> crate::Result<ExitCode> {
         )]
     });
     Ok(ExitCode::SUCCESS)
+}
+
+async fn verify(app: &App, out: &Out, args: &VerifyArgs) -> crate::Result<ExitCode> {
+    let drift = app.sync().verify_drift().await?;
+    let repair = if args.repair && !drift.is_clean() {
+        Some(app.sync().repair(&drift).await?)
+    } else {
+        None
+    };
+    let vault = if args.vault {
+        let config = healthledger_sync::integrity::VaultAuditConfig {
+            grace: std::time::Duration::from_secs(args.grace_secs),
+            remove_orphans: args.remove_orphans,
+            concurrency: 8,
+        };
+        Some(app.sync().audit_vault(app.vault().as_ref(), config).await?)
+    } else {
+        None
+    };
+    let audit = if args.audit {
+        Some(app.sync().audit_access_log().await?)
+    } else {
+        None
+    };
+    let drift_left = !drift.is_clean() && repair.is_none();
+    let vault_bad = vault.as_ref().is_some_and(|v| !v.is_clean());
+    let audit_bad = audit.as_ref().is_some_and(|a| !a.is_clean());
+    let report = serde_json::json!({
+        "drift": drift, "repair": repair, "vault": vault, "access_log": audit,
+    });
+    out.emit(&report, || {
+        let mut lines = vec![format!(
+            "📋 Chain at block {} vs cache: {} missing, {} stale, {} extra",
+            drift.at.number,
+            drift.missing.len(),
+            drift.stale.len(),
+            drift.extra.len()
+        )];
+        for s in &drift.stale {
+            lines.push(format!("   stale {:?}: {:?}", s.chain.key(), s.fields));
+        }
+        for m in &drift.missing {
+            lines.push(format!("   missing {:?}", m.key()));
+        }
+        for e in &drift.extra {
+            lines.push(format!("   extra {e:?}"));
+        }
+        if let Some(r) = &repair {
+            lines.push(format!(
+                "✅ Repaired: {} upserted, {} removed, {} already right",
+                r.upserted, r.removed, r.unchanged
+            ));
+        }
+        if let Some(v) = &vault {
+            lines.push(format!(
+                "📋 Vault: {} of {} records intact, {} problem(s), {} orphan(s) ({} removed)",
+                v.intact,
+                v.records,
+                v.problems.len(),
+                v.orphans.len(),
+                v.orphans.iter().filter(|o| o.removed).count()
+            ));
+            for p in &v.problems {
+                lines.push(format!("   {} ({}): {:?}", p.record, p.cid, p.status));
+            }
+        }
+        if let Some(a) = &audit {
+            lines.push(format!(
+                "📋 Access log: {} entries, first broken {:?}, chain anchor holds {:?}",
+                a.entries, a.first_broken, a.anchor_holds
+            ));
+        }
+        lines.push(String::new());
+        lines.push(story::RULE.into());
+        lines.push(if drift_left || vault_bad || audit_bad {
+            "❌ Verification found problems".into()
+        } else {
+            "✅ Verification passed".into()
+        });
+        lines
+    });
+    Ok(if drift_left || vault_bad || audit_bad {
+        ExitCode::from(ExitKind::Drift as u8)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 async fn db_view(app: &App, out: &Out, limit: u64) -> crate::Result<ExitCode> {

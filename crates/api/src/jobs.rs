@@ -1,9 +1,13 @@
 //! Background work the application schedules: follow mode (live sync under
-//! the cache's writer lease) as a task with a stop handle.
+//! the cache's writer lease) and the periodic anchoring of the access log's
+//! digest on chain, each a task with a stop handle.
 
 use std::sync::Arc;
 
-use healthledger_sync::{Stopper, SyncEngine};
+use healthledger_sync::{
+    Stopper, SyncEngine,
+    integrity::{AnchorConfig, AnchorJob},
+};
 use tokio::task::JoinHandle;
 
 use crate::{App, Result};
@@ -34,6 +38,23 @@ impl App {
         let engine: Arc<SyncEngine> = self.sync.clone();
         let stopper = engine.stopper();
         let task = tokio::spawn(async move { Ok(engine.follow().await?) });
+        Job { stopper, task }
+    }
+
+    /// Starts the anchoring job on a task: every
+    /// [`crate::Settings::anchor_interval`] it audits the access log and,
+    /// when at least [`crate::Settings::anchor_min_entries`] entries are new,
+    /// anchors its digest on chain (the app's key must be a registrar).
+    pub fn spawn_anchoring(&self) -> Job {
+        let job = AnchorJob::new(
+            (*self.sync).clone(),
+            AnchorConfig {
+                interval: self.settings.anchor_interval,
+                min_batch: self.settings.anchor_min_entries.max(1),
+            },
+        );
+        let stopper = job.stopper();
+        let task = tokio::spawn(async move { Ok(job.run().await?) });
         Job { stopper, task }
     }
 }

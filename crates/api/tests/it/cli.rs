@@ -131,6 +131,37 @@ fn the_demo_then_every_command_on_its_data() {
     let out = healthledger(dir.path(), &["--data-dir", "mine", "demo"], &[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(mine.join("precious.txt").exists());
+    let out = run(&["verify", "--vault", "--audit"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(json(&out)["drift"]["missing"].as_array().unwrap().len(), 0);
+    // Drift made behind the app's back: exit 5, then --repair fixes it.
+    let db = data.join("healthledger.db");
+    let conn = format!("sqlite://{}?mode=rw", db.display());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let c = healthledger_cache::SqlCache::connect(&conn).await.unwrap();
+        use healthledger_core::CachePort as _;
+        c.remove_profile(healthledger_core::HhNumber::new(112_233).unwrap())
+            .await
+            .unwrap();
+        c.close().await.unwrap();
+    });
+    let out = run(&["verify"]);
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = run(&["verify", "--repair"]);
+    assert!(out.status.success());
+    assert_eq!(json(&out)["repair"]["upserted"], 1);
+    let out = run(&["verify"]);
+    assert!(out.status.success());
     let out = run(&["vault", "check"]);
     assert!(out.status.success());
     assert!(json(&out)["key_id"].is_string());

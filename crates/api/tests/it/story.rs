@@ -21,6 +21,7 @@ async fn the_story_runs(postgres: bool) {
     );
     assert_eq!(outcome.resync, Outcome::Created);
     assert_eq!(outcome.access_log_entries, 3);
+    assert_eq!(outcome.drift, 0);
     // Every attempt was logged, denied ones included, in order.
     let log = app.cache().access_log(None, 0, 100).await.unwrap();
     let allowed: Vec<bool> = log.iter().map(|e| e.entry.allowed).collect();

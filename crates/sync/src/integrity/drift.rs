@@ -10,10 +10,12 @@
 //! 2 MB for 10,000 profiles, 100,000 records and 50,000 grants. The walk
 //! is skipped when the cache's counts show every cached row was matched.
 //!
-//! Requests: three counts, the record and grant counts, one request per
-//! `page_size` entities, and the anchor, so a page size of 500 costs about
-//! 0.002 requests per entity. Up to `pages_in_flight` chain pages are read
-//! ahead while the current one is compared.
+//! Requests: the checkpoint's block, five counts, the anchor, and the bulk
+//! reads of `page_size` entities each, which the EVM adapter splits into
+//! calls of at most 100 profiles or records (1,000 grants) to stay within
+//! providers' call limits: about 0.01 requests per entity, the adapter's
+//! floor. Up to `pages_in_flight` chain pages are read ahead while the
+//! current one is compared.
 
 use std::{collections::BTreeMap, future::Future};
 

@@ -6,7 +6,11 @@
 //! fresh database), record-index upsert throughput (100,000 rows applied in blocks of 100;
 //! the events are built before the clock starts, so only writes are timed),
 //! profile read latency by HH number, and name-prefix search latency over
-//! 100,000 patients. Prints the figures; asserts nothing about speed.
+//! 100,000 patients. Each ingestion runs again in the cache's initial
+//! backfill mode (the clock includes the index rebuild), printed beside the
+//! same raw limit; profile reads are also timed while a writer ingests at
+//! full speed, beside the same reads with the writer idle. Prints the
+//! figures; asserts nothing about speed.
 //!
 //! PostgreSQL comes from `TEST_DATABASE_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/test`; start it with
@@ -189,28 +193,118 @@ fn ingest_events() -> Vec<LedgerEvent> {
 /// Ingests `events` in blocks of `per_block` events through `apply_blocks`
 /// batches of about [`INGEST_BATCH_EVENTS`] events (all final); prints
 /// events/s. The batches are built before the clock starts.
-async fn ingest(label: &str, c: &SqlCache, events: &[LedgerEvent], per_block: u64) -> f64 {
-    let blocks: Vec<(BlockRef, Vec<ChainEvent>)> = events
+/// With `mode`, the ingestion runs in the cache's initial backfill mode,
+/// and the clock includes entering it and the index rebuild that ends it.
+async fn ingest(
+    label: &str,
+    c: &SqlCache,
+    events: &[LedgerEvent],
+    per_block: u64,
+    mode: bool,
+) -> f64 {
+    let blocks = blocks_from(events, per_block, 1);
+    let start = Instant::now();
+    if mode {
+        c.begin_backfill_mode().await.unwrap();
+    }
+    apply_batches(c, &blocks, per_block).await;
+    let mut rebuild = 0.0;
+    if mode {
+        let t = Instant::now();
+        c.end_backfill_mode().await.unwrap();
+        rebuild = t.elapsed().as_secs_f64();
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let rate = events.len() as f64 / secs;
+    let how = if mode {
+        format!(" in backfill mode (index rebuild {rebuild:.2} s included)")
+    } else {
+        String::new()
+    };
+    println!(
+        "{label}: ingestion{how}: {} events in blocks of {per_block} in {secs:.2} s = {rate:.0} events/s",
+        events.len(),
+    );
+    rate
+}
+
+/// `events` in blocks of `per_block`, numbered from `first` on fork 0.
+fn blocks_from(
+    events: &[LedgerEvent],
+    per_block: u64,
+    first: u64,
+) -> Vec<(BlockRef, Vec<ChainEvent>)> {
+    events
         .chunks(per_block as usize)
-        .zip(1..)
+        .zip(first..)
         .map(|(chunk, n)| {
             let b = cache::block(n, 0);
             (b, cache::in_block(&b, chunk.to_vec()))
         })
-        .collect();
+        .collect()
+}
+
+/// Applies `blocks` as final `apply_blocks` batches of about
+/// [`INGEST_BATCH_EVENTS`] events.
+async fn apply_batches(c: &SqlCache, blocks: &[(BlockRef, Vec<ChainEvent>)], per_block: u64) {
     let per_batch = (INGEST_BATCH_EVENTS / per_block).max(1) as usize;
-    let start = Instant::now();
     for batch in blocks.chunks(per_batch) {
         let last = batch[batch.len() - 1].0.number;
         c.apply_blocks(batch, last).await.unwrap();
     }
-    let secs = start.elapsed().as_secs_f64();
-    let rate = events.len() as f64 / secs;
-    println!(
-        "{label}: ingestion: {} events in blocks of {per_block} ({per_batch} blocks per batch) in {secs:.2} s = {rate:.0} events/s",
-        events.len(),
+}
+
+/// Profile reads by HH number on a cache holding the first fifth of
+/// `events`: with the writer idle, then while a writer ingests the rest at
+/// full speed (blocks of 100); prints both latencies and the writer's rate.
+async fn reads_under_ingestion(label: &str, c: &SqlCache, events: &[LedgerEvent]) {
+    let (head, tail) = events.split_at(events.len() / 5);
+    let first = blocks_from(head, 100, 1);
+    apply_batches(c, &first, 100).await;
+    let hhs: Vec<HhNumber> = head
+        .iter()
+        .filter_map(|e| match e {
+            LedgerEvent::PatientRegistered { profile, .. } => Some(profile.hh),
+            _ => None,
+        })
+        .collect();
+    let mut rng = Rng(0xA076_1D64_78BD_642F);
+    let read = |c: SqlCache, rng: &mut Rng| {
+        let hh = hhs[rng.below(hhs.len() as u64) as usize];
+        async move {
+            let t = Instant::now();
+            assert!(c.profile(hh).await.unwrap().is_some());
+            t.elapsed()
+        }
+    };
+    let mut idle = Vec::with_capacity(READS);
+    for _ in 0..READS {
+        idle.push(read(c.clone(), &mut rng).await);
+    }
+    report(label, "profile read by HH, writer idle", idle);
+    let rest = blocks_from(tail, 100, first.len() as u64 + 1);
+    let writer = {
+        let c = c.clone();
+        tokio::spawn(async move {
+            let t = Instant::now();
+            apply_batches(&c, &rest, 100).await;
+            t.elapsed().as_secs_f64()
+        })
+    };
+    let mut busy = Vec::new();
+    while !writer.is_finished() {
+        busy.push(read(c.clone(), &mut rng).await);
+    }
+    let secs = writer.await.unwrap();
+    report(
+        label,
+        &format!(
+            "profile read by HH while a writer ingests {} events in blocks of 100 ({:.0} events/s meanwhile)",
+            tail.len(),
+            tail.len() as f64 / secs
+        ),
+        busy,
     );
-    rate
 }
 
 /// The chain tables an ingestion writes (the undo log stays empty: every
@@ -455,7 +549,7 @@ fn main() {
                 dir.path().join(format!("ingest-{i}.db")).display()
             );
             let c = SqlCache::connect(&url).await.unwrap();
-            let rate = ingest("SQLite file", &c, &events, per_block).await;
+            let rate = ingest("SQLite file", &c, &events, per_block, false).await;
             c.close().await.unwrap();
             let (rows, secs) = sqlite_limit(&url).await;
             print_limit(
@@ -466,7 +560,29 @@ fn main() {
                 rows,
                 secs,
             );
+            let url = format!(
+                "sqlite://{}?mode=rwc",
+                dir.path().join(format!("ingest-mode-{i}.db")).display()
+            );
+            let c = SqlCache::connect(&url).await.unwrap();
+            let rate = ingest("SQLite file", &c, &events, per_block, true).await;
+            c.close().await.unwrap();
+            print_limit(
+                "SQLite file (backfill mode)",
+                per_block,
+                rate,
+                "multi-row INSERTs of 500 rows, measured above",
+                rows,
+                secs,
+            );
         }
+        let reads_url = format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("reads.db").display()
+        );
+        let c = SqlCache::connect(&reads_url).await.unwrap();
+        reads_under_ingestion("SQLite file", &c, &events).await;
+        c.close().await.unwrap();
         let c = SqlCache::connect(&url).await.unwrap();
         run("SQLite file", &c).await;
         c.close().await.unwrap();
@@ -487,12 +603,38 @@ fn main() {
                 .unwrap_or_else(|e| {
                     panic!("PostgreSQL is not usable ({e}); start it with `cargo xtask setup`")
                 });
-            let rate = ingest("PostgreSQL", &c, &events, per_block).await;
+            let rate = ingest("PostgreSQL", &c, &events, per_block, false).await;
             c.close().await.unwrap();
             let (rows, secs) = postgres_limit(&pg_url, &schema).await;
             print_limit("PostgreSQL", per_block, rate, "COPY", rows, secs);
             schemas.push(schema);
+            let schema = format!("hl_cache_bench_{}_ingest_mode_{i}", std::process::id());
+            let c = SqlCache::builder(pg_url.clone())
+                .postgres_schema(schema.clone())
+                .connect()
+                .await
+                .unwrap();
+            let mode_rate = ingest("PostgreSQL", &c, &events, per_block, true).await;
+            c.close().await.unwrap();
+            print_limit(
+                "PostgreSQL (backfill mode)",
+                per_block,
+                mode_rate,
+                "COPY, measured above",
+                rows,
+                secs,
+            );
+            schemas.push(schema);
         }
+        let schema = format!("hl_cache_bench_{}_reads", std::process::id());
+        let c = SqlCache::builder(pg_url.clone())
+            .postgres_schema(schema.clone())
+            .connect()
+            .await
+            .unwrap();
+        reads_under_ingestion("PostgreSQL", &c, &events).await;
+        c.close().await.unwrap();
+        schemas.push(schema);
         let schema = format!("hl_cache_bench_{}", std::process::id());
         schemas.push(schema.clone());
         let c = SqlCache::builder(pg_url.clone())

@@ -207,9 +207,11 @@ fn main() {
 
         let (aes, sha) = raw_rates(512 * MIB);
         // Sealing and opening encrypt (or decrypt) and hash every stored
-        // byte, the cipher on one core and the hashing beside it on the
-        // other: that split runs at most at the slower of the two, and no
-        // split of the same work over two cores beats 2 / (1/AES + 1/SHA).
+        // byte. With the cipher on one core and the hashing on the other
+        // they would run at most at the slower of the two; the vault runs
+        // both over every core (runs of segments and leaves in parallel),
+        // and no split of the same work over two cores beats
+        // 2 / (1/AES + 1/SHA), the bound each figure is compared with.
         let limit = aes.min(sha);
         let bound = 2.0 / (1.0 / aes + 1.0 / sha);
         println!("vault bench (file://, 64 KiB segments, 256 KiB CID chunks, CIDv1 raw leaves)");

@@ -12,10 +12,11 @@
 //! at every mined block at a cost that grows with the contract's storage,
 //! so the build mines few, full blocks (interval mining every
 //! `HL_BULK_BLOCK_SECS`, 5 s by default, with thousands of writes in
-//! flight), then saves the node's state (`anvil_dumpState`) under
+//! flight) on a node that keeps no historical states (`--prune-history`),
+//! then saves the node's state (`anvil_dumpState`) under
 //! `target/bench-state/`, named by the sizes and the contract's bytecode.
-//! Later runs load that state into a fresh anvil (`anvil_loadState`) in
-//! seconds; delete the file to rebuild.
+//! Every run reads from a fresh anvil that loaded that state
+//! (`anvil_loadState`, seconds); delete the file to rebuild.
 //!
 //! Run with `cargo bench -p healthledger-chain --bench bulk` (or `cargo xtask bench`).
 
@@ -168,6 +169,10 @@ async fn build(anvil: &AnvilInstance, patients: u32, records: u64) -> Address {
     contract
 }
 
+/// An anvil that mines every `block_secs` and keeps no historical states
+/// (`--prune-history`: building the scale with them held 18 GB), or,
+/// without `block_secs`, one that mines on demand and keeps every state, for
+/// the reads pinned to a block.
 fn spawn_anvil(block_secs: Option<u64>) -> AnvilInstance {
     let anvil_path = tools_dir().join("bin").join("anvil");
     assert!(
@@ -175,12 +180,9 @@ fn spawn_anvil(block_secs: Option<u64>) -> AnvilInstance {
         "anvil is not installed at {}: run `cargo xtask setup`",
         anvil_path.display()
     );
-    let mut anvil = Anvil::at(anvil_path)
-        // No --prune-history: the reads are pinned to a block, whose state
-        // the node must keep.
-        .args(["--gas-limit", "1000000000"]);
+    let mut anvil = Anvil::at(anvil_path).args(["--gas-limit", "1000000000"]);
     if let Some(secs) = block_secs {
-        anvil = anvil.block_time(secs);
+        anvil = anvil.block_time(secs).arg("--prune-history");
     }
     anvil.try_spawn().expect("anvil starts")
 }
@@ -190,50 +192,46 @@ async fn main() {
     let patients = size("HL_BULK_PATIENTS", 2_000) as u32;
     let records = size("HL_BULK_RECORDS", 10_000);
     let saved = state_file(patients, records);
-    let (anvil, contract) = match std::fs::read(&saved) {
-        Ok(bytes) => {
-            let saved_state: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
-            let contract: Address = saved_state["contract"].as_str().unwrap().parse().unwrap();
-            let state: Bytes = saved_state["state"].as_str().unwrap().parse().unwrap();
-            let anvil = spawn_anvil(None);
-            let started = Instant::now();
-            let node = ProviderBuilder::new().connect_http(anvil.endpoint_url());
-            let loaded: bool = node
-                .raw_request("anvil_loadState".into(), (state,))
-                .await
-                .unwrap();
-            assert!(loaded, "anvil loads the saved state");
-            println!(
-                "chain/bulk: loaded the saved chain {} in {:.1} s",
-                saved.display(),
-                started.elapsed().as_secs_f64()
-            );
-            (anvil, contract)
-        }
-        Err(_) => {
-            let anvil = spawn_anvil(Some(size("HL_BULK_BLOCK_SECS", 5)));
-            let contract = build(&anvil, patients, records).await;
-            let node = ProviderBuilder::new().connect_http(anvil.endpoint_url());
-            let state: Bytes = node
-                .raw_request("anvil_dumpState".into(), ())
-                .await
-                .unwrap();
-            std::fs::create_dir_all(saved.parent().unwrap()).unwrap();
-            let json =
-                serde_json::json!({ "contract": contract.to_string(), "state": state.to_string() });
-            std::fs::write(&saved, serde_json::to_vec(&json).unwrap()).unwrap();
-            println!(
-                "chain/bulk: saved the chain ({} MB) to {}",
-                state.len() / 1_000_000,
-                saved.display()
-            );
-            (anvil, contract)
-        }
-    };
-    let base = 300_000u32;
-    // A fresh block on top, so the pinned block is one whose state the node
-    // holds whether the chain was built or loaded.
+    if !saved.is_file() {
+        // Built on a pruned node, saved, and then read like a saved chain
+        // from a fresh node that keeps the states of its blocks.
+        let anvil = spawn_anvil(Some(size("HL_BULK_BLOCK_SECS", 5)));
+        let contract = build(&anvil, patients, records).await;
+        let node = ProviderBuilder::new().connect_http(anvil.endpoint_url());
+        let state: Bytes = node
+            .raw_request("anvil_dumpState".into(), ())
+            .await
+            .unwrap();
+        std::fs::create_dir_all(saved.parent().unwrap()).unwrap();
+        let json =
+            serde_json::json!({ "contract": contract.to_string(), "state": state.to_string() });
+        std::fs::write(&saved, serde_json::to_vec(&json).unwrap()).unwrap();
+        println!(
+            "chain/bulk: saved the chain ({} MB) to {}",
+            state.len() / 1_000_000,
+            saved.display()
+        );
+    }
+    let saved_state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&saved).unwrap()).unwrap();
+    let contract: Address = saved_state["contract"].as_str().unwrap().parse().unwrap();
+    let state: Bytes = saved_state["state"].as_str().unwrap().parse().unwrap();
+    let anvil = spawn_anvil(None);
+    let started = Instant::now();
     let node = ProviderBuilder::new().connect_http(anvil.endpoint_url());
+    let loaded: bool = node
+        .raw_request("anvil_loadState".into(), (state,))
+        .await
+        .unwrap();
+    assert!(loaded, "anvil loads the saved state");
+    println!(
+        "chain/bulk: loaded the saved chain {} in {:.1} s",
+        saved.display(),
+        started.elapsed().as_secs_f64()
+    );
+    let base = 300_000u32;
+    // A fresh block on top, so the pinned block is one whose state the
+    // node holds.
     let _: serde_json::Value = node.raw_request("evm_mine".into(), ()).await.unwrap();
 
     // Read everything at one pinned block through the counting proxy.

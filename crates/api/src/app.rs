@@ -58,6 +58,9 @@ pub struct App {
     pub(crate) cache: Arc<dyn CachePort>,
     pub(crate) vault: Arc<dyn VaultPort>,
     pub(crate) sync: Arc<SyncEngine>,
+    /// The object-store vault when `App::build` opened it (for what only
+    /// it offers, such as CAR export).
+    pub(crate) object_vault: Option<Arc<Vault>>,
     pub(crate) settings: Settings,
     pub(crate) wiring: Wiring,
     local: Mutex<Option<LocalChain>>,
@@ -121,7 +124,7 @@ impl App {
         let lease = SqlLease::connect(&config.database_url, config.database_schema.as_deref())
             .await
             .map_err(Error::from)?;
-        let vault = open_vault(&config)?;
+        let vault = Arc::new(open_vault(&config)?);
         let wiring = Wiring {
             chain: chain_label,
             contract: Some(contract.to_string()),
@@ -135,7 +138,7 @@ impl App {
         let mut app = AppBuilder::default()
             .ledger(Arc::new(ledger))
             .cache(Arc::new(cache))
-            .vault(Arc::new(vault))
+            .vault(vault.clone())
             .lease(Arc::new(lease))
             .sync_config(sync_config)
             .settings(Settings {
@@ -145,6 +148,7 @@ impl App {
             })
             .build()?;
         app.wiring = wiring;
+        app.object_vault = Some(vault);
         app.local = Mutex::new(local);
         Ok(app)
     }
@@ -162,6 +166,11 @@ impl App {
     /// The vault port.
     pub fn vault(&self) -> &Arc<dyn VaultPort> {
         &self.vault
+    }
+
+    /// The object-store vault, when the app opened it from its config.
+    pub fn object_vault(&self) -> Option<&Arc<Vault>> {
+        self.object_vault.as_ref()
     }
 
     /// The sync engine over the same ledger and cache.
@@ -341,6 +350,7 @@ impl AppBuilder {
             cache,
             vault,
             sync: Arc::new(sync),
+            object_vault: None,
             settings: self.settings.unwrap_or(Settings::STANDARD),
             wiring: Wiring::default(),
             local: Mutex::new(None),

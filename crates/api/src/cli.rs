@@ -152,6 +152,15 @@ pub enum ChainCommand {
 pub enum VaultCommand {
     /// Whether the vault and its key store answer, with which key.
     Check,
+    /// Export a sealed object as a CAR file whose root is its CID, for any
+    /// IPFS node or pinning service to import (the content stays sealed).
+    ExportCar {
+        /// The object's CID.
+        cid: String,
+        /// Where to write the CAR (default: `<cid>.car`).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
 }
 
 /// A role on the command line.
@@ -348,6 +357,44 @@ async fn dispatch(app: &App, out: &Out, command: Command) -> crate::Result<ExitC
                         health.key_id, health.erasure_horizon
                     ),
                 ]
+            });
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Vault(VaultCommand::ExportCar { cid, out: file }) => {
+            let cid: healthledger_core::Cid = cid.parse()?;
+            let vault = app.object_vault().ok_or_else(|| {
+                Error::Unsupported("this app's vault is not the object-store vault".into())
+            })?;
+            let path = file.unwrap_or_else(|| PathBuf::from(format!("{cid}.car")));
+            let f = tokio::fs::File::create(&path).await.map_err(|e| {
+                healthledger_core::ValidationError::new(
+                    "--out",
+                    path.display().to_string(),
+                    format!("cannot be created: {e}"),
+                )
+            })?;
+            let export = match vault.export_car(&cid, f).await {
+                Ok(x) => x,
+                Err(e) => {
+                    // No partial CAR is left to be mistaken for a good one.
+                    let _ = std::fs::remove_file(&path);
+                    return Err(e.into());
+                }
+            };
+            let summary = serde_json::json!({
+                "root": export.root.to_string(),
+                "blocks": export.blocks,
+                "bytes": export.bytes,
+                "file": path.display().to_string(),
+            });
+            out.emit(&summary, || {
+                vec![format!(
+                    "✅ {} written: root {}, {} block(s), {} bytes (sealed: decrypting needs its key)",
+                    path.display(),
+                    export.root,
+                    export.blocks,
+                    export.bytes
+                )]
             });
             Ok(ExitCode::SUCCESS)
         }

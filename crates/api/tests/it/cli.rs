@@ -162,6 +162,32 @@ fn the_demo_then_every_command_on_its_data() {
     assert_eq!(json(&out)["repair"]["upserted"], 1);
     let out = run(&["verify"]);
     assert!(out.status.success());
+    let cid = json(&run(&["sync", "record", &id]))["outcome"].clone();
+    assert_eq!(cid, "Unchanged");
+    let record = json(&run(&["db", "view"]))["recent_records"][0]["cid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let car = dir.path().join("report.car");
+    let out = run(&[
+        "vault",
+        "export-car",
+        &record,
+        "--out",
+        car.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(json(&out)["root"], record.as_str());
+    let bytes = std::fs::read(&car).unwrap();
+    assert_eq!(bytes.len() as u64, json(&out)["bytes"].as_u64().unwrap());
+    // The CAR carries ciphertext only: the report's text is not in it.
+    assert!(!bytes.windows(11).any(|w| w == b"haemoglobin"));
+    let out = run(&["vault", "export-car", "not-a-cid"]);
+    assert_eq!(out.status.code(), Some(2));
     let out = run(&["vault", "check"]);
     assert!(out.status.success());
     assert!(json(&out)["key_id"].is_string());

@@ -14,7 +14,7 @@ use tokio::sync::Mutex;
 
 use crate::{
     ChainConfig, Config, Error, Result,
-    config::{Secret, redact_url},
+    config::{Secret, redact_node_url, redact_url},
     local::LocalChain,
 };
 
@@ -93,8 +93,13 @@ impl App {
         let (ledger_config, local, chain_label) = match &config.chain {
             ChainConfig::Local { anvil } => {
                 let local = LocalChain::start(&config.data_dir, anvil.as_deref()).await?;
-                let c =
+                let mut c =
                     EvmLedgerConfig::new(local.endpoint(), local.contract(), local.key().clone());
+                // anvil answers WebSocket on its HTTP port.
+                c.ws_url = local
+                    .endpoint()
+                    .strip_prefix("http://")
+                    .map(|rest| format!("ws://{rest}"));
                 let label = format!("local anvil at {}", local.endpoint());
                 (c, Some(local), label)
             }
@@ -108,8 +113,9 @@ impl App {
                     rule: "must be set (deploy one with `healthledger chain deploy`)".into(),
                 })?;
                 let key = parse_key(signer_key)?;
-                let c = EvmLedgerConfig::new(rpc_url.clone(), contract, key);
-                (c, None, redact_url(rpc_url))
+                let mut c = EvmLedgerConfig::new(rpc_url.clone(), contract, key);
+                c.ws_url = config.ws_url.clone();
+                (c, None, redact_node_url(rpc_url))
             }
         };
         let mut ledger_config = ledger_config;

@@ -55,8 +55,9 @@ impl<'de> Deserialize<'de> for Secret {
     }
 }
 
-/// Where the ledger is.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where the ledger is. Its `Debug` shows node URLs as
+/// [`redact_node_url`] does.
+#[derive(Clone, PartialEq, Eq)]
 pub enum ChainConfig {
     /// A local anvil that the app starts from the pinned tools, with its
     /// state, contract address and keys kept under the data directory so
@@ -77,6 +78,24 @@ pub enum ChainConfig {
     },
 }
 
+impl fmt::Debug for ChainConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Local { anvil } => f.debug_struct("Local").field("anvil", anvil).finish(),
+            Self::Remote {
+                rpc_url,
+                contract,
+                signer_key,
+            } => f
+                .debug_struct("Remote")
+                .field("rpc_url", &redact_node_url(rpc_url))
+                .field("contract", contract)
+                .field("signer_key", signer_key)
+                .finish(),
+        }
+    }
+}
+
 /// The whole configuration of an [`crate::App`]. Its `Debug` hides secrets
 /// and URL passwords.
 #[derive(Clone, PartialEq, Eq)]
@@ -88,6 +107,10 @@ pub struct Config {
     pub chain: ChainConfig,
     /// Blocks a write waits for before it returns (at least 1).
     pub confirmations: u64,
+    /// A WebSocket endpoint of the remote node (`ws://` or `wss://`) whose
+    /// `newHeads` wake follow mode as each block is mined; `None` polls
+    /// only. The local anvil always has one.
+    pub ws_url: Option<String>,
     /// The cache's database URL (`sqlite://…` or `postgres://…`).
     pub database_url: String,
     /// The PostgreSQL schema, if not `public`.
@@ -124,6 +147,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("HEALTHLEDGER_CONTRACT", "chain.contract"),
     ("HEALTHLEDGER_SIGNER_KEY", "chain.signer_key (secret)"),
     ("HEALTHLEDGER_CONFIRMATIONS", "chain.confirmations"),
+    ("HEALTHLEDGER_WS_URL", "chain.ws_url"),
     ("DATABASE_URL", "cache.database_url"),
     ("HEALTHLEDGER_SCHEMA", "cache.schema"),
     ("HEALTHLEDGER_VAULT_URL", "vault.url"),
@@ -153,6 +177,7 @@ struct FileConfig {
 #[serde(deny_unknown_fields)]
 struct FileChain {
     rpc_url: Option<String>,
+    ws_url: Option<String>,
     contract: Option<String>,
     signer_key: Option<Secret>,
     confirmations: Option<u64>,
@@ -204,6 +229,7 @@ impl Config {
         Self {
             chain: ChainConfig::Local { anvil: None },
             confirmations: 1,
+            ws_url: None,
             database_url: sqlite_url(&data_dir.join("healthledger.db")),
             database_schema: None,
             vault_url: file_url(&data_dir.join("vault")),
@@ -275,6 +301,9 @@ impl Config {
         if let Some(n) = f.chain.confirmations {
             self.confirmations = n;
         }
+        if let Some(url) = f.chain.ws_url {
+            self.ws_url = Some(url);
+        }
         if let Some(url) = f.cache.database_url {
             self.database_url = url;
         }
@@ -322,6 +351,9 @@ impl Config {
             env("HEALTHLEDGER_SIGNER_KEY").map(Secret::new),
             None,
         );
+        if let Some(url) = env("HEALTHLEDGER_WS_URL") {
+            self.ws_url = Some(url);
+        }
         if let Some(n) = env("HEALTHLEDGER_CONFIRMATIONS") {
             self.confirmations = n.trim().parse().map_err(|_| Error::Config {
                 setting: "HEALTHLEDGER_CONFIRMATIONS".into(),
@@ -417,14 +449,10 @@ impl Config {
                     "must be set when a contract or signer key is configured (leave all three unset for the local anvil)".into(),
                 );
             }
-            if !(rpc_url.starts_with("http://")
-                || rpc_url.starts_with("https://")
-                || rpc_url.starts_with("ws://")
-                || rpc_url.starts_with("wss://"))
-            {
+            if !(rpc_url.starts_with("http://") || rpc_url.starts_with("https://")) {
                 return bad(
                     "HEALTHLEDGER_RPC_URL",
-                    "must start with http://, https://, ws:// or wss://".into(),
+                    "must start with http:// or https:// (a WebSocket endpoint goes in HEALTHLEDGER_WS_URL)".into(),
                 );
             }
             if signer_key.expose().is_empty() {
@@ -440,6 +468,14 @@ impl Config {
                 };
                 return bad("HEALTHLEDGER_SIGNER_KEY", rule);
             }
+        }
+        if let Some(url) = &self.ws_url
+            && !(url.starts_with("ws://") || url.starts_with("wss://"))
+        {
+            return bad(
+                "HEALTHLEDGER_WS_URL",
+                format!("{} must start with ws:// or wss://", redact_node_url(url)),
+            );
         }
         if self.confirmations == 0 {
             return bad(
@@ -500,6 +536,7 @@ impl fmt::Debug for Config {
             .field("data_dir", &self.data_dir)
             .field("chain", &self.chain)
             .field("confirmations", &self.confirmations)
+            .field("ws_url", &self.ws_url.as_deref().map(redact_node_url))
             .field("database_url", &redact_url(&self.database_url))
             .field("database_schema", &self.database_schema)
             .field("vault_url", &redact_url(&self.vault_url))
@@ -519,8 +556,29 @@ impl fmt::Debug for Config {
     }
 }
 
+/// A node URL as it may be shown: its scheme, host and port, with `/…`
+/// standing for any path or query.
+pub fn redact_node_url(url: &str) -> String {
+    // Hosted nodes (Alchemy, Infura, QuickNode) put the API key in the
+    // path or the query: only the scheme, host and port are shown.
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "<not a URL>".into();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let hidden = if rest[authority_end..].trim_start_matches('/').is_empty() {
+        ""
+    } else {
+        "/…"
+    };
+    format!("{scheme}://{host}{hidden}")
+}
+
 /// `url` with any password (`scheme://user:password@host`) and query
-/// replaced, for output.
+/// replaced, for output: a database or store URL (their
+/// paths name databases, buckets and folders, which are not secret); node
+/// URLs use [`redact_node_url`].
 pub fn redact_url(url: &str) -> String {
     let (head, query) = match url.split_once('?') {
         Some((h, _)) if !h.starts_with("sqlite:") => (h, "?…"),
@@ -616,6 +674,76 @@ mod tests {
         assert_eq!(c.database_url, "postgres://env@localhost/db");
         assert_eq!(c.vault_url, "file:///from-file");
         assert!(c.vault_kek.is_some());
+    }
+
+    #[test]
+    fn node_urls_never_show_a_key_in_their_path_or_query() {
+        assert_eq!(
+            redact_node_url("https://polygon-amoy.g.alchemy.com/v2/KEY0123456789abcdef"),
+            "https://polygon-amoy.g.alchemy.com/…"
+        );
+        assert_eq!(
+            redact_node_url("wss://u:pw@node.example:8546/?key=KEY0123"),
+            "wss://node.example:8546/…"
+        );
+        assert_eq!(
+            redact_node_url("http://127.0.0.1:8545"),
+            "http://127.0.0.1:8545"
+        );
+        assert_eq!(
+            redact_node_url("http://127.0.0.1:8545/"),
+            "http://127.0.0.1:8545"
+        );
+        let chain = ChainConfig::Remote {
+            rpc_url: "https://rpc.example/v3/KEY0123456789abcdef".into(),
+            contract: None,
+            signer_key: Secret::new(KEY),
+        };
+        let shown = format!("{chain:?}");
+        assert!(
+            !shown.contains("KEY0123456789abcdef") && !shown.contains(KEY),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn a_websocket_endpoint_is_checked_and_kept_apart_from_the_rpc_url() {
+        let remote = [
+            ("HEALTHLEDGER_SIGNER_KEY", KEY),
+            ("HEALTHLEDGER_VAULT_KEK", KEK),
+        ];
+        let with = |extra: &[(&'static str, &'static str)]| {
+            let mut vars = remote.to_vec();
+            vars.extend_from_slice(extra);
+            Config::load_with(None, env(&vars))
+        };
+        let err = with(&[("HEALTHLEDGER_RPC_URL", "ws://127.0.0.1:8545")]).unwrap_err();
+        assert!(
+            matches!(&err, Error::Config { setting, rule } if setting == "HEALTHLEDGER_RPC_URL" && rule.contains("HEALTHLEDGER_WS_URL"))
+        );
+        let err = with(&[
+            ("HEALTHLEDGER_RPC_URL", "http://127.0.0.1:8545"),
+            (
+                "HEALTHLEDGER_WS_URL",
+                "http://127.0.0.1:8546/KEY0123456789abcdef",
+            ),
+        ])
+        .unwrap_err();
+        assert!(matches!(&err, Error::Config { setting, .. } if setting == "HEALTHLEDGER_WS_URL"));
+        assert!(!err.to_string().contains("KEY0123456789abcdef"), "{err}");
+        let c = with(&[
+            ("HEALTHLEDGER_RPC_URL", "http://127.0.0.1:8545"),
+            (
+                "HEALTHLEDGER_WS_URL",
+                "wss://node.example/KEY0123456789abcdef",
+            ),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.ws_url.as_deref(),
+            Some("wss://node.example/KEY0123456789abcdef")
+        );
+        assert!(!format!("{c:?}").contains("KEY0123456789abcdef"));
     }
 
     #[test]

@@ -17,6 +17,8 @@ pub const RPC_URL_ENV: &str = "HEALTHLEDGER_RPC_URL";
 pub const CONTRACT_ENV: &str = "HEALTHLEDGER_CONTRACT";
 /// Environment variable with the signer's private key (0x + 64 hex digits).
 pub const SIGNER_KEY_ENV: &str = "HEALTHLEDGER_SIGNER_KEY";
+/// Environment variable naming the optional WebSocket endpoint for new heads.
+pub const WS_URL_ENV: &str = "HEALTHLEDGER_WS_URL";
 
 /// A private key the adapter signs with. `Debug` and `Display` show only
 /// its address.
@@ -153,6 +155,10 @@ pub struct EvmLedgerConfig {
     pub retry: RetryPolicy,
     /// `eth_getLogs` range adaptation.
     pub log_ranges: LogRangePolicy,
+    /// WebSocket endpoint (ws or wss) for `newHeads` subscriptions, so a
+    /// follower learns of a block when it is mined rather than at its next
+    /// poll; `None` polls only. Requests always go over `rpc_url`.
+    pub ws_url: Option<String>,
 }
 
 impl EvmLedgerConfig {
@@ -172,10 +178,12 @@ impl EvmLedgerConfig {
             request_timeout: Duration::from_secs(30),
             retry: RetryPolicy::STANDARD,
             log_ranges: LogRangePolicy::STANDARD,
+            ws_url: None,
         }
     }
 
-    /// Reads [`RPC_URL_ENV`], [`CONTRACT_ENV`] and [`SIGNER_KEY_ENV`].
+    /// Reads [`RPC_URL_ENV`], [`CONTRACT_ENV`] and [`SIGNER_KEY_ENV`], and
+    /// [`WS_URL_ENV`] where set.
     pub fn from_env() -> Result<Self> {
         let var = |name: &'static str| {
             std::env::var(name)
@@ -201,7 +209,11 @@ impl EvmLedgerConfig {
                 },
                 other => other,
             })?;
-        Ok(Self::new(rpc_url, contract, signer))
+        let mut config = Self::new(rpc_url, contract, signer);
+        config.ws_url = std::env::var(WS_URL_ENV)
+            .ok()
+            .filter(|v| !v.trim().is_empty());
+        Ok(config)
     }
 }
 
@@ -218,6 +230,7 @@ impl fmt::Debug for EvmLedgerConfig {
             .field("request_timeout", &self.request_timeout)
             .field("retry", &self.retry)
             .field("log_ranges", &self.log_ranges)
+            .field("ws_url", &self.ws_url.as_deref().map(redact_url))
             .finish()
     }
 }

@@ -156,7 +156,7 @@ pub mod testing;
 
 pub use config::{
     CONTRACT_ENV, EvmLedgerConfig, LogRangePolicy, RPC_URL_ENV, RetryPolicy, SIGNER_KEY_ENV,
-    SignerKey,
+    SignerKey, WS_URL_ENV,
 };
 pub use error::{Error, Result, RevertKind};
 pub use ledger::EvmLedger;

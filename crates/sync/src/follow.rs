@@ -3,6 +3,9 @@
 
 use std::time::Duration;
 
+use futures::stream::BoxStream;
+use futures::{FutureExt as _, StreamExt as _};
+
 use crate::{Result, SyncEngine, backfill::Stopper};
 
 impl SyncEngine {
@@ -33,11 +36,15 @@ impl SyncEngine {
     }
 
     async fn follow_until_stopped(&self) -> Result<()> {
+        let mut heads = Heads::default();
         while !self.stopping() {
             if !self.lead().await {
                 self.sleep(self.config.poll_interval).await;
                 continue;
             }
+            // Subscribed before syncing, so a block mined while the sync
+            // runs is announced, not missed until the next poll.
+            self.subscribe_heads(&mut heads).await;
             let wait = match self.sync().await {
                 Ok(_) => {
                     self.prune().await?;
@@ -49,9 +56,54 @@ impl SyncEngine {
                 }
                 Err(e) => return Err(e),
             };
-            self.sleep(wait).await;
+            self.wait_for_head(&mut heads, wait).await;
         }
         Ok(())
+    }
+
+    /// Subscribes to the ledger's new heads unless subscribed already or
+    /// the ledger has none; a failure is logged, and polling covers it.
+    async fn subscribe_heads(&self, heads: &mut Heads) {
+        if heads.stream.is_some() || heads.unsupported {
+            return;
+        }
+        match self.ledger.new_heads().await {
+            Ok(Some(stream)) => heads.stream = Some(stream),
+            Ok(None) => heads.unsupported = true,
+            Err(e) => tracing::warn!(error = %e, "subscribing to new heads failed; polling"),
+        }
+    }
+
+    /// Waits `total`, or less when the ledger announces a new head (its
+    /// [`LedgerPort::new_heads`](healthledger_core::LedgerPort::new_heads),
+    /// e.g. a WebSocket subscription), or when a stop is requested. Without
+    /// a subscription this is the poll interval. A subscription that fails
+    /// or ends is asked for again before the next sync, polling meanwhile.
+    async fn wait_for_head(&self, heads: &mut Heads, total: Duration) {
+        let Some(stream) = heads.stream.as_mut() else {
+            self.sleep(total).await;
+            return;
+        };
+        tokio::select! {
+            announced = stream.next() => match announced {
+                Some(number) => {
+                    tracing::debug!(number, "new head announced");
+                    // One sync covers every block announced so far.
+                    while let Some(next) = stream.next().now_or_never() {
+                        if next.is_none() {
+                            heads.stream = None;
+                            break;
+                        }
+                    }
+                }
+                None => {
+                    tracing::warn!("the new-heads subscription ended; polling until it is renewed");
+                    heads.stream = None;
+                    self.sleep(total).await;
+                }
+            },
+            () = self.sleep(total) => {}
+        }
     }
 
     /// Whether this engine may write now: it has no lease, or holds it (taking
@@ -96,4 +148,12 @@ impl SyncEngine {
             left -= d;
         }
     }
+}
+
+/// Follow mode's subscription to new heads, if the ledger offers one.
+#[derive(Default)]
+struct Heads {
+    stream: Option<BoxStream<'static, u64>>,
+    /// The ledger has no push channel: never ask again.
+    unsupported: bool,
 }

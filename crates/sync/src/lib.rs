@@ -23,7 +23,10 @@
 //!   cache's initial backfill mode (indexes dropped, rebuilt when the final
 //!   blocks are in; a restart that finds the mode on finishes it);
 //! - [`SyncEngine::follow`] (`follow`): sync on every new head and prune
-//!   undo data that became final, until [`Stopper::stop`];
+//!   undo data that became final, until [`Stopper::stop`]; woken by the
+//!   ledger's new-head announcements where it has them
+//!   ([`healthledger_core::LedgerPort::new_heads`], a WebSocket `newHeads`
+//!   subscription on the EVM adapter), polling otherwise;
 //! - [`SyncEngine::status`] and progress events ([`Progress`]);
 //! - [`integrity`]: drift verification and repair, the access-log audit
 //!   and anchoring job, and the vault audit.

@@ -18,6 +18,7 @@
 //! `LedgerPort` itself, delegating to the others).
 
 mod consent;
+mod heads;
 mod logs;
 mod nonces;
 mod port;

@@ -630,6 +630,10 @@ impl LedgerPort for EvmLedger {
     async fn block(&self, number: u64) -> LedgerResult<Option<BlockRef>> {
         Ok(self.block_ref(BlockNumberOrTag::Number(number)).await?)
     }
+
+    async fn new_heads(&self) -> LedgerResult<Option<futures::stream::BoxStream<'static, u64>>> {
+        self.subscribe_heads().await
+    }
 }
 
 /// Profiles per bulk `eth_call`: a patient is about 1 KiB of ABI and some

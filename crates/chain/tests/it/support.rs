@@ -64,7 +64,10 @@ impl Node {
         let contract = EvmLedger::deploy(&anvil.endpoint(), &key)
             .await
             .expect("deploy HealthLedger");
-        let config = tune(EvmLedgerConfig::new(anvil.endpoint(), contract, key));
+        // anvil serves WebSocket on its HTTP port: new heads are pushed.
+        let mut config = EvmLedgerConfig::new(anvil.endpoint(), contract, key);
+        config.ws_url = Some(anvil.ws_endpoint());
+        let config = tune(config);
         let ledger = EvmLedger::connect(config).await.expect("connect adapter");
         Self {
             anvil,

@@ -8,6 +8,7 @@ use std::fmt::Debug;
 use alloy_primitives::{B256, Signature};
 use async_trait::async_trait;
 use auto_impl::auto_impl;
+use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -347,4 +348,15 @@ pub trait LedgerPort: Send + Sync + Debug {
 
     /// The canonical block at `number`, if the chain is that long.
     async fn block(&self, number: u64) -> LedgerResult<Option<BlockRef>>;
+
+    /// Announcements of new head block numbers, pushed by the node where the
+    /// adapter has a channel for them (a WebSocket `newHeads`
+    /// subscription); `None` where it has none, and callers poll
+    /// [`Self::head`]. An announcement is only a reason to look: callers
+    /// read heads, blocks and events as usual, so a lost or spurious one
+    /// costs a delay, never a wrong result. The stream ends when the
+    /// subscription drops; callers poll meanwhile and ask again.
+    async fn new_heads(&self) -> LedgerResult<Option<BoxStream<'static, u64>>> {
+        Ok(None)
+    }
 }

@@ -70,6 +70,7 @@ pub async fn all(l: &dyn LedgerPort, clock: &dyn ChainControl) {
     pinned_reads_see_their_block(l).await;
     bulk_reads_return_whole_values(l).await;
     admin_hands_over_in_two_steps(l, clock).await;
+    super::heads::new_heads_announce_every_block(l, clock).await;
 }
 
 fn hh(n: u32) -> HhNumber {

@@ -20,7 +20,9 @@ use std::{
 
 use alloy_primitives::{B256, keccak256};
 use async_trait::async_trait;
-use futures::channel::oneshot;
+use futures::StreamExt as _;
+use futures::channel::{mpsc, oneshot};
+use futures::stream::BoxStream;
 
 use crate::{
     AccessGrant, AdminRole, AuditAnchor, Authorization, BlockRef, ChainEvent, ConsentAction,
@@ -168,6 +170,9 @@ struct Chain {
     pending: Option<Pending>,
     /// The state at one older block, kept for repeated pinned reads.
     snapshot: Option<(B256, Arc<LedgerState>)>,
+    /// Subscribers of [`LedgerPort::new_heads`]; a closed one is dropped
+    /// at the next block.
+    head_watchers: Vec<mpsc::UnboundedSender<u64>>,
 }
 
 /// The block being filled while automine is off.
@@ -291,6 +296,8 @@ impl Chain {
             },
             txs,
         });
+        self.head_watchers
+            .retain(|watcher| watcher.unbounded_send(number).is_ok());
         receipts
     }
 
@@ -405,6 +412,7 @@ impl InMemoryLedger {
             automine: true,
             pending: None,
             snapshot: None,
+            head_watchers: Vec::new(),
         };
         chain.rebuild_state();
         Self {
@@ -1315,6 +1323,12 @@ impl LedgerPort for InMemoryLedger {
             .ok()
             .and_then(|n| c.blocks.get(n))
             .map(|b| b.r))
+    }
+
+    async fn new_heads(&self) -> LedgerResult<Option<BoxStream<'static, u64>>> {
+        let (tx, rx) = mpsc::unbounded();
+        self.lock().head_watchers.push(tx);
+        Ok(Some(rx.boxed()))
     }
 }
 

@@ -12,6 +12,7 @@
 
 pub mod cache;
 pub mod fixtures;
+pub mod heads;
 pub mod lease;
 pub mod ledger;
 mod memory_cache;

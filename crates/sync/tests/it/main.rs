@@ -11,6 +11,7 @@ mod audits;
 mod errors;
 mod fakes;
 mod faults;
+mod heads;
 mod integrity;
 mod kill;
 mod property;

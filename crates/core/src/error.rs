@@ -135,7 +135,12 @@ port_error!(
     /// failed as an [`IntegrityReason`].
     VaultError,
     "vault",
-    IntegrityFailure
+    IntegrityFailure,
+    /// A read named another patient than the one the object belongs to:
+    /// nothing was read. The message names the CID and the patient the
+    /// caller expected, never the owner (that would tell a reader of one
+    /// patient who else has an object).
+    WrongPatient => "object of another patient"
 );
 
 impl VaultError {

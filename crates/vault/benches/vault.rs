@@ -153,14 +153,14 @@ async fn seal_and_open(v: &Vault, len: usize, rounds: usize) -> (f64, f64, f64) 
     let seal = mb_per_s(len * rounds, start.elapsed());
     let start = Instant::now();
     for cid in &cids {
-        let back = v.get(cid).await.expect("get");
+        let back = v.get(patient(), cid).await.expect("get");
         assert_eq!(back.len(), len);
     }
     let open = mb_per_s(len * rounds, start.elapsed());
     let start = Instant::now();
     for cid in &cids {
         let mut read = 0;
-        let mut out = v.get_stream(cid).await.expect("get_stream");
+        let mut out = v.get_stream(patient(), cid).await.expect("get_stream");
         while let Some(b) = out.try_next().await.expect("stream") {
             read += b.len();
         }
@@ -202,7 +202,10 @@ async fn peak_while_sealing(v: &Vault, total: usize) -> (f64, f64, f64) {
     }
     // Reading it back as a stream stays in constant memory too.
     let mut read = 0usize;
-    let mut out = v.get_stream(&sealed.cid).await.expect("get_stream");
+    let mut out = v
+        .get_stream(patient(), &sealed.cid)
+        .await
+        .expect("get_stream");
     while let Some(b) = out.try_next().await.expect("stream") {
         read += b.len();
     }

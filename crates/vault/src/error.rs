@@ -2,7 +2,7 @@
 //! [`VaultError`]: each integrity failure keeps its kind as the port's
 //! [`IntegrityReason`].
 
-use healthledger_core::{IntegrityReason, VaultError};
+use healthledger_core::{HhNumber, IntegrityReason, VaultError};
 
 /// Shorthand for results of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -27,6 +27,16 @@ pub enum Error {
     /// The object's key was destroyed.
     #[error("object {0} was shredded and can never be read again")]
     Shredded(String),
+    /// A read named another patient than the one the object belongs to
+    /// (its key record's authenticated owner): nothing was unwrapped or
+    /// decrypted. Names the patient expected, never the owner.
+    #[error("object {cid} is not an object of patient {expected}")]
+    WrongPatient {
+        /// The object's CID.
+        cid: String,
+        /// The patient the read named.
+        expected: HhNumber,
+    },
     /// Every object of this patient was erased (their subject key was
     /// destroyed); nothing more is sealed for them.
     #[error("patient {0} was erased from the vault; nothing is sealed for them any more")]
@@ -176,6 +186,7 @@ impl From<Error> for VaultError {
             }
             Error::MissingKey(_) => VaultError::integrity(IntegrityReason::MissingKey, message),
             Error::Erased(_) => VaultError::Conflict(message),
+            Error::WrongPatient { .. } => VaultError::WrongPatient(message),
             Error::Input(inner) => inner,
             Error::Store { source, .. } => match source {
                 object_store::Error::NotFound { .. } => VaultError::NotFound(message),

@@ -17,7 +17,7 @@
 //!     .build()?;
 //! let patient = HhNumber::new(555_555)?;
 //! let sealed = vault.put(patient, bytes::Bytes::from_static(b"lab results")).await?;
-//! assert_eq!(vault.get(&sealed.cid).await?, "lab results");
+//! assert_eq!(vault.get(patient, &sealed.cid).await?, "lab results");
 //! vault.erase_patient(patient).await?; // every object of theirs, at once
 //! # Ok(()) }
 //! ```
@@ -148,6 +148,13 @@
 //! missing key record). Through the port each of these is `Integrity` with
 //! the matching `healthledger_core::IntegrityReason`, so callers match on
 //! the reason, never on the message.
+//!
+//! Every read names the patient the caller expects the object to belong
+//! to; the data key record names (and authenticates) its owner, and an
+//! object of anyone else is [`Error::WrongPatient`] (`VaultError::WrongPatient`
+//! through the port) before any content is decrypted. A record of patient A
+//! whose CID points at patient B's object (a creator may put any CID on
+//! chain) so never opens B's content for A's readers.
 //!
 //! # Orderings that survive a crash
 //!

@@ -270,6 +270,12 @@ impl App {
     /// whatever the cache's lag); the attempt is appended to the access log
     /// whether granted or denied, and nothing is released if it cannot be
     /// logged.
+    ///
+    /// The vault opens the record's CID only as an object of the patient
+    /// the record names: a creator may put any CID on chain, and a record
+    /// of patient A pointing at patient B's sealed object is refused
+    /// (`AccessDenied`, logged as denied) before any of B's content is
+    /// decrypted.
     pub async fn read_record(&self, actor: &Actor, id: RecordId) -> Result<RecordRead> {
         let reader = self.member(actor).await?;
         let record = self.ledger.record(id, ReadAt::Latest).await?;
@@ -281,6 +287,16 @@ impl App {
             }
             None => false,
         };
+        // The content is opened before the attempt is logged so that an
+        // object of another patient is logged as denied; nothing of it is
+        // released before the log entry is written.
+        let opened = match &record {
+            Some(record) if allowed => {
+                Some(self.vault.get_stream(record.patient, &record.cid).await)
+            }
+            _ => None,
+        };
+        let wrong_patient = matches!(&opened, Some(Err(VaultError::WrongPatient(_))));
         self.cache
             .append_access_log(&NewAccessLogEntry {
                 at: Timestamp::now(),
@@ -288,7 +304,7 @@ impl App {
                 patient: id.patient(),
                 record: Some(id),
                 action: AccessAction::ReadContent,
-                allowed,
+                allowed: allowed && !wrong_patient,
             })
             .await?;
         let Some(record) = record else {
@@ -300,16 +316,28 @@ impl App {
                 reader.role, reader.hh
             )));
         }
-        let content = self
-            .vault
-            .get_stream(&record.cid)
-            .await
-            .map_err(|e| match e {
-                VaultError::NotFound(_) => Error::NotFound(format!(
+        let content = match opened {
+            Some(Ok(content)) => content,
+            Some(Err(VaultError::WrongPatient(_))) => {
+                tracing::warn!(id = %id, cid = %record.cid, reader = %reader.hh, "a record's CID names an object of another patient; read refused");
+                return Err(Error::AccessDenied(format!(
+                    "the content of {id} is not an object of patient {} (logged)",
+                    record.patient
+                )));
+            }
+            Some(Err(VaultError::NotFound(_))) => {
+                return Err(Error::NotFound(format!(
                     "the content of {id} is gone from the vault (shredded or erased)"
-                )),
-                other => other.into(),
-            })?;
+                )));
+            }
+            Some(Err(other)) => return Err(other.into()),
+            None => {
+                return Err(Error::AccessDenied(format!(
+                    "{} {} has no access to {id} (logged)",
+                    reader.role, reader.hh
+                )));
+            }
+        };
         Ok(RecordRead { record, content })
     }
 

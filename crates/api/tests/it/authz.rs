@@ -451,7 +451,7 @@ async fn a_chain_refusal_after_the_seal_leaves_no_readable_orphan() {
     let r = w.app.commit_record(&w.center.0, sealed, &forged).await;
     assert!(r.is_err(), "{r:?}");
     assert_eq!(w.vault.verify(&cid).await.unwrap(), ObjectStatus::Shredded);
-    assert!(w.vault.get(&cid).await.is_err());
+    assert!(w.vault.get(hh(555_555), &cid).await.is_err());
     assert_eq!(w.ledger.record_count(ReadAt::Latest).await.unwrap(), 0);
 }
 

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod authz;
+mod cid_owner;
 mod cli;
 mod story;
 mod support;

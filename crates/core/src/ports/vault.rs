@@ -86,6 +86,11 @@ pub struct VaultHealth {
 /// - `get` releases plaintext only after verifying it; any mismatch is
 ///   `Integrity` with its [`crate::IntegrityReason`] (damaged bytes are
 ///   `Tampered`), an unknown CID `NotFound`;
+/// - a read names the patient the caller expects the object to belong to
+///   (for a record, the patient the record names), and an object of anyone
+///   else is `WrongPatient` before any of its content is decrypted: a
+///   record of patient A whose CID points at patient B's object (a creator
+///   may put any CID on chain) never opens B's content for A's readers;
 /// - after `shred`, the content can never be read again (`get` fails with
 ///   `NotFound`), and `verify` says `Shredded`; shredding twice is fine;
 /// - after `erase_patient`, the same holds for every object of that patient
@@ -106,15 +111,18 @@ pub trait VaultPort: Send + Sync + Debug {
         plaintext: ByteStream,
     ) -> VaultResult<SealedObject>;
 
-    /// The verified plaintext of `cid`.
-    async fn get(&self, cid: &Cid) -> VaultResult<Bytes>;
+    /// The verified plaintext of `cid`, an object of `patient`;
+    /// `WrongPatient` (and nothing read) when it belongs to someone else.
+    async fn get(&self, patient: HhNumber, cid: &Cid) -> VaultResult<Bytes>;
 
-    /// The plaintext of `cid` as a stream, in constant memory. Each chunk is
+    /// The plaintext of `cid`, an object of `patient` (`WrongPatient`, and
+    /// nothing read, when it belongs to someone else), as a stream, in
+    /// constant memory. Each chunk is
     /// released only after it is authenticated, but truncation and the CID
     /// can only be checked at the end: a damaged object ends the stream with
     /// an `Integrity` error, which invalidates every chunk already yielded.
     /// A consumer that must never see unverified bytes uses [`Self::get`].
-    async fn get_stream(&self, cid: &Cid) -> VaultResult<ByteStream>;
+    async fn get_stream(&self, patient: HhNumber, cid: &Cid) -> VaultResult<ByteStream>;
 
     /// Whether `cid` is present and intact, without decrypting.
     async fn verify(&self, cid: &Cid) -> VaultResult<ObjectStatus>;

@@ -440,8 +440,10 @@ impl InMemoryVault {
         Ok(Some(Aes256GcmSiv::new(&key.into())))
     }
 
-    /// An opener over `cid`, once its keys unwrapped.
-    fn opener(&self, cid: &Cid) -> VaultResult<Opener> {
+    /// An opener over `cid`, an object of `patient`, once its keys
+    /// unwrapped; `WrongPatient` before any key is touched when the object
+    /// belongs to someone else.
+    fn opener(&self, patient: HhNumber, cid: &Cid) -> VaultResult<Opener> {
         let state = self.lock();
         let gone = || {
             VaultError::NotFound(format!(
@@ -451,6 +453,11 @@ impl InMemoryVault {
         match state.objects.get(cid) {
             None => Err(VaultError::NotFound(format!("no object {cid}"))),
             Some(Slot::Shredded) => Err(gone()),
+            Some(Slot::Stored(stored)) if stored.patient != patient => {
+                Err(VaultError::WrongPatient(format!(
+                    "object {cid} is not an object of patient {patient}"
+                )))
+            }
             Some(Slot::Stored(stored)) => match Self::unwrap(&state, cid, stored)? {
                 Some(cipher) => Ok(Opener::new(*cid, cipher, stored.object.clone())),
                 None => Err(gone()),
@@ -518,8 +525,8 @@ impl VaultPort for InMemoryVault {
         self.put(patient, buf.freeze()).await
     }
 
-    async fn get(&self, cid: &Cid) -> VaultResult<Bytes> {
-        let mut opener = self.opener(cid)?;
+    async fn get(&self, patient: HhNumber, cid: &Cid) -> VaultResult<Bytes> {
+        let mut opener = self.opener(patient, cid)?;
         let mut plaintext = BytesMut::new();
         // Nothing is returned unless every segment and the CID verified.
         while let Some(segment) = opener.next_segment() {
@@ -528,8 +535,8 @@ impl VaultPort for InMemoryVault {
         Ok(plaintext.freeze())
     }
 
-    async fn get_stream(&self, cid: &Cid) -> VaultResult<ByteStream> {
-        let opener = self.opener(cid)?;
+    async fn get_stream(&self, patient: HhNumber, cid: &Cid) -> VaultResult<ByteStream> {
+        let opener = self.opener(patient, cid)?;
         Ok(stream::unfold(opener, |mut opener| async move {
             loop {
                 match opener.next_segment()? {

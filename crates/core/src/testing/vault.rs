@@ -66,6 +66,7 @@ pub async fn all(v: &dyn VaultPort, backdoor: &dyn VaultBackdoor) {
     streams_round_trip(v).await;
     unknown_cids_are_not_found(v).await;
     shredded_objects_are_gone_for_good(v).await;
+    objects_open_only_for_their_own_patient(v).await;
     health_reports_the_backend(v).await;
     nothing_readable_is_stored(v, backdoor).await;
     damaged_objects_release_nothing(v, backdoor).await;
@@ -109,7 +110,7 @@ pub async fn put_then_get_round_trips(v: &dyn VaultPort) {
             .expect("CID displays and parses"),
         a.cid
     );
-    assert_eq!(v.get(&a.cid).await.expect("get"), data);
+    assert_eq!(v.get(patient(1), &a.cid).await.expect("get"), data);
     assert_eq!(
         v.verify(&a.cid).await.expect("verify"),
         ObjectStatus::Intact
@@ -119,14 +120,19 @@ pub async fn put_then_get_round_trips(v: &dyn VaultPort) {
         a.cid, b.cid,
         "each object has its own data key, so its own CID"
     );
-    assert_eq!(v.get(&b.cid).await.expect("get"), data);
+    assert_eq!(v.get(patient(1), &b.cid).await.expect("get"), data);
 }
 
 /// The empty object is an object like any other.
 pub async fn empty_objects_round_trip(v: &dyn VaultPort) {
     let sealed = v.put(patient(1), Bytes::new()).await.expect("put empty");
     assert_eq!(sealed.size, 0);
-    assert!(v.get(&sealed.cid).await.expect("get").is_empty());
+    assert!(
+        v.get(patient(1), &sealed.cid)
+            .await
+            .expect("get")
+            .is_empty()
+    );
 }
 
 /// A stream of odd-sized chunks seals to the same plaintext, which streams
@@ -143,24 +149,24 @@ pub async fn streams_round_trip(v: &dyn VaultPort) {
         .expect("put_stream");
     assert_eq!(sealed.size, data.len() as u64);
     let out: Vec<Bytes> = v
-        .get_stream(&sealed.cid)
+        .get_stream(patient(1), &sealed.cid)
         .await
         .expect("get_stream")
         .try_collect()
         .await
         .expect("stream");
     assert_eq!(out.concat(), data.to_vec());
-    assert_eq!(v.get(&sealed.cid).await.expect("get"), data);
+    assert_eq!(v.get(patient(1), &sealed.cid).await.expect("get"), data);
 }
 
 /// A CID the vault never stored is `NotFound` to read and `Missing` to
 /// verify.
 pub async fn unknown_cids_are_not_found(v: &dyn VaultPort) {
     let cid = super::fixtures::cid_of(b"never stored in this vault");
-    let err = v.get(&cid).await.expect_err("unknown");
+    let err = v.get(patient(1), &cid).await.expect_err("unknown");
     assert!(matches!(err, VaultError::NotFound(_)), "{err}");
     assert!(matches!(
-        v.get_stream(&cid).await.map(drop),
+        v.get_stream(patient(1), &cid).await.map(drop),
         Err(VaultError::NotFound(_))
     ));
     assert_eq!(v.verify(&cid).await.expect("verify"), ObjectStatus::Missing);
@@ -174,14 +180,53 @@ pub async fn shredded_objects_are_gone_for_good(v: &dyn VaultPort) {
     let keep = v.put(patient(1), content(1_000, 3)).await.expect("put");
     let gone = v.put(patient(1), content(1_000, 4)).await.expect("put");
     v.shred(&gone.cid).await.expect("shred");
-    let err = v.get(&gone.cid).await.expect_err("shredded");
+    let err = v.get(patient(1), &gone.cid).await.expect_err("shredded");
     assert!(matches!(err, VaultError::NotFound(_)), "{err}");
     assert_eq!(
         v.verify(&gone.cid).await.expect("verify"),
         ObjectStatus::Shredded
     );
     v.shred(&gone.cid).await.expect("shred twice");
-    assert_eq!(v.get(&keep.cid).await.expect("get"), content(1_000, 3));
+    assert_eq!(
+        v.get(patient(1), &keep.cid).await.expect("get"),
+        content(1_000, 3)
+    );
+}
+
+/// A read that names another patient than the object's owner is
+/// `WrongPatient`, through `get` and `get_stream`, and releases nothing:
+/// a record of patient A pointing at patient B's object (its creator put
+/// B's CID on chain) does not open B's content. The owner still reads it,
+/// and the refusal names neither the owner nor any content.
+pub async fn objects_open_only_for_their_own_patient(v: &dyn VaultPort) {
+    let (owner, other) = (patient(40), patient(41));
+    let data = phrase(2_000);
+    let sealed = v.put(owner, data.clone()).await.expect("put");
+    // The other patient has objects of their own: the check is not "has
+    // this patient any object".
+    v.put(other, content(10, 2)).await.expect("put");
+    let err = v.get(other, &sealed.cid).await.expect_err("wrong patient");
+    assert!(matches!(err, VaultError::WrongPatient(_)), "get: {err:?}");
+    let shown = err.to_string();
+    assert!(
+        !shown.contains(&owner.to_string()),
+        "the refusal names the owner: {shown}"
+    );
+    let (released, error) = drain(v, other, &sealed.cid).await;
+    assert!(
+        matches!(error, Some(VaultError::WrongPatient(_))),
+        "get_stream: {error:?}"
+    );
+    assert!(
+        released.is_empty(),
+        "get_stream released {} bytes",
+        released.len()
+    );
+    assert_eq!(v.get(owner, &sealed.cid).await.expect("owner reads"), data);
+    assert_eq!(
+        v.verify(&sealed.cid).await.expect("verify"),
+        ObjectStatus::Intact
+    );
 }
 
 /// Health names the backend and key without secrets.
@@ -216,9 +261,13 @@ fn leaked_at(plaintext: &[u8], stored: &[u8]) -> Option<usize> {
 /// bytes released before it and the error. An error from `get_stream`
 /// itself counts as an error before the first chunk. Asserts the stream
 /// ends after its error.
-pub async fn drain(v: &dyn VaultPort, cid: &Cid) -> (Vec<u8>, Option<VaultError>) {
+pub async fn drain(
+    v: &dyn VaultPort,
+    patient: HhNumber,
+    cid: &Cid,
+) -> (Vec<u8>, Option<VaultError>) {
     let mut released = Vec::new();
-    let mut chunks = match v.get_stream(cid).await {
+    let mut chunks = match v.get_stream(patient, cid).await {
         Ok(chunks) => chunks,
         Err(e) => return (released, Some(e)),
     };
@@ -243,11 +292,12 @@ pub async fn drain(v: &dyn VaultPort, cid: &Cid) -> (Vec<u8>, Option<VaultError>
 /// is `Corrupt` to `verify`; returns the prefix `get_stream` released.
 pub async fn assert_damage_is_caught(
     v: &dyn VaultPort,
+    patient: HhNumber,
     cid: &Cid,
     data: &[u8],
     what: &str,
 ) -> Vec<u8> {
-    match v.get(cid).await {
+    match v.get(patient, cid).await {
         Err(e) if e.integrity_reason() == Some(IntegrityReason::Tampered) => {}
         Ok(got) => panic!(
             "{what}: get released {} bytes of a damaged object",
@@ -255,7 +305,7 @@ pub async fn assert_damage_is_caught(
         ),
         Err(e) => panic!("{what}: get must fail with Integrity(Tampered), got {e:?}"),
     }
-    let (released, error) = drain(v, cid).await;
+    let (released, error) = drain(v, patient, cid).await;
     assert!(
         error.as_ref().and_then(VaultError::integrity_reason) == Some(IntegrityReason::Tampered),
         "{what}: get_stream must end with Integrity(Tampered), got {error:?} after {} bytes",
@@ -307,7 +357,7 @@ pub async fn nothing_readable_is_stored(v: &dyn VaultPort, backdoor: &dyn VaultB
                 );
             }
         }
-        assert_eq!(v.get(&sealed.cid).await.expect("get"), data);
+        assert_eq!(v.get(patient(1), &sealed.cid).await.expect("get"), data);
     }
 }
 
@@ -321,7 +371,7 @@ pub async fn damaged_objects_release_nothing(v: &dyn VaultPort, backdoor: &dyn V
     for offset in [0, len / 2, len - 1] {
         let what = format!("object byte {offset} of {len} flipped");
         backdoor.flip_object_byte(&sealed.cid, offset).await;
-        let released = assert_damage_is_caught(v, &sealed.cid, &data, &what).await;
+        let released = assert_damage_is_caught(v, patient(1), &sealed.cid, &data, &what).await;
         assert!(
             released.is_empty(),
             "{what}: a one-segment object released {} bytes",
@@ -334,7 +384,7 @@ pub async fn damaged_objects_release_nothing(v: &dyn VaultPort, backdoor: &dyn V
             "{what}, then restored"
         );
     }
-    assert_eq!(v.get(&sealed.cid).await.expect("get"), data);
+    assert_eq!(v.get(patient(1), &sealed.cid).await.expect("get"), data);
 }
 
 /// Damage in a later segment of a multi-segment object (over five 64 KiB
@@ -351,14 +401,14 @@ pub async fn damage_in_a_later_segment_ends_the_stream_after_the_earlier_chunks(
     for offset in [len / 2, len - 1] {
         let what = format!("object byte {offset} of {len} flipped");
         backdoor.flip_object_byte(&sealed.cid, offset).await;
-        let released = assert_damage_is_caught(v, &sealed.cid, &data, &what).await;
+        let released = assert_damage_is_caught(v, patient(1), &sealed.cid, &data, &what).await;
         assert!(
             !released.is_empty(),
             "{what}: get_stream released none of the segments before the damage"
         );
         backdoor.flip_object_byte(&sealed.cid, offset).await;
     }
-    let (released, error) = drain(v, &sealed.cid).await;
+    let (released, error) = drain(v, patient(1), &sealed.cid).await;
     assert!(error.is_none(), "restored: {error:?}");
     assert_eq!(released, data.to_vec());
 }
@@ -373,7 +423,7 @@ pub async fn damaged_key_records_release_nothing(v: &dyn VaultPort, backdoor: &d
     for offset in [0, len / 2, len - 1] {
         let what = format!("key record byte {offset} of {len} flipped");
         backdoor.flip_key_byte(&sealed.cid, offset).await;
-        let released = assert_damage_is_caught(v, &sealed.cid, &data, &what).await;
+        let released = assert_damage_is_caught(v, patient(1), &sealed.cid, &data, &what).await;
         assert!(
             released.is_empty(),
             "{what}: released {} bytes",
@@ -381,7 +431,7 @@ pub async fn damaged_key_records_release_nothing(v: &dyn VaultPort, backdoor: &d
         );
         backdoor.flip_key_byte(&sealed.cid, offset).await;
     }
-    assert_eq!(v.get(&sealed.cid).await.expect("get"), data);
+    assert_eq!(v.get(patient(1), &sealed.cid).await.expect("get"), data);
 }
 
 /// Erasing a patient makes every one of their objects unreadable at once
@@ -406,10 +456,10 @@ pub async fn erasing_a_patient_makes_all_their_objects_unreadable(
     let other = v.put(kept, content(2_000, 8)).await.expect("put");
     v.erase_patient(erased).await.expect("erase");
     for cid in &theirs {
-        let err = v.get(cid).await.expect_err("erased");
+        let err = v.get(erased, cid).await.expect_err("erased");
         assert!(matches!(err, VaultError::NotFound(_)), "{cid}: {err}");
         assert!(matches!(
-            v.get_stream(cid).await.map(drop),
+            v.get_stream(erased, cid).await.map(drop),
             Err(VaultError::NotFound(_))
         ));
         assert_eq!(v.verify(cid).await.expect("verify"), ObjectStatus::Shredded);
@@ -434,7 +484,7 @@ pub async fn erasing_a_patient_makes_all_their_objects_unreadable(
     // Shredding an object of an erased patient is still fine.
     v.shred(&theirs[0]).await.expect("shred after erasure");
     assert_eq!(
-        v.get(&other.cid).await.expect("other patient"),
+        v.get(kept, &other.cid).await.expect("other patient"),
         content(2_000, 8)
     );
     assert!(backdoor.key_material_left(&other.cid).await);
@@ -481,10 +531,13 @@ pub async fn rotation_beside_shreds_and_erasures_brings_no_key_back(
                     !backdoor.key_material_left(cid).await,
                     "{round}: key material of destroyed {cid} is back"
                 );
-                assert!(matches!(v.get(cid).await, Err(VaultError::NotFound(_))));
+                assert!(matches!(
+                    v.get(*owner, cid).await,
+                    Err(VaultError::NotFound(_))
+                ));
                 assert_eq!(v.verify(cid).await.expect("verify"), ObjectStatus::Shredded);
             } else {
-                assert_eq!(&v.get(cid).await.expect("get"), data, "{round}");
+                assert_eq!(&v.get(*owner, cid).await.expect("get"), data, "{round}");
             }
         }
         backdoor.rotate_key().await;

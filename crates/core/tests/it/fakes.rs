@@ -120,7 +120,10 @@ async fn corrupted_objects_fail_integrity() {
         .unwrap();
     v.corrupt(&sealed.cid);
     assert_eq!(
-        v.get(&sealed.cid).await.unwrap_err().integrity_reason(),
+        v.get(testing::vault::patient(1), &sealed.cid)
+            .await
+            .unwrap_err()
+            .integrity_reason(),
         Some(IntegrityReason::Tampered)
     );
     assert!(matches!(

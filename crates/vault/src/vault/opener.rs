@@ -127,7 +127,7 @@ impl Vault {
     /// it elsewhere with [`open_sealed`]; refused like a read once it is
     /// shredded or its patient erased.
     pub async fn object_key(&self, cid: &Cid) -> Result<ObjectKey> {
-        let (key, profile) = self.data_key(cid).await?;
+        let (key, profile) = self.data_key(cid, None).await?;
         Ok(ObjectKey { key, profile })
     }
 }

@@ -64,14 +64,14 @@ impl VaultPort for Vault {
         Ok(self.seal(patient, plaintext).await?)
     }
 
-    async fn get(&self, cid: &Cid) -> VaultResult<Bytes> {
-        let (size, reader) = self.open(cid).await?;
+    async fn get(&self, patient: HhNumber, cid: &Cid) -> VaultResult<Bytes> {
+        let (size, reader) = self.open(patient, cid).await?;
         // Nothing is returned unless every segment and the CID verified.
         Ok(Bytes::from(reader.read_all(size).await?))
     }
 
-    async fn get_stream(&self, cid: &Cid) -> VaultResult<ByteStream> {
-        let (_, reader) = self.open(cid).await?;
+    async fn get_stream(&self, patient: HhNumber, cid: &Cid) -> VaultResult<ByteStream> {
+        let (_, reader) = self.open(patient, cid).await?;
         Ok(reader
             .into_stream()
             .map(|item| item.map_err(VaultError::from))
@@ -125,7 +125,7 @@ impl VaultPort for Vault {
         }
         // The keys are checked by unwrapping them (no content is
         // decrypted); the key is zeroized right away.
-        match self.data_key(cid).await {
+        match self.data_key(cid, None).await {
             Ok(_) => Ok(ObjectStatus::Intact),
             Err(Error::Shredded(_)) => Ok(ObjectStatus::Shredded),
             Err(e) if e.is_damage() => Ok(ObjectStatus::Corrupt(e.to_string())),

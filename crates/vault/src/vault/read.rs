@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::stream::{self, BoxStream, StreamExt};
-use healthledger_core::Cid;
+use healthledger_core::{Cid, HhNumber};
 use object_store::ObjectStoreExt;
 
 use super::READ_RANGE;
@@ -24,7 +24,16 @@ impl Vault {
     /// Tombstones are looked at before the records they guard: a shred and
     /// an erasure write theirs first, so one that stopped before its delete
     /// (or is still running) already keeps the content from being read.
-    pub(super) async fn data_key(&self, cid: &Cid) -> Result<(DataKey, CidOptions)> {
+    ///
+    /// With `expected`, an object whose key record names another patient
+    /// is [`Error::WrongPatient`] (once the record authenticated under the
+    /// patient it names; a damaged record is [`Error::Tampered`]), and no
+    /// content is ever decrypted for it.
+    pub(super) async fn data_key(
+        &self,
+        cid: &Cid,
+        expected: Option<HhNumber>,
+    ) -> Result<(DataKey, CidOptions)> {
         if self.is_shredded(cid).await? {
             return Err(Error::Shredded(cid.to_string()));
         }
@@ -40,6 +49,22 @@ impl Vault {
         };
         let record = DataRecord::parse(&record, cid.inner())?;
         let patient = record.patient;
+        if let Some(expected) = expected
+            && expected != patient
+        {
+            // The owner field is only authenticated by unwrapping: the
+            // record is checked under the patient it names first, so a
+            // damaged owner field reads as damage, not as another
+            // patient's object. The key unwrapped is zeroized on drop and
+            // nothing is decrypted.
+            return Err(match Box::pin(self.data_key(cid, None)).await {
+                Ok(_) => Error::WrongPatient {
+                    cid: cid.to_string(),
+                    expected,
+                },
+                Err(e) => e,
+            });
+        }
         if self.is_erased(patient).await? {
             return Err(Error::Shredded(cid.to_string()));
         }
@@ -64,7 +89,7 @@ impl Vault {
     /// [`Error::MissingKek`], [`Error::WrongKek`], [`Error::Tampered`],
     /// [`Error::MissingKey`], [`Error::Shredded`], [`Error::NotFound`]).
     pub async fn check_keys(&self, cid: &Cid) -> Result<CidOptions> {
-        self.data_key(cid).await.map(|(_, profile)| profile)
+        self.data_key(cid, None).await.map(|(_, profile)| profile)
     }
 
     /// The error for a record under KEK `key_id`, which this vault does not
@@ -123,10 +148,11 @@ impl Vault {
         Ok((size, stream))
     }
 
-    /// Opens `cid`: the data key, then a reader that verifies every segment
-    /// and, at the end, the CID under the profile recorded for the object.
-    pub(super) async fn open(&self, cid: &Cid) -> Result<(u64, Reader)> {
-        let (key, profile) = self.data_key(cid).await?;
+    /// Opens `cid`, an object of `patient`: the data key, then a reader
+    /// that verifies every segment and, at the end, the CID under the
+    /// profile recorded for the object.
+    pub(super) async fn open(&self, patient: HhNumber, cid: &Cid) -> Result<(u64, Reader)> {
+        let (key, profile) = self.data_key(cid, Some(patient)).await?;
         let (size, ciphertext) = self.ciphertext(cid).await?;
         let hasher = CidHasher::new(profile)
             .map_err(|e| Error::config("CID profile", format!("{profile:?}"), &e.to_string()))?;

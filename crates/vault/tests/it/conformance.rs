@@ -83,7 +83,11 @@ async fn objects_stay_readable_when_the_cid_defaults_change() {
     for options in [CidOptions::KUBO_V1, CidOptions::KUBO_V0, small_chunks] {
         let v = builder(&url, &keys).cid_options(options).build().unwrap();
         for cid in &sealed {
-            assert_eq!(v.get(cid).await.unwrap(), data, "{cid} under {options:?}");
+            assert_eq!(
+                v.get(patient(), cid).await.unwrap(),
+                data,
+                "{cid} under {options:?}"
+            );
             assert_eq!(
                 v.verify(cid).await.unwrap(),
                 healthledger_core::ObjectStatus::Intact

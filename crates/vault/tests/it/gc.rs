@@ -109,7 +109,7 @@ async fn gc_removes_what_crashes_left_once_older_than_the_grace_period() {
                 .await
                 .is_empty()
         );
-        assert_eq!(&v.get(&intact.cid).await.unwrap()[..], b"kept");
+        assert_eq!(&v.get(patient(), &intact.cid).await.unwrap()[..], b"kept");
         assert_eq!(v.verify(&intact.cid).await.unwrap(), ObjectStatus::Intact);
         assert_eq!(v.verify(&keyless).await.unwrap(), ObjectStatus::Missing);
         assert_eq!(
@@ -139,7 +139,7 @@ async fn gc_removes_no_object_through_an_empty_key_store() {
         matches!(&err, Error::Config { what, .. } if *what == "key store URL"),
         "{err:?}"
     );
-    assert_eq!(v.get(&sealed.cid).await.unwrap(), "lab");
+    assert_eq!(v.get(patient(), &sealed.cid).await.unwrap(), "lab");
 }
 
 #[tokio::test]
@@ -167,5 +167,5 @@ async fn gc_removes_staged_uploads_of_local_files() {
         }
     );
     assert!(!staged.exists());
-    assert_eq!(v.get(&sealed.cid).await.unwrap(), "ecg");
+    assert_eq!(v.get(patient(), &sealed.cid).await.unwrap(), "ecg");
 }

@@ -47,13 +47,13 @@ async fn exists(store: &dyn ObjectStore, path: &Path) -> bool {
     }
 }
 
-async fn assert_shredded(v: &Vault, cid: &Cid, what: &str) {
-    let got = v.get(cid).await;
+async fn assert_shredded(v: &Vault, patient: HhNumber, cid: &Cid, what: &str) {
+    let got = v.get(patient, cid).await;
     assert!(
         matches!(got, Err(VaultError::NotFound(_))),
         "{what}: get must be NotFound, got {got:?}"
     );
-    let streamed = v.get_stream(cid).await.map(drop);
+    let streamed = v.get_stream(patient, cid).await.map(drop);
     assert!(
         matches!(streamed, Err(VaultError::NotFound(_))),
         "{what}: get_stream must be NotFound, got {streamed:?}"
@@ -85,9 +85,21 @@ async fn a_shred_stopped_after_its_tombstone_releases_nothing() {
             "{backend}: {err:?}"
         );
         assert!(exists(store.inner().as_ref(), &key_path).await, "{backend}");
-        assert_shredded(&v, &sealed.cid, &format!("{backend}, key delete failed")).await;
+        assert_shredded(
+            &v,
+            crate::patient(),
+            &sealed.cid,
+            &format!("{backend}, key delete failed"),
+        )
+        .await;
         let reopened = vault_on(&store, kek());
-        assert_shredded(&reopened, &sealed.cid, &format!("{backend}, reopened")).await;
+        assert_shredded(
+            &reopened,
+            crate::patient(),
+            &sealed.cid,
+            &format!("{backend}, reopened"),
+        )
+        .await;
 
         // Stopped between the key delete and the content delete.
         store.fail(Op::Delete, "/objects/");
@@ -99,6 +111,7 @@ async fn a_shred_stopped_after_its_tombstone_releases_nothing() {
         assert!(exists(store.inner().as_ref(), &object).await, "{backend}");
         assert_shredded(
             &v,
+            crate::patient(),
             &sealed.cid,
             &format!("{backend}, content delete failed"),
         )
@@ -108,7 +121,7 @@ async fn a_shred_stopped_after_its_tombstone_releases_nothing() {
         store.clear();
         v.shred(&sealed.cid).await.unwrap();
         assert!(!exists(store.inner().as_ref(), &object).await, "{backend}");
-        assert_shredded(&v, &sealed.cid, backend).await;
+        assert_shredded(&v, crate::patient(), &sealed.cid, backend).await;
     }
 }
 
@@ -121,9 +134,13 @@ async fn a_shred_that_could_not_write_its_tombstone_changed_nothing() {
         store.fail(Op::Put, "/shredded/");
         assert!(v.shred(&sealed.cid).await.is_err(), "{backend}");
         store.clear();
-        assert_eq!(v.get(&sealed.cid).await.unwrap(), data, "{backend}");
+        assert_eq!(
+            v.get(crate::patient(), &sealed.cid).await.unwrap(),
+            data,
+            "{backend}"
+        );
         v.shred(&sealed.cid).await.unwrap();
-        assert_shredded(&v, &sealed.cid, backend).await;
+        assert_shredded(&v, crate::patient(), &sealed.cid, backend).await;
     }
 }
 
@@ -169,6 +186,7 @@ async fn an_erasure_stopped_after_its_tombstone_releases_nothing() {
         assert!(exists(store.inner().as_ref(), &subject).await, "{backend}");
         assert_shredded(
             &v,
+            hh(555_001),
             &sealed.cid,
             &format!("{backend}, subject delete failed"),
         )
@@ -247,12 +265,17 @@ async fn a_rotation_never_writes_back_a_subject_key_erased_while_it_runs() {
                 !exists(store.inner().as_ref(), &v.subject_location(target)).await,
                 "{what}: the erased subject record was written back"
             );
-            assert_shredded(&v, &theirs.cid, &what).await;
+            assert_shredded(&v, target, &theirs.cid, &what).await;
             let new_only = vault_on(&store, other_kek());
-            for (sealed, data) in &kept {
-                assert_eq!(&new_only.get(&sealed.cid).await.unwrap(), data, "{what}");
+            for (i, (sealed, data)) in (0u32..).zip(&kept) {
+                let owner = hh(555_100 + i);
+                assert_eq!(
+                    &new_only.get(owner, &sealed.cid).await.unwrap(),
+                    data,
+                    "{what}"
+                );
             }
-            assert_shredded(&new_only, &theirs.cid, &what).await;
+            assert_shredded(&new_only, target, &theirs.cid, &what).await;
         }
     }
 }
@@ -290,10 +313,10 @@ async fn rotation_beside_many_concurrent_erasures_resurrects_none() {
             let key_left = exists(store.inner().as_ref(), &v.subject_location(patient)).await;
             if i % 2 == 0 {
                 assert!(!key_left, "{backend}: patient {i}'s erased key is back");
-                assert_shredded(&v, &s.cid, backend).await;
+                assert_shredded(&v, patient, &s.cid, backend).await;
             } else {
                 assert!(key_left, "{backend}: patient {i} lost their key");
-                assert_eq!(v.get(&s.cid).await.unwrap(), vec![i as u8; 64]);
+                assert_eq!(v.get(patient, &s.cid).await.unwrap(), vec![i as u8; 64]);
             }
         }
     }
@@ -334,8 +357,9 @@ async fn an_interrupted_rotation_breaks_no_read() {
             .add_previous(vec![Arc::new(other_kek())])
             .unwrap();
         for reader in [&v, &both_new_first, &both_old_first] {
-            for (s, data) in &sealed {
-                assert_eq!(&reader.get(&s.cid).await.unwrap(), data, "{backend}");
+            for (i, (s, data)) in (0u32..).zip(&sealed) {
+                let owner = hh(557_000 + i);
+                assert_eq!(&reader.get(owner, &s.cid).await.unwrap(), data, "{backend}");
                 assert_eq!(reader.verify(&s.cid).await.unwrap(), ObjectStatus::Intact);
             }
         }
@@ -343,9 +367,10 @@ async fn an_interrupted_rotation_breaks_no_read() {
         // for the records already under the new one (and reads the rest).
         let old_only = vault_on(&store, kek());
         let mut in_progress = 0;
-        for (s, data) in &sealed {
+        for (i, (s, data)) in (0u32..).zip(&sealed) {
+            let owner = hh(557_000 + i);
             match old_only.check_keys(&s.cid).await {
-                Ok(_) => assert_eq!(&old_only.get(&s.cid).await.unwrap(), data),
+                Ok(_) => assert_eq!(&old_only.get(owner, &s.cid).await.unwrap(), data),
                 Err(healthledger_vault::Error::RotationInProgress {
                     key_id, from, to, ..
                 }) => {
@@ -354,7 +379,7 @@ async fn an_interrupted_rotation_breaks_no_read() {
                         ("test-kek-2", "test-kek-1", "test-kek-2")
                     );
                     // The port keeps the reason.
-                    let err = old_only.get(&s.cid).await.unwrap_err();
+                    let err = old_only.get(owner, &s.cid).await.unwrap_err();
                     assert_eq!(
                         err.integrity_reason(),
                         Some(IntegrityReason::RotationInProgress),
@@ -377,7 +402,7 @@ async fn an_interrupted_rotation_breaks_no_read() {
             .await
             .unwrap();
         assert_eq!(
-            &both_old_first.get(&during.cid).await.unwrap()[..],
+            &both_old_first.get(hh(557_100), &during.cid).await.unwrap()[..],
             b"mid-rotation"
         );
         // Resuming finishes it; the old KEK alone then opens nothing.
@@ -388,10 +413,10 @@ async fn an_interrupted_rotation_breaks_no_read() {
             "{backend}: {report:?}"
         );
         assert!(report.rewrapped >= 1, "{backend}: {report:?}");
-        for (s, _) in &sealed {
+        for (i, (s, _)) in (0u32..).zip(&sealed) {
             assert!(
                 matches!(
-                    old_only.get(&s.cid).await,
+                    old_only.get(hh(557_000 + i), &s.cid).await,
                     Err(e) if e.integrity_reason() == Some(IntegrityReason::MissingKek)
                 ),
                 "{backend}"
@@ -446,5 +471,8 @@ async fn file_vaults_fsync_every_write() {
         .put(crate::patient(), Bytes::from_static(b"durable"))
         .await
         .unwrap();
-    assert_eq!(&v.get(&sealed.cid).await.unwrap()[..], b"durable");
+    assert_eq!(
+        &v.get(crate::patient(), &sealed.cid).await.unwrap()[..],
+        b"durable"
+    );
 }

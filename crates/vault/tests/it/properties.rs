@@ -36,9 +36,9 @@ async fn round_trip(v: &Vault, data: Bytes, piece: usize) {
         .unwrap();
     assert_eq!(sealed.size, data.len() as u64);
     assert_eq!(sealed.stored_size, sealed_len(data.len() as u64));
-    assert_eq!(v.get(&sealed.cid).await.unwrap(), data);
+    assert_eq!(v.get(crate::patient(), &sealed.cid).await.unwrap(), data);
     let streamed: Vec<Bytes> = v
-        .get_stream(&sealed.cid)
+        .get_stream(crate::patient(), &sealed.cid)
         .await
         .unwrap()
         .try_collect()

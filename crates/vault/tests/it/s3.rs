@@ -222,7 +222,7 @@ async fn large_objects_upload_in_parts_to_s3() {
         .await
         .unwrap();
     let back: Vec<Bytes> = v
-        .get_stream(&sealed.cid)
+        .get_stream(crate::patient(), &sealed.cid)
         .await
         .unwrap()
         .try_collect()
@@ -255,11 +255,12 @@ async fn rotation_on_s3_rewrites_subject_records_with_conditional_puts() {
     v.shred(&gone.cid).await.unwrap();
     let report = v.rotate_kek(crate::other_kek()).await.unwrap();
     assert_eq!((report.rewrapped, report.erased), (4, 0), "{report:?}");
-    for (sealed, data) in &kept {
-        assert_eq!(&v.get(&sealed.cid).await.unwrap(), data);
+    for (i, (sealed, data)) in (0u32..).zip(&kept) {
+        let owner = healthledger_core::HhNumber::new(555_500 + i).unwrap();
+        assert_eq!(&v.get(owner, &sealed.cid).await.unwrap(), data);
     }
     assert!(matches!(
-        v.get(&gone.cid).await,
+        v.get(crate::patient(), &gone.cid).await,
         Err(VaultError::NotFound(_))
     ));
     let again = v.rotate_kek(crate::other_kek()).await.unwrap();

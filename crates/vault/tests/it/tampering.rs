@@ -28,10 +28,11 @@ fn assert_integrity(result: Result<Bytes, VaultError>, reason: IntegrityReason, 
 /// each flip makes `get` an `Integrity` error and `verify` report corruption;
 /// then restores the original and asserts the object is intact again.
 async fn assert_every_bit_flip_is_caught(v: &Vault, store: &InMemory, cid: &Cid, path: &Path) {
+    let patient = crate::patient();
     let original = read(store, path).await;
     for bit in 0..original.len() * 8 {
         write(store, path, flip_bit(&original, bit)).await;
-        assert_integrity(v.get(cid).await, Tampered, &format!("bit {bit}"));
+        assert_integrity(v.get(patient, cid).await, Tampered, &format!("bit {bit}"));
         assert!(
             matches!(v.verify(cid).await.unwrap(), ObjectStatus::Corrupt(_)),
             "bit {bit}"
@@ -48,7 +49,7 @@ async fn every_single_bit_flip_of_the_ciphertext_is_an_integrity_error() {
     let sealed = v.put(crate::patient(), data.clone()).await.unwrap();
     let path = v.object_location(&sealed.cid);
     assert_every_bit_flip_is_caught(&v, &store, &sealed.cid, &path).await;
-    assert_eq!(v.get(&sealed.cid).await.unwrap(), data);
+    assert_eq!(v.get(crate::patient(), &sealed.cid).await.unwrap(), data);
 }
 
 #[tokio::test]
@@ -112,8 +113,8 @@ async fn dropped_duplicated_and_swapped_segments_are_detected() {
         }
         // Under the old CID: the tag checks (and the CID) catch it.
         write(&store, &path, tampered.clone()).await;
-        assert_integrity(v.get(&sealed.cid).await, Tampered, what);
-        let mut stream = v.get_stream(&sealed.cid).await.unwrap();
+        assert_integrity(v.get(crate::patient(), &sealed.cid).await, Tampered, what);
+        let mut stream = v.get_stream(crate::patient(), &sealed.cid).await.unwrap();
         let mut ended_with_integrity = false;
         while let Some(item) = stream.next().await {
             if let Err(e) = item {
@@ -132,7 +133,7 @@ async fn dropped_duplicated_and_swapped_segments_are_detected() {
         );
         write(&store, &v.object_location(&cid), tampered).await;
         write(&store, &v.key_location(&cid), record.clone()).await;
-        assert_integrity(v.get(&cid).await, Tampered, what);
+        assert_integrity(v.get(crate::patient(), &cid).await, Tampered, what);
     }
 }
 
@@ -148,10 +149,10 @@ async fn after_shredding_nothing_reads_the_content_even_from_a_surviving_copy() 
         // The ciphertext survives somewhere (an IPFS pin, a backup) and
         // comes back.
         write(&store, &path, copy.clone()).await;
-        let err = v.get(&sealed.cid).await.unwrap_err();
+        let err = v.get(crate::patient(), &sealed.cid).await.unwrap_err();
         assert!(matches!(err, VaultError::NotFound(_)), "{err}");
         assert!(matches!(
-            v.get_stream(&sealed.cid).await.map(drop),
+            v.get_stream(crate::patient(), &sealed.cid).await.map(drop),
             Err(VaultError::NotFound(_))
         ));
         assert_eq!(v.verify(&sealed.cid).await.unwrap(), ObjectStatus::Shredded);
@@ -161,7 +162,7 @@ async fn after_shredding_nothing_reads_the_content_even_from_a_surviving_copy() 
     // A vault reopened on the same store agrees.
     let reopened = vault_on(store.clone(), kek());
     assert!(matches!(
-        reopened.get(&sealed.cid).await,
+        reopened.get(crate::patient(), &sealed.cid).await,
         Err(VaultError::NotFound(_))
     ));
 }
@@ -189,8 +190,8 @@ async fn rotating_the_kek_rewraps_one_record_per_patient_and_retires_the_old_kek
     let report = v.rotate_kek(other_kek()).await.unwrap();
     assert_eq!((report.rewrapped, report.erased), (3, 0), "{report:?}");
     assert_eq!(v.health().await.unwrap().key_id, "test-kek-2");
-    for ((s, data), (content, record)) in sealed.iter().zip(&before) {
-        assert_eq!(&v.get(&s.cid).await.unwrap(), data);
+    for (i, ((s, data), (content, record))) in (0u8..).zip(sealed.iter().zip(&before)) {
+        assert_eq!(&v.get(owner(i), &s.cid).await.unwrap(), data);
         assert_eq!(&read(&store, &v.object_location(&s.cid)).await, content);
         assert_eq!(&read(&store, &v.key_location(&s.cid)).await, record);
     }
@@ -200,12 +201,16 @@ async fn rotating_the_kek_rewraps_one_record_per_patient_and_retires_the_old_kek
     );
 
     let old = vault_on(store.clone(), kek());
-    for (s, _) in &sealed {
-        assert_integrity(old.get(&s.cid).await, MissingKek, "old KEK after rotation");
+    for (i, (s, _)) in (0u8..).zip(&sealed) {
+        assert_integrity(
+            old.get(owner(i), &s.cid).await,
+            MissingKek,
+            "old KEK after rotation",
+        );
     }
     let new = vault_on(store.clone(), other_kek());
-    for (s, data) in &sealed {
-        assert_eq!(&new.get(&s.cid).await.unwrap(), data);
+    for (i, (s, data)) in (0u8..).zip(&sealed) {
+        assert_eq!(&new.get(owner(i), &s.cid).await.unwrap(), data);
     }
     // A rotation that stopped half-way resumes from a vault still on the
     // old KEK: the records already under the new one are checked and skipped.
@@ -244,9 +249,9 @@ mod random_flips {
                 let bytes = read(&store, &path).await;
                 let at = position.index(bytes.len());
                 write(&store, &path, flip_bit(&bytes, at * 8 + usize::from(bit))).await;
-                assert_integrity(v.get(&sealed.cid).await, Tampered, &format!("byte {at} bit {bit}"));
+                assert_integrity(v.get(crate::patient(), &sealed.cid).await, Tampered, &format!("byte {at} bit {bit}"));
                 let mut released = Vec::new();
-                let mut stream = v.get_stream(&sealed.cid).await.unwrap();
+                let mut stream = v.get_stream(crate::patient(), &sealed.cid).await.unwrap();
                 let mut error = None;
                 while let Some(item) = stream.next().await {
                     match item {
@@ -279,7 +284,11 @@ async fn verify_tells_a_lost_key_record_or_ciphertext_apart_from_a_missing_objec
         v.verify(&sealed.cid).await.unwrap(),
         ObjectStatus::Corrupt(_)
     ));
-    assert_integrity(v.get(&sealed.cid).await, MissingKey, "key record lost");
+    assert_integrity(
+        v.get(crate::patient(), &sealed.cid).await,
+        MissingKey,
+        "key record lost",
+    );
     write(&store, &key_path, record).await;
     let object = v.object_location(&sealed.cid);
     store.delete(&object).await.unwrap();
@@ -303,7 +312,7 @@ async fn another_key_under_the_same_kek_id_is_a_wrong_kek_through_the_port() {
         healthledger_vault::Kek::new("test-kek-1", [8; 32]).unwrap(),
     );
     assert_integrity(
-        impostor.get(&sealed.cid).await,
+        impostor.get(crate::patient(), &sealed.cid).await,
         WrongKek,
         "same id, other key",
     );

@@ -45,6 +45,15 @@
 //! process exits), from opening the file until its migrations are done;
 //! on PostgreSQL an advisory lock does the same.
 //!
+//! Each table and index is defined once for both backends with sea-query's
+//! builders (`migration::columns` names the few places the backends
+//! differ: `COLLATE "C"` sort keys, `jsonb`, identity ids, and the rowid
+//! that SQLite's FTS5 index needs); raw SQL remains only for the free-text
+//! index and data-moving statements. A test keeps the raw SQL the first
+//! migrations ran before, and checks that both make the same schema and
+//! that a database the previous build made migrates forward and passes the
+//! conformance suite.
+//!
 //! # Schema
 //!
 //! Chain data (rebuildable from the chain):

@@ -1,215 +1,187 @@
 //! Chain data: users and per-role profiles, the record index, grants, the
 //! latest audit anchor, and the sync state (checkpoint, journal, undo log).
+//!
+//! Each table is defined once for both backends ([`super::columns`]); the
+//! one difference in shape is the record index's key: SQLite gives
+//! `records` an integer rowid (`id`, which the FTS5 index of the search
+//! migration points at) beside the unique `(patient, serial_key)`, which is
+//! the primary key on PostgreSQL.
 
 use sea_orm_migration::prelude::*;
+
+use super::columns::{Columns, index, key, references, table};
 
 /// Creates the chain-data tables.
 #[derive(DeriveMigrationName)]
 pub(crate) struct Migration;
 
-const SQLITE: &[&str] = &[
-    "CREATE TABLE users (
-        hh INTEGER PRIMARY KEY,
-        role INTEGER NOT NULL,
-        wallet TEXT NOT NULL UNIQUE,
-        source_block INTEGER NOT NULL,
-        source_tx BLOB NOT NULL
-    )",
-    "CREATE TABLE patients (
-        hh INTEGER PRIMARY KEY REFERENCES users (hh),
-        name TEXT NOT NULL,
-        name_lower TEXT NOT NULL,
-        date_of_birth INTEGER NOT NULL,
-        gender TEXT NOT NULL,
-        blood_group TEXT NOT NULL,
-        home_address TEXT NOT NULL,
-        email TEXT NOT NULL,
-        source_block INTEGER NOT NULL,
-        source_tx BLOB NOT NULL
-    )",
-    "CREATE INDEX patients_by_name ON patients (name_lower, hh)",
-    "CREATE TABLE doctors (
-        hh INTEGER PRIMARY KEY REFERENCES users (hh),
-        name TEXT NOT NULL,
-        specialization TEXT NOT NULL,
-        hospital TEXT NOT NULL,
-        email TEXT NOT NULL,
-        source_block INTEGER NOT NULL,
-        source_tx BLOB NOT NULL
-    )",
-    "CREATE TABLE diagnostic_centers (
-        hh INTEGER PRIMARY KEY REFERENCES users (hh),
-        name TEXT NOT NULL,
-        location TEXT NOT NULL,
-        email TEXT NOT NULL,
-        source_block INTEGER NOT NULL,
-        source_tx BLOB NOT NULL
-    )",
-    "CREATE TABLE records (
-        id INTEGER PRIMARY KEY,
-        record_id TEXT NOT NULL,
-        patient INTEGER NOT NULL,
-        serial_key INTEGER NOT NULL,
-        creator INTEGER NOT NULL,
-        cid TEXT NOT NULL,
-        record_type_lower TEXT NOT NULL,
-        test_date INTEGER NOT NULL,
-        metadata TEXT NOT NULL,
-        search_text TEXT NOT NULL,
-        created_at INTEGER NOT NULL,
-        tx_hash BLOB NOT NULL,
-        block_number INTEGER NOT NULL,
-        UNIQUE (patient, serial_key)
-    )",
-    "CREATE INDEX records_by_patient ON records (patient, test_date DESC, serial_key)",
-    "CREATE INDEX records_by_creator ON records (creator, test_date DESC, patient, serial_key)",
-    "CREATE INDEX records_by_type ON records (record_type_lower, test_date DESC, patient, serial_key)",
-    "CREATE INDEX records_by_date ON records (test_date DESC, patient, serial_key)",
-    "CREATE TABLE grants (
-        patient INTEGER NOT NULL,
-        grantee INTEGER NOT NULL,
-        granted_at INTEGER NOT NULL,
-        expires_at INTEGER,
-        revoked_at INTEGER,
-        source_block INTEGER NOT NULL,
-        source_tx BLOB NOT NULL,
-        PRIMARY KEY (patient, grantee)
-    )",
-    "CREATE INDEX grants_by_grantee ON grants (grantee, patient)",
-    "CREATE TABLE audit_anchor (
-        id INTEGER PRIMARY KEY CHECK (id = 1),
-        digest BLOB NOT NULL,
-        last_seq INTEGER NOT NULL,
-        anchored_at INTEGER NOT NULL,
-        source_block INTEGER NOT NULL,
-        source_tx BLOB NOT NULL
-    )",
-    "CREATE TABLE sync_state (
-        id INTEGER PRIMARY KEY CHECK (id = 1),
-        checkpoint_number INTEGER,
-        checkpoint_hash BLOB,
-        checkpoint_parent BLOB,
-        pruned_number INTEGER,
-        pruned_hash BLOB,
-        pruned_parent BLOB
-    )",
-    "INSERT INTO sync_state (id) VALUES (1)",
-    "CREATE TABLE journal (
-        number INTEGER PRIMARY KEY,
-        hash BLOB NOT NULL,
-        parent_hash BLOB NOT NULL
-    )",
-    "CREATE TABLE undo_log (
-        block_number INTEGER NOT NULL,
-        step INTEGER NOT NULL,
-        image TEXT NOT NULL,
-        PRIMARY KEY (block_number, step)
-    )",
-];
+/// The columns every chain-derived row carries: where it came from.
+fn provenance(c: Columns, t: &mut TableCreateStatement) -> &mut TableCreateStatement {
+    t.col(c.int("source_block")).col(c.bytes("source_tx"))
+}
 
-const POSTGRES: &[&str] = &[
-    "CREATE TABLE users (
-        hh BIGINT PRIMARY KEY,
-        role BIGINT NOT NULL,
-        wallet TEXT NOT NULL UNIQUE,
-        source_block BIGINT NOT NULL,
-        source_tx BYTEA NOT NULL
-    )",
-    "CREATE TABLE patients (
-        hh BIGINT PRIMARY KEY REFERENCES users (hh),
-        name TEXT NOT NULL,
-        name_lower TEXT COLLATE \"C\" NOT NULL,
-        date_of_birth BIGINT NOT NULL,
-        gender TEXT NOT NULL,
-        blood_group TEXT NOT NULL,
-        home_address TEXT NOT NULL,
-        email TEXT NOT NULL,
-        source_block BIGINT NOT NULL,
-        source_tx BYTEA NOT NULL
-    )",
-    "CREATE INDEX patients_by_name ON patients (name_lower, hh)",
-    "CREATE TABLE doctors (
-        hh BIGINT PRIMARY KEY REFERENCES users (hh),
-        name TEXT NOT NULL,
-        specialization TEXT NOT NULL,
-        hospital TEXT NOT NULL,
-        email TEXT NOT NULL,
-        source_block BIGINT NOT NULL,
-        source_tx BYTEA NOT NULL
-    )",
-    "CREATE TABLE diagnostic_centers (
-        hh BIGINT PRIMARY KEY REFERENCES users (hh),
-        name TEXT NOT NULL,
-        location TEXT NOT NULL,
-        email TEXT NOT NULL,
-        source_block BIGINT NOT NULL,
-        source_tx BYTEA NOT NULL
-    )",
-    "CREATE TABLE records (
-        record_id TEXT NOT NULL,
-        patient BIGINT NOT NULL,
-        serial_key BIGINT NOT NULL,
-        creator BIGINT NOT NULL,
-        cid TEXT NOT NULL,
-        record_type_lower TEXT COLLATE \"C\" NOT NULL,
-        test_date BIGINT NOT NULL,
-        metadata JSONB NOT NULL,
-        search_text TEXT NOT NULL,
-        created_at BIGINT NOT NULL,
-        tx_hash BYTEA NOT NULL,
-        block_number BIGINT NOT NULL,
-        PRIMARY KEY (patient, serial_key)
-    )",
-    "CREATE INDEX records_by_patient ON records (patient, test_date DESC, serial_key)",
-    "CREATE INDEX records_by_creator ON records (creator, test_date DESC, patient, serial_key)",
-    "CREATE INDEX records_by_type ON records (record_type_lower, test_date DESC, patient, serial_key)",
-    "CREATE INDEX records_by_date ON records (test_date DESC, patient, serial_key)",
-    "CREATE TABLE grants (
-        patient BIGINT NOT NULL,
-        grantee BIGINT NOT NULL,
-        granted_at BIGINT NOT NULL,
-        expires_at BIGINT,
-        revoked_at BIGINT,
-        source_block BIGINT NOT NULL,
-        source_tx BYTEA NOT NULL,
-        PRIMARY KEY (patient, grantee)
-    )",
-    "CREATE INDEX grants_by_grantee ON grants (grantee, patient)",
-    "CREATE TABLE audit_anchor (
-        id BIGINT PRIMARY KEY CHECK (id = 1),
-        digest BYTEA NOT NULL,
-        last_seq BIGINT NOT NULL,
-        anchored_at BIGINT NOT NULL,
-        source_block BIGINT NOT NULL,
-        source_tx BYTEA NOT NULL
-    )",
-    "CREATE TABLE sync_state (
-        id BIGINT PRIMARY KEY CHECK (id = 1),
-        checkpoint_number BIGINT,
-        checkpoint_hash BYTEA,
-        checkpoint_parent BYTEA,
-        pruned_number BIGINT,
-        pruned_hash BYTEA,
-        pruned_parent BYTEA
-    )",
-    "INSERT INTO sync_state (id) VALUES (1)",
-    "CREATE TABLE journal (
-        number BIGINT PRIMARY KEY,
-        hash BYTEA NOT NULL,
-        parent_hash BYTEA NOT NULL
-    )",
-    "CREATE TABLE undo_log (
-        block_number BIGINT NOT NULL,
-        step BIGINT NOT NULL,
-        image JSONB NOT NULL,
-        PRIMARY KEY (block_number, step)
-    )",
-];
+/// An HH number as a primary key that names a registered user.
+fn profile_table(c: Columns, name: &str, cols: &[&str]) -> TableCreateStatement {
+    let mut t = table(name);
+    t.col(ColumnDef::new(Alias::new("hh")).big_integer().primary_key());
+    for col in cols {
+        t.col(c.text(col));
+    }
+    provenance(c, &mut t)
+        .foreign_key(&mut references(name, "hh", "users", "hh"))
+        .take()
+}
+
+fn statements(c: Columns) -> Vec<TableCreateStatement> {
+    let mut users = table("users");
+    users
+        .col(ColumnDef::new(Alias::new("hh")).big_integer().primary_key())
+        .col(c.int("role"))
+        .col(c.text("wallet").unique_key());
+    provenance(c, &mut users);
+
+    let mut patients = table("patients");
+    patients
+        .col(ColumnDef::new(Alias::new("hh")).big_integer().primary_key())
+        .col(c.text("name"))
+        .col(c.sort_text("name_lower"))
+        .col(c.int("date_of_birth"))
+        .col(c.text("gender"))
+        .col(c.text("blood_group"))
+        .col(c.text("home_address"))
+        .col(c.text("email"));
+    provenance(c, &mut patients).foreign_key(&mut references("patients", "hh", "users", "hh"));
+
+    let mut records = table("records");
+    if !c.postgres() {
+        records.col(ColumnDef::new(Alias::new("id")).big_integer().primary_key());
+    }
+    records
+        .col(c.text("record_id"))
+        .col(c.int("patient"))
+        .col(c.int("serial_key"))
+        .col(c.int("creator"))
+        .col(c.text("cid"))
+        .col(c.sort_text("record_type_lower"))
+        .col(c.int("test_date"))
+        .col(c.json("metadata"))
+        .col(c.text("search_text"))
+        .col(c.int("created_at"))
+        .col(c.bytes("tx_hash"))
+        .col(c.int("block_number"));
+    if c.postgres() {
+        records.primary_key(&mut key(&["patient", "serial_key"]));
+    } else {
+        records.index(key(&["patient", "serial_key"]).unique());
+    }
+
+    let mut grants = table("grants");
+    grants
+        .col(c.int("patient"))
+        .col(c.int("grantee"))
+        .col(c.int("granted_at"))
+        .col(c.int_or_null("expires_at"))
+        .col(c.int_or_null("revoked_at"));
+    provenance(c, &mut grants).primary_key(&mut key(&["patient", "grantee"]));
+
+    let mut anchor = table("audit_anchor");
+    anchor
+        .col(c.singleton_id())
+        .col(c.bytes("digest"))
+        .col(c.int("last_seq"))
+        .col(c.int("anchored_at"));
+    provenance(c, &mut anchor);
+
+    let mut sync_state = table("sync_state");
+    sync_state
+        .col(c.singleton_id())
+        .col(c.int_or_null("checkpoint_number"))
+        .col(c.bytes_or_null("checkpoint_hash"))
+        .col(c.bytes_or_null("checkpoint_parent"))
+        .col(c.int_or_null("pruned_number"))
+        .col(c.bytes_or_null("pruned_hash"))
+        .col(c.bytes_or_null("pruned_parent"));
+
+    let mut journal = table("journal");
+    journal
+        .col(
+            ColumnDef::new(Alias::new("number"))
+                .big_integer()
+                .primary_key(),
+        )
+        .col(c.bytes("hash"))
+        .col(c.bytes("parent_hash"));
+
+    let mut undo = table("undo_log");
+    undo.col(c.int("block_number"))
+        .col(c.int("step"))
+        .col(c.json("image"))
+        .primary_key(&mut key(&["block_number", "step"]));
+
+    vec![
+        users,
+        patients,
+        profile_table(
+            c,
+            "doctors",
+            &["name", "specialization", "hospital", "email"],
+        ),
+        profile_table(c, "diagnostic_centers", &["name", "location", "email"]),
+        records,
+        grants,
+        anchor,
+        sync_state,
+        journal,
+        undo,
+    ]
+}
+
+fn indexes() -> Vec<IndexCreateStatement> {
+    vec![
+        index("patients_by_name", "patients", &["name_lower", "hh"]),
+        index(
+            "records_by_patient",
+            "records",
+            &["patient", "-test_date", "serial_key"],
+        ),
+        index(
+            "records_by_creator",
+            "records",
+            &["creator", "-test_date", "patient", "serial_key"],
+        ),
+        index(
+            "records_by_type",
+            "records",
+            &["record_type_lower", "-test_date", "patient", "serial_key"],
+        ),
+        index(
+            "records_by_date",
+            "records",
+            &["-test_date", "patient", "serial_key"],
+        ),
+        index("grants_by_grantee", "grants", &["grantee", "patient"]),
+    ]
+}
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        super::run(manager, SQLITE, POSTGRES).await
+        let c = Columns::of(manager)?;
+        for t in statements(c) {
+            manager.create_table(t).await?;
+        }
+        for i in indexes() {
+            manager.create_index(i).await?;
+        }
+        manager
+            .exec_stmt(
+                Query::insert()
+                    .into_table(Alias::new("sync_state"))
+                    .columns([Alias::new("id")])
+                    .values_panic([1.into()])
+                    .take(),
+            )
+            .await
     }
 
     fn use_transaction(&self) -> Option<bool> {

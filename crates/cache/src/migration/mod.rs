@@ -1,12 +1,15 @@
 //! The schema migrations, one per file, run on connect by [`Migrator`].
 //!
-//! Each migration is plain SQL per backend: the two dialects differ where it
-//! matters (FTS5 against `tsvector`, `BLOB` against `BYTEA`, `JSONB`,
-//! collations), and the SQL is the clearest statement of the schema.
+//! Tables and indexes are defined once for both backends with sea-query's
+//! builders and the vocabulary of [`columns`] (which names the few places
+//! the backends differ). Raw SQL is left only where the backends have
+//! different features, not different spellings: the free-text index (FTS5
+//! against a `tsvector` column) and data-moving statements.
 
 use sea_orm::{ConnectionTrait as _, DbBackend, DbErr};
 use sea_orm_migration::{MigrationTrait, MigratorTrait, SchemaManager};
 
+mod columns;
 mod m20261124_000001_chain_tables;
 mod m20261124_000002_db_only_tables;
 mod m20261124_000003_search_index;

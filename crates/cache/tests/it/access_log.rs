@@ -12,7 +12,7 @@ use healthledger_core::{
 };
 use sea_orm::{ConnectionTrait as _, DatabaseConnection, Statement};
 
-use crate::support::{PgSchemas, SqliteFiles, skip_postgres, sqlite_raw};
+use crate::support::{PgSchemas, SqliteFiles, sqlite_raw};
 
 fn entry(i: u64) -> NewAccessLogEntry {
     let patient = HhNumber::new(400_000 + (i % 3) as u32).unwrap();
@@ -189,9 +189,6 @@ async fn tampering_is_located_on_sqlite() {
 
 #[tokio::test]
 async fn tampering_is_located_on_postgres() {
-    if skip_postgres() {
-        return;
-    }
     let pg = PgSchemas::new();
     let (c, schema) = pg.fresh().await;
     tampering_is_located(&c, &pg.raw(&schema).await).await;
@@ -211,9 +208,6 @@ async fn anchored_tampering_is_caught_on_sqlite() {
 
 #[tokio::test]
 async fn anchored_tampering_is_caught_on_postgres() {
-    if skip_postgres() {
-        return;
-    }
     let pg = PgSchemas::new();
     let (c, schema) = pg.fresh().await;
     a_relinked_rewrite_is_caught_by_the_anchor(&c, &pg.raw(&schema).await).await;
@@ -238,9 +232,6 @@ async fn concurrent_appends_on_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_appends_on_postgres() {
-    if skip_postgres() {
-        return;
-    }
     // One pool of four connections, and a second pool on the same schema.
     let pg = PgSchemas::new();
     let (first, schema) = pg.fresh().await;

@@ -13,7 +13,7 @@ use healthledger_core::{
 };
 use sea_orm::{ConnectionTrait as _, DatabaseConnection, Statement};
 
-use crate::support::{PgSchemas, SqliteFiles, pg_url, skip_postgres, sqlite_raw};
+use crate::support::{PgSchemas, SqliteFiles, pg_url, sqlite_raw};
 
 /// Non-unique indexes and triggers of the chain tables, as the catalog
 /// lists them.
@@ -114,9 +114,6 @@ async fn sqlite_finishes_a_backfill_mode_left_by_a_stopped_process() {
 
 #[tokio::test]
 async fn postgres_finishes_a_backfill_mode_left_by_a_stopped_process() {
-    if skip_postgres() {
-        return;
-    }
     let pg = PgSchemas::new();
     let (cache, schema) = pg.fresh().await;
     let raw = pg.raw(&schema).await;

@@ -2,7 +2,7 @@
 
 use healthledger_core::testing::cache;
 
-use crate::support::{PgSchemas, SqliteFiles, skip_postgres, sqlite_memory};
+use crate::support::{PgSchemas, SqliteFiles, sqlite_memory};
 
 #[tokio::test]
 async fn conformance_on_sqlite_in_memory() {
@@ -17,9 +17,6 @@ async fn conformance_on_sqlite_file() {
 
 #[tokio::test]
 async fn conformance_on_postgres() {
-    if skip_postgres() {
-        return;
-    }
     let pg = PgSchemas::new();
     cache::all(|| async { pg.fresh().await.0 }).await;
     pg.cleanup().await;

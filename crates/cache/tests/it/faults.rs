@@ -9,13 +9,10 @@ use healthledger_core::testing::{TestWallet, cache, fixtures};
 use healthledger_core::{B256, CacheError, CachePort, ChainSource, HhNumber, LedgerEvent, Role};
 use sea_orm::{ConnectionTrait as _, Statement, TransactionTrait as _};
 
-use crate::support::{PgSchemas, skip_postgres};
+use crate::support::PgSchemas;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_dropped_mid_block_leaves_nothing_and_a_retry_succeeds() {
-    if skip_postgres() {
-        return;
-    }
     let pg = PgSchemas::new();
     let (c, schema) = pg.fresh().await;
     let hh = 700_000;
@@ -108,9 +105,6 @@ async fn blocked_backend(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_unique_violation_from_a_concurrent_writer_is_a_conflict() {
-    if skip_postgres() {
-        return;
-    }
     let pg = PgSchemas::new();
     let (c, schema) = pg.fresh().await;
     let wallet = TestWallet::from_seed(71).address();

@@ -5,7 +5,7 @@
 //! PostgreSQL tests use `TEST_DATABASE_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/test`), each cache in a fresh schema;
 //! they fail when the server is unreachable (start it with
-//! `cargo xtask setup`). Only `HEALTHLEDGER_SKIP_POSTGRES=1` skips them.
+//! `cargo xtask setup`); nothing skips them.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -15,8 +15,10 @@ mod conformance;
 mod faults;
 mod lease;
 mod migrations;
+mod previous_schema;
 mod races;
 mod readers;
 mod rollback;
+mod schema;
 mod search;
 mod support;

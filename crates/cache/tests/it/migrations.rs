@@ -5,7 +5,7 @@ use healthledger_cache::{Error, SqlCache};
 use healthledger_core::{CacheError, CachePort as _};
 use sea_orm::ConnectionTrait as _;
 
-use crate::support::{PgSchemas, SqliteFiles, skip_postgres, sqlite_raw};
+use crate::support::{PgSchemas, SqliteFiles, sqlite_raw};
 
 const FUTURE: &str = "m29991231_000001_from_a_newer_build";
 
@@ -51,9 +51,6 @@ async fn reconnecting_keeps_data_and_a_newer_schema_is_refused_on_sqlite() {
 
 #[tokio::test]
 async fn a_newer_schema_is_refused_on_postgres() {
-    if skip_postgres() {
-        return;
-    }
     let pg = PgSchemas::new();
     let (cache, schema) = pg.fresh().await;
     cache.close().await.unwrap();
@@ -125,9 +122,6 @@ async fn unreachable_postgres_is_unavailable_and_hides_the_password() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_connects_to_one_new_schema_all_succeed() {
-    if skip_postgres() {
-        return;
-    }
     let pg = PgSchemas::new();
     let (first, schema) = pg.fresh().await;
     first.close().await.unwrap();

@@ -6,7 +6,7 @@ use healthledger_cache::SqlCache;
 use healthledger_core::testing::{TestWallet, fixtures};
 use healthledger_core::{B256, CacheError, CachePort, ChainSource, HhNumber, Role};
 
-use crate::support::{PgSchemas, SqliteFiles, pg_url, skip_postgres};
+use crate::support::{PgSchemas, SqliteFiles, pg_url};
 
 fn src() -> ChainSource {
     ChainSource {
@@ -46,9 +46,6 @@ async fn role_race(a: &SqlCache, b: &SqlCache) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_upserts_with_different_roles_on_postgres() {
-    if skip_postgres() {
-        return;
-    }
     let pg = PgSchemas::new();
     let (a, schema) = pg.fresh().await;
     let b = SqlCache::builder(pg_url())

@@ -33,7 +33,7 @@ use proptest::strategy::ValueTree as _;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use sea_orm::{ConnectionTrait as _, DatabaseConnection, DbBackend};
 
-use crate::support::{PgSchemas, SqliteFiles, skip_postgres, sqlite_memory, sqlite_raw};
+use crate::support::{PgSchemas, SqliteFiles, sqlite_memory, sqlite_raw};
 
 /// Users the blocks (and some upserts) touch.
 const USERS: u32 = 6;
@@ -1055,9 +1055,6 @@ fn rollback_equals_kept_history_on_sqlite() {
 
 #[test]
 fn rollback_equals_kept_history_on_postgres() {
-    if skip_postgres() {
-        return;
-    }
     let rt = runtime();
     let pg = PgSchemas::new();
     let (full, full_raw, prefix, prefix_raw) = rt.block_on(async {
@@ -1203,9 +1200,6 @@ fn batches_then_rollback_equal_kept_blocks_on_sqlite() {
 
 #[test]
 fn batches_then_rollback_equal_kept_blocks_on_postgres() {
-    if skip_postgres() {
-        return;
-    }
     let rt = runtime();
     let pg = PgSchemas::new();
     let (full, full_raw, kept, kept_raw) = rt.block_on(async {
@@ -1332,9 +1326,6 @@ async fn big_blocks_roll_back_exactly_on_sqlite() {
 
 #[tokio::test]
 async fn big_blocks_roll_back_exactly_on_postgres() {
-    if skip_postgres() {
-        return;
-    }
     let pg = PgSchemas::new();
     big_blocks_roll_back_exactly(&pg.fresh().await.0).await;
     pg.cleanup().await;

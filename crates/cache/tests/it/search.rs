@@ -5,7 +5,7 @@ use healthledger_cache::SqlCache;
 use healthledger_core::testing::{InMemoryCache, TestWallet, fixtures};
 use healthledger_core::{B256, CachePort, ChainSource, MedicalRecord, RecordQuery, Timestamp};
 
-use crate::support::{PgSchemas, SqliteFiles, skip_postgres, sqlite_memory};
+use crate::support::{PgSchemas, SqliteFiles, sqlite_memory};
 
 const PATIENTS: [&str; 10] = [
     "Asha Rao",
@@ -147,9 +147,6 @@ async fn searches_agree_on_sqlite() {
 
 #[tokio::test]
 async fn searches_agree_on_postgres() {
-    if skip_postgres() {
-        return;
-    }
     let pg = PgSchemas::new();
     agrees_with_reference(&pg.fresh().await.0).await;
     pg.cleanup().await;

@@ -16,15 +16,6 @@ pub(crate) fn pg_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
 }
 
-/// Whether PostgreSQL tests were explicitly switched off.
-pub(crate) fn skip_postgres() -> bool {
-    let skip = std::env::var("HEALTHLEDGER_SKIP_POSTGRES").as_deref() == Ok("1");
-    if skip {
-        eprintln!("HEALTHLEDGER_SKIP_POSTGRES=1: not running this PostgreSQL test");
-    }
-    skip
-}
-
 /// A fresh in-memory SQLite cache.
 pub(crate) async fn sqlite_memory() -> SqlCache {
     SqlCache::connect("sqlite::memory:")
@@ -95,8 +86,7 @@ impl PgSchemas {
             .unwrap_or_else(|e| {
                 panic!(
                     "PostgreSQL is not usable at TEST_DATABASE_URL={}: {e}. Start it with \
-                     `cargo xtask setup` (or point TEST_DATABASE_URL at a running server); \
-                     HEALTHLEDGER_SKIP_POSTGRES=1 skips these tests explicitly",
+                     `cargo xtask setup` (or point TEST_DATABASE_URL at a running server)",
                     self.url
                 )
             });

@@ -43,6 +43,14 @@ impl Columns {
             .take()
     }
 
+    /// A 64-bit integer primary key (on SQLite, the rowid's alias).
+    pub(super) fn int_key(self, name: &str) -> ColumnDef {
+        ColumnDef::new(Alias::new(name))
+            .big_integer()
+            .primary_key()
+            .take()
+    }
+
     /// A 64-bit integer that may be `NULL`.
     pub(super) fn int_or_null(self, name: &str) -> ColumnDef {
         ColumnDef::new(Alias::new(name)).big_integer().take()
@@ -157,4 +165,19 @@ pub(super) fn index(name: &str, table: &str, cols: &[&str]) -> IndexCreateStatem
         };
     }
     index.take()
+}
+
+/// Creates `tables`, then `indexes`, in order.
+pub(super) async fn create(
+    manager: &SchemaManager<'_>,
+    tables: Vec<TableCreateStatement>,
+    indexes: Vec<IndexCreateStatement>,
+) -> Result<(), DbErr> {
+    for t in tables {
+        manager.create_table(t).await?;
+    }
+    for i in indexes {
+        manager.create_index(i).await?;
+    }
+    Ok(())
 }

@@ -9,7 +9,7 @@
 
 use sea_orm_migration::prelude::*;
 
-use super::columns::{Columns, index, key, references, table};
+use super::columns::{Columns, create, index, key, references, table};
 
 /// Creates the chain-data tables.
 #[derive(DeriveMigrationName)]
@@ -23,7 +23,7 @@ fn provenance(c: Columns, t: &mut TableCreateStatement) -> &mut TableCreateState
 /// An HH number as a primary key that names a registered user.
 fn profile_table(c: Columns, name: &str, cols: &[&str]) -> TableCreateStatement {
     let mut t = table(name);
-    t.col(ColumnDef::new(Alias::new("hh")).big_integer().primary_key());
+    t.col(c.int_key("hh"));
     for col in cols {
         t.col(c.text(col));
     }
@@ -35,14 +35,14 @@ fn profile_table(c: Columns, name: &str, cols: &[&str]) -> TableCreateStatement 
 fn statements(c: Columns) -> Vec<TableCreateStatement> {
     let mut users = table("users");
     users
-        .col(ColumnDef::new(Alias::new("hh")).big_integer().primary_key())
+        .col(c.int_key("hh"))
         .col(c.int("role"))
         .col(c.text("wallet").unique_key());
     provenance(c, &mut users);
 
     let mut patients = table("patients");
     patients
-        .col(ColumnDef::new(Alias::new("hh")).big_integer().primary_key())
+        .col(c.int_key("hh"))
         .col(c.text("name"))
         .col(c.sort_text("name_lower"))
         .col(c.int("date_of_birth"))
@@ -54,7 +54,7 @@ fn statements(c: Columns) -> Vec<TableCreateStatement> {
 
     let mut records = table("records");
     if !c.postgres() {
-        records.col(ColumnDef::new(Alias::new("id")).big_integer().primary_key());
+        records.col(c.int_key("id"));
     }
     records
         .col(c.text("record_id"))
@@ -104,11 +104,7 @@ fn statements(c: Columns) -> Vec<TableCreateStatement> {
 
     let mut journal = table("journal");
     journal
-        .col(
-            ColumnDef::new(Alias::new("number"))
-                .big_integer()
-                .primary_key(),
-        )
+        .col(c.int_key("number"))
         .col(c.bytes("hash"))
         .col(c.bytes("parent_hash"));
 
@@ -167,12 +163,7 @@ fn indexes() -> Vec<IndexCreateStatement> {
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let c = Columns::of(manager)?;
-        for t in statements(c) {
-            manager.create_table(t).await?;
-        }
-        for i in indexes() {
-            manager.create_index(i).await?;
-        }
+        create(manager, statements(c), indexes()).await?;
         manager
             .exec_stmt(
                 Query::insert()

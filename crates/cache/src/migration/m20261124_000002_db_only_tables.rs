@@ -5,7 +5,7 @@
 
 use sea_orm_migration::prelude::*;
 
-use super::columns::{Columns, index, table};
+use super::columns::{Columns, create, index, table};
 
 /// Creates the DB-only tables.
 #[derive(DeriveMigrationName)]
@@ -14,7 +14,7 @@ pub(crate) struct Migration;
 fn statements(c: Columns) -> Vec<TableCreateStatement> {
     let mut extras = table("extras");
     extras
-        .col(ColumnDef::new(Alias::new("hh")).big_integer().primary_key())
+        .col(c.int_key("hh"))
         .col(c.text_or_null("phone"))
         .col(c.text_or_null("emergency_contact"))
         .col(c.text_or_null("allergies"))
@@ -45,11 +45,7 @@ fn statements(c: Columns) -> Vec<TableCreateStatement> {
 
     let mut access_log = table("access_log");
     access_log
-        .col(
-            ColumnDef::new(Alias::new("seq"))
-                .big_integer()
-                .primary_key(),
-        )
+        .col(c.int_key("seq"))
         .col(c.int("at"))
         .col(c.int("actor"))
         .col(c.int("patient"))
@@ -78,13 +74,7 @@ fn indexes() -> Vec<IndexCreateStatement> {
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let c = Columns::of(manager)?;
-        for t in statements(c) {
-            manager.create_table(t).await?;
-        }
-        for i in indexes() {
-            manager.create_index(i).await?;
-        }
-        Ok(())
+        create(manager, statements(c), indexes()).await
     }
 
     fn use_transaction(&self) -> Option<bool> {

@@ -11,6 +11,9 @@
 //!   cache-first, create an encrypted record, grant and revoke with the
 //!   patient's consent, read only when the chain authorizes, log every
 //!   access, erase), each checking its [`Actor`] before any write.
+//! - The HTTP server ([`http`]): the seed's REST API over the facade,
+//!   with wallet sign-in, OpenAPI, health, readiness and metrics
+//!   (`healthledger serve`).
 //! - [`jobs`]: follow mode and the audit anchoring, as tasks the app
 //!   schedules.
 //! - The `healthledger` CLI (`src/bin/healthledger.rs`, [`cli`]).
@@ -20,6 +23,7 @@ pub mod cli;
 pub mod config;
 mod error;
 pub mod facade;
+pub mod http;
 pub mod jobs;
 pub mod local;
 pub mod story;

@@ -20,7 +20,10 @@ use crate::{App, Config, Error, story};
 
 mod demo;
 mod inspect;
+mod serve;
 mod sync;
+
+pub use serve::ServeArgs;
 
 use demo::demo;
 use inspect::{cid, db_view, deploy, verify};
@@ -67,6 +70,8 @@ pub enum Command {
     /// Print the CID of FILE as `ipfs add --only-hash -Q` does with the
     /// same flags.
     Cid(CidArgs),
+    /// Serve the HTTP API (and follow the chain) until SIGINT or SIGTERM.
+    Serve(ServeArgs),
     /// Run the seed guide's story on the embedded defaults, in
     /// ./healthledger-demo (or --data-dir), fresh each run.
     Demo,
@@ -297,8 +302,11 @@ pub async fn run(cli: Cli) -> crate::Result<ExitCode> {
     {
         return deploy(&out, &config).await;
     }
-    let app = App::build(config).await?;
-    let result = dispatch(&app, &out, cli.command).await;
+    let app = Arc::new(App::build(config).await?);
+    let result = match &cli.command {
+        Command::Serve(args) => serve::serve(app.clone(), &out, args).await,
+        _ => dispatch(&app, &out, cli.command).await,
+    };
     app.shutdown().await;
     result
 }
@@ -406,7 +414,7 @@ async fn dispatch(app: &App, out: &Out, command: Command) -> crate::Result<ExitC
             });
             Ok(ExitCode::SUCCESS)
         }
-        Command::Cid(_) | Command::Demo => Ok(ExitCode::SUCCESS),
+        Command::Cid(_) | Command::Demo | Command::Serve(_) => Ok(ExitCode::SUCCESS),
     }
 }
 

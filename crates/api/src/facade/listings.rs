@@ -5,8 +5,8 @@
 //! search (providers, within what they may see).
 
 use healthledger_core::{
-    AccessGrant, AccessLogEntry, HhNumber, MedicalRecord, Notification, PatientProfile, ReadAt,
-    RecordId, RecordQuery, Role, Timestamp,
+    AccessAction, AccessGrant, AccessLogEntry, HhNumber, MedicalRecord, NewAccessLogEntry,
+    Notification, PatientProfile, ReadAt, RecordId, RecordQuery, Role, Timestamp,
 };
 
 use crate::{App, Error, Result, facade::Actor};
@@ -72,6 +72,37 @@ impl App {
         let m = self.member_as(actor, &[Role::Patient]).await?;
         same(m.hh, patient, "grants")?;
         Ok(self.cache.grants_of_patient(patient).await?)
+    }
+
+    /// One record's metadata (not its content) for `actor`: its patient,
+    /// its creator, or a provider the patient granted access, as the chain
+    /// says at the latest block. The attempt is logged (`ViewRecord`),
+    /// granted or denied; nothing is returned if it cannot be logged.
+    pub async fn record_meta(&self, actor: &Actor, id: RecordId) -> Result<MedicalRecord> {
+        let m = self.member(actor).await?;
+        let record = self.ledger.record(id, ReadAt::Latest).await?;
+        let allowed = match &record {
+            Some(_) => self.ledger.can_read_record(id, m.hh, ReadAt::Latest).await?,
+            None => false,
+        };
+        self.cache
+            .append_access_log(&NewAccessLogEntry {
+                at: Timestamp::now(),
+                actor: m.hh,
+                patient: id.patient(),
+                record: Some(id),
+                action: AccessAction::ViewRecord,
+                allowed,
+            })
+            .await?;
+        match record {
+            None => Err(Error::NotFound(format!("no record {id} on chain"))),
+            Some(_) if !allowed => Err(Error::AccessDenied(format!(
+                "{} {} has no access to {id} (logged)",
+                m.role, m.hh
+            ))),
+            Some(r) => Ok(r),
+        }
     }
 
     /// The access log of one record: its patient only.

@@ -634,6 +634,18 @@ impl LedgerPort for EvmLedger {
     async fn new_heads(&self) -> LedgerResult<Option<futures::stream::BoxStream<'static, u64>>> {
         self.subscribe_heads().await
     }
+
+    fn chain_id(&self) -> Option<u64> {
+        Some(EvmLedger::chain_id(self))
+    }
+
+    async fn consent_typed_data(
+        &self,
+        action: &ConsentAction,
+        deadline: Timestamp,
+    ) -> LedgerResult<Option<serde_json::Value>> {
+        Ok(Some(EvmLedger::consent_typed_data(self, action, deadline).await?))
+    }
 }
 
 /// Profiles per bulk `eth_call`: a patient is about 1 KiB of ABI and some

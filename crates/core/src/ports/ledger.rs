@@ -359,4 +359,26 @@ pub trait LedgerPort: Send + Sync + Debug {
     async fn new_heads(&self) -> LedgerResult<Option<BoxStream<'static, u64>>> {
         Ok(None)
     }
+
+    /// The EIP-155 chain id of the network the ledger lives on, where it
+    /// has one: sign-in messages (EIP-4361) name it, and a server refuses
+    /// a message signed for another chain. `None` for a ledger on no EVM
+    /// network.
+    fn chain_id(&self) -> Option<u64> {
+        None
+    }
+
+    /// The EIP-712 typed data whose signing hash is
+    /// [`Self::signing_digest`] of `action` until `deadline`, as
+    /// `eth_signTypedData_v4` takes it, so a browser or hardware wallet
+    /// shows its holder every field they consent to. `None` where the
+    /// adapter's digest is not EIP-712 typed data (callers then sign the
+    /// digest itself).
+    async fn consent_typed_data(
+        &self,
+        _action: &ConsentAction,
+        _deadline: Timestamp,
+    ) -> LedgerResult<Option<serde_json::Value>> {
+        Ok(None)
+    }
 }

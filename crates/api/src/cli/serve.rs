@@ -73,7 +73,11 @@ pub(super) async fn serve(app: Arc<App>, out: &Out, args: &ServeArgs) -> crate::
         || {
             vec![format!(
                 "✅ Serving on http://{addr} (docs at /api/docs){}; SIGINT or SIGTERM stops",
-                if follow.is_some() { ", following the chain" } else { "" }
+                if follow.is_some() {
+                    ", following the chain"
+                } else {
+                    ""
+                }
             )]
         },
     );

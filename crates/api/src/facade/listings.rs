@@ -82,7 +82,11 @@ impl App {
         let m = self.member(actor).await?;
         let record = self.ledger.record(id, ReadAt::Latest).await?;
         let allowed = match &record {
-            Some(_) => self.ledger.can_read_record(id, m.hh, ReadAt::Latest).await?,
+            Some(_) => {
+                self.ledger
+                    .can_read_record(id, m.hh, ReadAt::Latest)
+                    .await?
+            }
             None => false,
         };
         self.cache

@@ -120,6 +120,18 @@ impl LocalWallet {
         Ok(Self { key, wallet })
     }
 
+    /// Signs `message` as `personal_sign` does (EIP-191): what a wallet
+    /// does with a sign-in message (EIP-4361).
+    pub fn sign_message(&self, message: &[u8]) -> Result<Signature> {
+        use alloy_signer::SignerSync as _;
+        self.key
+            .sign_message_sync(message)
+            .map_err(|e| Error::Config {
+                setting: "wallet key".into(),
+                rule: format!("signing failed: {e}"),
+            })
+    }
+
     /// The key's 32 bytes, to keep it (the demo stores its users' keys).
     pub fn to_bytes(&self) -> B256 {
         self.key.to_bytes()

@@ -150,7 +150,9 @@ impl FromRequestParts<SharedState> for Caller {
             .session(hash)
             .await
             .map_err(crate::Error::from)?
-            .ok_or_else(|| ApiError::unauthorized("no such session (signed out or never signed in)"))?;
+            .ok_or_else(|| {
+                ApiError::unauthorized("no such session (signed out or never signed in)")
+            })?;
         if !session.is_valid(now) {
             return Err(ApiError::unauthorized("the session has expired"));
         }
@@ -414,7 +416,10 @@ impl SharedState {
             sha2::Sha256::digest(given),
             sha2::Sha256::digest(expected.expose().as_bytes()),
         );
-        a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+        a.iter()
+            .zip(b.iter())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
     }
 }
 

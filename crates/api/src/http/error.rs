@@ -87,7 +87,9 @@ impl From<Error> for ApiError {
         let message = e.to_string();
         let (status, code) = match &e {
             _ if e.is_unavailable() => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-            Error::Invalid(_) | Error::Ledger(LedgerError::Invalid(_)) => {
+            Error::Invalid(_)
+            | Error::Ledger(LedgerError::Invalid(_))
+            | Error::Vault(healthledger_core::VaultError::Invalid(_)) => {
                 (StatusCode::BAD_REQUEST, "invalid_input")
             }
             Error::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),

@@ -55,7 +55,9 @@ pub(crate) fn parse_json<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiErro
         let path = e.path().to_string();
         let inner = e.into_inner();
         if path == "." || path.is_empty() {
-            ApiError::invalid(format!("the body is not valid JSON of the expected shape: {inner}"))
+            ApiError::invalid(format!(
+                "the body is not valid JSON of the expected shape: {inner}"
+            ))
         } else {
             ApiError::invalid(format!("{path}: {inner}"))
         }
@@ -72,12 +74,10 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         let q = parts.uri.query().unwrap_or("");
         let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(q.as_bytes()));
-        serde_path_to_error::deserialize(de)
-            .map(Self)
-            .map_err(|e| {
-                let path = e.path().to_string();
-                ApiError::invalid(format!("query {path}: {}", e.into_inner()))
-            })
+        serde_path_to_error::deserialize(de).map(Self).map_err(|e| {
+            let path = e.path().to_string();
+            ApiError::invalid(format!("query {path}: {}", e.into_inner()))
+        })
     }
 }
 
@@ -94,8 +94,8 @@ where
 
 /// Parses an HH number path parameter.
 pub(crate) fn hh(value: &str) -> Result<healthledger_core::HhNumber, ApiError> {
-    let n: u32 = value.parse().map_err(|_| {
-        ApiError::invalid(format!("hh {value:?}: an HH number is 6 digits"))
-    })?;
+    let n: u32 = value
+        .parse()
+        .map_err(|_| ApiError::invalid(format!("hh {value:?}: an HH number is 6 digits")))?;
     healthledger_core::HhNumber::new(n).map_err(|e| ApiError::invalid(format!("hh: {e}")))
 }

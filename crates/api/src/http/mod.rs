@@ -148,6 +148,8 @@ pub fn router(state: SharedState) -> Router {
     let (router, _) = routes::api().split_for_parts();
     router
         .merge(openapi::docs())
+        .fallback(unmatched)
+        .method_not_allowed_fallback(wrong_method)
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
         .layer(PropagateRequestIdLayer::x_request_id())
@@ -168,11 +170,7 @@ pub fn router(state: SharedState) -> Router {
 }
 
 /// Counts, times and rate-limits every request.
-async fn observe(
-    State(state): State<SharedState>,
-    req: Request,
-    next: Next,
-) -> Response {
+async fn observe(State(state): State<SharedState>, req: Request, next: Next) -> Response {
     let connect = req.extensions().get::<ConnectInfo<SocketAddr>>().copied();
     let route = req
         .extensions()
@@ -184,8 +182,9 @@ async fn observe(
         && let Err(not_until) = limiter.check_key(&addr.ip())
     {
         state.metrics.rate_limited.inc();
-        let wait = not_until
-            .wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
+        let wait = not_until.wait_time_from(governor::clock::Clock::now(
+            &governor::clock::DefaultClock::default(),
+        ));
         let mut r = ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
@@ -215,6 +214,22 @@ async fn observe(
         .get_or_create(&metrics::RouteOnly { method, route })
         .observe(start.elapsed().as_secs_f64());
     response
+}
+
+async fn unmatched(uri: axum::http::Uri) -> ApiError {
+    ApiError::not_found(format!("no route {} (see /api/openapi.json)", uri.path()))
+}
+
+async fn wrong_method(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!(
+            "{} {} is not a route (see /api/openapi.json)",
+            method,
+            uri.path()
+        ),
+    )
 }
 
 fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> Response {

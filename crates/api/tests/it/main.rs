@@ -7,5 +7,6 @@
 mod authz;
 mod cid_owner;
 mod cli;
+mod http;
 mod story;
 mod support;

@@ -644,7 +644,9 @@ impl LedgerPort for EvmLedger {
         action: &ConsentAction,
         deadline: Timestamp,
     ) -> LedgerResult<Option<serde_json::Value>> {
-        Ok(Some(EvmLedger::consent_typed_data(self, action, deadline).await?))
+        Ok(Some(
+            EvmLedger::consent_typed_data(self, action, deadline).await?,
+        ))
     }
 }
 

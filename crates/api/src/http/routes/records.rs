@@ -94,7 +94,8 @@ async fn shred(state: &SharedState, gone: Vec<Pending>) {
 
 /// Shreds expired uploads, every few seconds, until aborted.
 pub(crate) async fn sweep_uploads(state: SharedState) {
-    let every = (state.config.upload_ttl / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    let every =
+        (state.config.upload_ttl / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
     loop {
         tokio::time::sleep(every).await;
         let gone = state.uploads.expired();
@@ -116,7 +117,13 @@ pub(crate) struct UploadResponse {
     expires_in_secs: u64,
 }
 
-const TEXT_FIELDS: [&str; 5] = ["patient", "test_name", "record_type", "date", "content_type"];
+const TEXT_FIELDS: [&str; 5] = [
+    "patient",
+    "test_name",
+    "record_type",
+    "date",
+    "content_type",
+];
 
 /// Uploads a record's file (multipart: the fields `patient`, `test_name`,
 /// `record_type`, `date` (YYYY-MM-DD) and optionally `content_type`, then
@@ -156,7 +163,9 @@ pub(crate) async fn upload(
         boundary,
         multer::Constraints::new().size_limit(
             multer::SizeLimit::new()
-                .per_field(limit.saturating_add(1))
+                // The content guard stops the file at the limit with a 413;
+                // multer's own limit is only the backstop.
+                .per_field(limit.saturating_add(1 << 20))
                 .for_field("patient", 64)
                 .for_field("test_name", 4096)
                 .for_field("record_type", 4096)
@@ -275,7 +284,6 @@ pub(crate) async fn commit(
     Path(upload_id): Path<String>,
     Json(b): Json<CommitBody>,
 ) -> ApiResult<impl IntoResponse> {
-    let signature = parse_signature(&b.signature, "signature")?;
     let pending = {
         let mut p = s.uploads.lock();
         match p.get(&upload_id) {
@@ -294,14 +302,27 @@ pub(crate) async fn commit(
         }
     };
     let Some(pending) = pending else {
-        return Err(ApiError::not_found(format!("no upload {upload_id:?} waits")));
+        return Err(ApiError::not_found(format!(
+            "no upload {upload_id:?} waits"
+        )));
+    };
+    let signature = match parse_signature(&b.signature, "signature") {
+        Ok(sig) => sig,
+        Err(e) => {
+            // The creator may sign again.
+            s.uploads.lock().insert(upload_id, pending);
+            return Err(e);
+        }
     };
     let consent = Authorization::Relayed(RelayedSignature {
         signature,
         deadline: pending.deadline,
     });
     // The facade shreds the sealed object if the chain refuses it.
-    let created = s.app.commit_record(&actor, pending.sealed, &consent).await?;
+    let created = s
+        .app
+        .commit_record(&actor, pending.sealed, &consent)
+        .await?;
     Ok((
         StatusCode::CREATED,
         axum::Json(CreatedResponse {

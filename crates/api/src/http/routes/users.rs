@@ -80,7 +80,9 @@ pub(crate) struct RegisteredResponse {
 }
 
 fn operator_sent(parts: &Parts) -> bool {
-    parts.headers.contains_key(crate::http::auth::OPERATOR_HEADER)
+    parts
+        .headers
+        .contains_key(crate::http::auth::OPERATOR_HEADER)
 }
 
 /// Registers a patient (the operator, or the patient's own wallet).
@@ -107,9 +109,10 @@ pub(crate) async fn register_patient(
     };
     let r = s.app.register_patient(&actor, body.profile).await?;
     let session = match actor {
-        Actor::Applicant { wallet } => {
-            Some(s.start_session(r.profile.hh(), Role::Patient, wallet).await?)
-        }
+        Actor::Applicant { wallet } => Some(
+            s.start_session(r.profile.hh(), Role::Patient, wallet)
+                .await?,
+        ),
         _ => None,
     };
     Ok((

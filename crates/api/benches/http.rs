@@ -169,7 +169,10 @@ async fn sign_in(client: &reqwest::Client, base: &str, wallet: &LocalWallet) -> 
         .json()
         .await
         .unwrap();
-    r["token"].as_str().unwrap_or_else(|| panic!("sign-in refused: {r}")).to_owned()
+    r["token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("sign-in refused: {r}"))
+        .to_owned()
 }
 
 async fn run(label: &str, postgres_url: Option<&str>) {
@@ -206,9 +209,7 @@ async fn run(label: &str, postgres_url: Option<&str>) {
     let (c, b) = (cs.clone(), base.clone());
     let ceiling = load(secs(), move |w| {
         let (c, url) = (c.clone(), format!("{b}/health"));
-        async move {
-            matches!(c[w].get(url).send().await, Ok(r) if r.status().is_success())
-        }
+        async move { matches!(c[w].get(url).send().await, Ok(r) if r.status().is_success()) }
     })
     .await;
 
@@ -234,8 +235,7 @@ async fn run(label: &str, postgres_url: Option<&str>) {
             let mut n = 0u32;
             while writing.load(Ordering::Relaxed) {
                 let w = LocalWallet::random();
-                let Profile::Patient(p) =
-                    fixtures::patient(600_000 + n, w.wallet(), "Load Writer")
+                let Profile::Patient(p) = fixtures::patient(600_000 + n, w.wallet(), "Load Writer")
                 else {
                     unreachable!()
                 };
@@ -263,7 +263,10 @@ async fn run(label: &str, postgres_url: Option<&str>) {
     let written = writer.await.unwrap();
     let status = app.sync().status().await.unwrap();
 
-    println!("== {label}: {CONNECTIONS} connections, {} s per load", secs().as_secs());
+    println!(
+        "== {label}: {CONNECTIONS} connections, {} s per load",
+        secs().as_secs()
+    );
     println!("{}", ceiling.line("ceiling: GET /health (no backend)"));
     println!("{}", chain.line("chain: LedgerPort::profile (anvil)"));
     println!("{}", served.line("GET /api/profile/patient/{hh} (cache)"));

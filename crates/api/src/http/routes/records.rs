@@ -163,6 +163,7 @@ pub(crate) async fn upload(
         boundary,
         multer::Constraints::new().size_limit(
             multer::SizeLimit::new()
+                .whole_stream(limit.saturating_add(2 << 20))
                 // The content guard stops the file at the limit with a 413;
                 // multer's own limit is only the backstop.
                 .per_field(limit.saturating_add(1 << 20))

@@ -378,3 +378,26 @@ async fn a_client_over_its_rate_gets_429() {
     }
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_chain_is_a_503_and_not_ready() {
+    let s = serve(false).await;
+    let p = people(&s).await;
+    let r = s.get("/ready", &Auth::None).await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    // The chain goes away (the local anvil stops); the server stays up.
+    s.app.shutdown().await;
+    let r = s.get("/ready", &Auth::None).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{r:?}");
+    assert_eq!(r.body["ready"], false);
+    // A read the cache can answer still works; one that needs the chain
+    // is a 503, not a 500.
+    let r = s
+        .get(&format!("/api/profile/patient/{PATIENT}"), &p.doctor.1)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    let r = s.get("/api/profile/patient/654321", &p.doctor.1).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{r:?}");
+    assert_eq!(r.code(), "unavailable");
+    s.stop().await;
+}

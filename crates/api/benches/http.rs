@@ -207,8 +207,10 @@ async fn run(label: &str, postgres_url: Option<&str>) {
 
     // The ceiling: loopback HTTP with this client, no backend.
     let (c, b) = (cs.clone(), base.clone());
+    // URLs are parsed once: the client's own cost shares the two cores.
+    let health = reqwest::Url::parse(&format!("{b}/health")).unwrap();
     let ceiling = load(secs(), move |w| {
-        let (c, url) = (c.clone(), format!("{b}/health"));
+        let (c, url) = (c.clone(), health.clone());
         async move { matches!(c[w].get(url).send().await, Ok(r) if r.status().is_success()) }
     })
     .await;
@@ -247,12 +249,18 @@ async fn run(label: &str, postgres_url: Option<&str>) {
             n
         })
     };
-    let (c, b, t) = (cs.clone(), base.clone(), token.clone());
+    let (c, b) = (cs.clone(), base.clone());
+    let t = Arc::new(reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).unwrap());
+    let profile = reqwest::Url::parse(&format!("{b}/api/profile/patient/{PATIENT}")).unwrap();
     let served = load(secs(), move |w| {
-        let (c, t) = (c.clone(), t.clone());
-        let url = format!("{b}/api/profile/patient/{PATIENT}");
+        let (c, t, url) = (c.clone(), t.clone(), profile.clone());
         async move {
-            match c[w].get(url).bearer_auth(t.as_str()).send().await {
+            match c[w]
+                .get(url)
+                .header(reqwest::header::AUTHORIZATION, (*t).clone())
+                .send()
+                .await
+            {
                 Ok(r) if r.status().is_success() => r.bytes().await.is_ok(),
                 _ => false,
             }

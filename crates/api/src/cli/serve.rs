@@ -40,6 +40,10 @@ pub struct ServeArgs {
     /// Session lifetime in seconds.
     #[arg(long, env = "HEALTHLEDGER_SESSION_TTL", default_value_t = 12 * 3600)]
     pub session_ttl_secs: u64,
+    /// Patients may not register themselves (the app's key pays each
+    /// registration's gas); only the operator registers them.
+    #[arg(long)]
+    pub no_self_registration: bool,
     /// Do not run follow mode beside the server (another process syncs).
     #[arg(long)]
     pub no_follow: bool,
@@ -60,6 +64,7 @@ impl ServeArgs {
         c.rate_burst = self.rate_burst;
         c.ready_max_lag_blocks = self.ready_max_lag;
         c.session_ttl = Duration::from_secs(self.session_ttl_secs);
+        c.self_registration = !self.no_self_registration;
         c
     }
 }

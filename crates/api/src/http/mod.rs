@@ -71,6 +71,10 @@ pub struct HttpConfig {
     pub ready_max_lag_blocks: u64,
     /// The largest JSON body accepted.
     pub max_json_bytes: usize,
+    /// Whether a patient may register themselves with a signed sign-in
+    /// message (the app's key pays the gas); `false` leaves patient
+    /// registration to the operator.
+    pub self_registration: bool,
 }
 
 impl HttpConfig {
@@ -88,6 +92,7 @@ impl HttpConfig {
             rate_burst: 200,
             ready_max_lag_blocks: 16,
             max_json_bytes: 1024 * 1024,
+            self_registration: true,
         }
     }
 }

@@ -97,6 +97,10 @@ pub(crate) async fn register_patient(
     let actor = if operator_sent(&parts) {
         use axum::extract::FromRequestParts as _;
         Caller::from_request_parts(&mut parts, &s).await?.0
+    } else if !s.config.self_registration {
+        return Err(ApiError::forbidden(
+            "self-registration is off on this server: the operator registers patients",
+        ));
     } else {
         let signed = body.sign_in.as_ref().ok_or_else(|| {
             ApiError::unauthorized(

@@ -401,3 +401,21 @@ async fn an_unreachable_chain_is_a_503_and_not_ready() {
     assert_eq!(r.code(), "unavailable");
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn self_registration_can_be_turned_off() {
+    let s = serve_with(false, |_| {}, |c| c.self_registration = false).await;
+    let w = LocalWallet::random();
+    let body = json!({ "profile": patient_json(600_003, &w, "Self Reg"), "sign_in": s.signed_in_message(&w).await });
+    let r = s.post("/api/register/patient", &Auth::None, body).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{r:?}");
+    let r = s
+        .post(
+            "/api/register/patient",
+            &operator(),
+            json!({ "profile": patient_json(600_003, &w, "Self Reg") }),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    s.stop().await;
+}

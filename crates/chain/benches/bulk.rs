@@ -2,250 +2,85 @@
 //! profile, record and grant at one pinned block, through a counting
 //! loopback proxy, so the figures are HTTP requests per entity (the aim is
 //! at most 1 per 100) and entities/s, beside the one-by-one reads of the
-//! same entities measured in the same run.
+//! same entities measured in the same run, and the `eth_call` gas of one
+//! full page of each kind beside the budget the page sizes keep to.
 //!
-//! The chain is built on a local anvil once and kept: 2,000 patients,
-//! 10,000 records and 2,000 grants by default; the scale is
-//! `HL_BULK_PATIENTS=10000 HL_BULK_RECORDS=100000` (not the default: anvil
-//! held 18 GB of historical state at 87,000 writes, and that build did not
-//! finish on a loaded 2-core machine). Anvil recomputes the state root
-//! at every mined block at a cost that grows with the contract's storage,
-//! so the build mines few, full blocks (interval mining every
-//! `HL_BULK_BLOCK_SECS`, 5 s by default, with thousands of writes in
-//! flight) on a node that keeps no historical states (`--prune-history`),
-//! then saves the node's state (`anvil_dumpState`) under
-//! `target/bench-state/`, named by the sizes and the contract's bytecode.
-//! Every run reads from a fresh anvil that loaded that state
-//! (`anvil_loadState`, seconds); delete the file to rebuild.
+//! The chain is the scale by default, 10,000 patients (each
+//! granting a doctor access) and 100,000 records
+//! (`HL_BULK_PATIENTS`, `HL_BULK_RECORDS` change it), built once and kept
+//! under `bench-data/` by `healthledger_chain::testing::bench_chain` (whose
+//! docs say how; the sync engine's drift bench reads the same chain). Later
+//! runs load it in seconds; delete the file to rebuild.
 //!
 //! Run with `cargo bench -p healthledger-chain --bench bulk` (or `cargo xtask bench`).
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::{path::PathBuf, sync::Arc, time::Instant};
+use std::time::Instant;
 
 use alloy::{
-    node_bindings::{Anvil, AnvilInstance},
-    primitives::{Address, B256, Bytes, keccak256},
+    eips::BlockId,
+    network::TransactionBuilder as _,
+    primitives::U256,
     providers::{Provider, ProviderBuilder},
+    rpc::types::TransactionRequest,
+    sol_types::SolCall,
 };
-use futures::{StreamExt, stream};
 use healthledger_chain::{
-    EvmLedger, EvmLedgerConfig, SignerKey,
-    testing::{FaultProxy, Faults},
+    CALL_GAS_BUDGET, EvmLedger, EvmLedgerConfig, GRANT_PAGE, PROFILE_PAGE, RECORD_PAGE,
+    testing::{
+        FaultProxy, Faults,
+        bench_chain::{BenchChain, BenchChainSpec, FIRST_PATIENT},
+    },
 };
-use healthledger_core::{
-    Authorization, ConsentAction, LedgerPort, ReadAt, RelayedSignature, Role, Timestamp,
-    testing::fixtures::{self, TestWallet, date},
-};
+use healthledger_core::{HhNumber, LedgerPort, ReadAt, Role};
 
-/// Writes in flight while building: enough to fill a block per interval.
-const IN_FLIGHT: usize = 2_048;
-
-fn size(var: &str, default: u64) -> u64 {
-    std::env::var(var)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+alloy::sol! {
+    function patientsPage(uint256 offset, uint256 limit);
+    function recordsPage(uint256 offset, uint256 limit);
+    function grantsPage(uint256 offset, uint256 limit);
 }
 
-fn tools_dir() -> PathBuf {
-    std::env::var_os("HEALTHLEDGER_TOOLS")
-        .map(PathBuf::from)
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.tools"))
-}
-
-/// Where the built chain of these sizes is kept, named by the sizes and a
-/// hash of the contract's artifact (a changed contract builds anew).
-fn state_file(patients: u32, records: u64) -> PathBuf {
-    let artifact = include_bytes!("../contracts/HealthLedger.json");
-    let tag = keccak256(artifact);
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"));
-    target.join("bench-state").join(format!(
-        "bulk-{patients}-{records}-{}.json",
-        &tag.to_string()[2..14]
-    ))
-}
-
-fn key_of(anvil: &AnvilInstance, i: usize) -> SignerKey {
-    SignerKey::from_bytes(&B256::from_slice(&anvil.keys()[i].to_bytes())).unwrap()
-}
-
-/// A connection to the ledger at `contract` signing with anvil's key `i`,
-/// patient with receipts: a build block holds thousands of writes.
-async fn connect(anvil: &AnvilInstance, contract: Address, i: usize) -> EvmLedger {
-    let mut config = EvmLedgerConfig::new(anvil.endpoint(), contract, key_of(anvil, i));
-    config.poll_interval = std::time::Duration::from_millis(500);
-    config.receipt_timeout = std::time::Duration::from_secs(1_800);
-    config.rebroadcast_after = std::time::Duration::from_secs(600);
-    EvmLedger::connect(config).await.unwrap()
-}
-
-/// Deploys the contract and writes the patients, a doctor and a center,
-/// records by the center, and a grant from every patient to the doctor.
-async fn build(anvil: &AnvilInstance, patients: u32, records: u64) -> Address {
-    let contract = EvmLedger::deploy(&anvil.endpoint(), &key_of(anvil, 0))
+/// The gas of one bulk page call at block `at` (the state the reads see).
+async fn page_gas(chain: &BenchChain, at: u64, input: Vec<u8>) -> u64 {
+    let provider = ProviderBuilder::new().connect_http(chain.anvil.endpoint_url());
+    let tx = TransactionRequest::default()
+        .with_to(chain.contract)
+        .with_input(input);
+    provider
+        .estimate_gas(tx)
+        .block(BlockId::number(at))
         .await
-        .unwrap();
-    let ledger = Arc::new(connect(anvil, contract, 0).await);
-    let built = Instant::now();
-    let center_wallet = healthledger_core::WalletAddress::new(key_of(anvil, 1).address()).unwrap();
-    let center = fixtures::diagnostic_center(999_998, center_wallet, "Bulk Labs");
-    let doctor = fixtures::doctor(
-        999_997,
-        TestWallet::from_seed(999_997).address(),
-        "Dr. Bulk",
-    );
-    ledger.register(&center).await.unwrap();
-    ledger.register(&doctor).await.unwrap();
-    let base = 300_000u32;
-    stream::iter(fixtures::patients(base, patients, "Bulk Patient"))
-        .map(|p| {
-            let l = Arc::clone(&ledger);
-            async move { l.register(&p).await.unwrap() }
-        })
-        .buffer_unordered(IN_FLIGHT)
-        .collect::<Vec<_>>()
-        .await;
-    println!(
-        "chain/bulk build: {patients} patients after {:.0} s",
-        built.elapsed().as_secs_f64()
-    );
-    let as_center = Arc::new(connect(anvil, contract, 1).await);
-    stream::iter(0..records)
-        .map(|i| {
-            let l = Arc::clone(&as_center);
-            async move {
-                let patient = base + (i % u64::from(patients)) as u32;
-                let rec = fixtures::record(
-                    patient,
-                    i,
-                    999_998,
-                    "Bulk panel",
-                    "lab-result",
-                    date(2026, 1, 1),
-                );
-                l.create_record(&rec, &Authorization::Signer).await.unwrap();
-            }
-        })
-        .buffer_unordered(IN_FLIGHT)
-        .collect::<Vec<()>>()
-        .await;
-    println!(
-        "chain/bulk build: {records} records after {:.0} s",
-        built.elapsed().as_secs_f64()
-    );
-    let deadline = Timestamp(Timestamp::now().0 + 86_400);
-    stream::iter(0..patients)
-        .map(|i| {
-            let l = Arc::clone(&ledger);
-            let d = doctor.hh();
-            async move {
-                let hh = base + i;
-                let patient = healthledger_core::HhNumber::new(hh).unwrap();
-                let action = ConsentAction::GrantAccess {
-                    patient,
-                    grantee: d,
-                    expires_at: None,
-                };
-                let digest = l.signing_digest(&action, deadline).await.unwrap();
-                let auth = Authorization::Relayed(RelayedSignature {
-                    signature: TestWallet::from_seed(u64::from(hh)).sign(digest),
-                    deadline,
-                });
-                l.grant_access(patient, d, None, &auth).await.unwrap();
-            }
-        })
-        .buffer_unordered(IN_FLIGHT)
-        .collect::<Vec<()>>()
-        .await;
-    println!(
-        "chain/bulk: built {patients} patients, {records} records, {patients} grants in {:.1} s",
-        built.elapsed().as_secs_f64()
-    );
-    contract
+        .unwrap()
 }
 
-/// An anvil that mines every `block_secs` and keeps no historical states
-/// (`--prune-history`: building the scale with them held 18 GB), or,
-/// without `block_secs`, one that mines on demand and keeps every state, for
-/// the reads pinned to a block.
-fn spawn_anvil(block_secs: Option<u64>) -> AnvilInstance {
-    let anvil_path = tools_dir().join("bin").join("anvil");
-    assert!(
-        anvil_path.is_file(),
-        "anvil is not installed at {}: run `cargo xtask setup`",
-        anvil_path.display()
-    );
-    let mut anvil = Anvil::at(anvil_path).args(["--gas-limit", "1000000000"]);
-    if let Some(secs) = block_secs {
-        anvil = anvil.block_time(secs).arg("--prune-history");
-    }
-    anvil.try_spawn().expect("anvil starts")
+fn page(offset: u64, limit: u64) -> (U256, U256) {
+    (U256::from(offset), U256::from(limit))
 }
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
-    let patients = size("HL_BULK_PATIENTS", 2_000) as u32;
-    let records = size("HL_BULK_RECORDS", 10_000);
-    let saved = state_file(patients, records);
-    if !saved.is_file() {
-        // Built on a pruned node, saved, and then read like a saved chain
-        // from a fresh node that keeps the states of its blocks.
-        let anvil = spawn_anvil(Some(size("HL_BULK_BLOCK_SECS", 5)));
-        let contract = build(&anvil, patients, records).await;
-        let node = ProviderBuilder::new().connect_http(anvil.endpoint_url());
-        let state: Bytes = node
-            .raw_request("anvil_dumpState".into(), ())
-            .await
-            .unwrap();
-        std::fs::create_dir_all(saved.parent().unwrap()).unwrap();
-        let json =
-            serde_json::json!({ "contract": contract.to_string(), "state": state.to_string() });
-        std::fs::write(&saved, serde_json::to_vec(&json).unwrap()).unwrap();
-        println!(
-            "chain/bulk: saved the chain ({} MB) to {}",
-            state.len() / 1_000_000,
-            saved.display()
-        );
-    }
-    let saved_state: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&saved).unwrap()).unwrap();
-    let contract: Address = saved_state["contract"].as_str().unwrap().parse().unwrap();
-    let state: Bytes = saved_state["state"].as_str().unwrap().parse().unwrap();
-    let anvil = spawn_anvil(None);
-    let started = Instant::now();
-    let node = ProviderBuilder::new().connect_http(anvil.endpoint_url());
-    let loaded: bool = node
-        .raw_request("anvil_loadState".into(), (state,))
-        .await
-        .unwrap();
-    assert!(loaded, "anvil loads the saved state");
+    let spec = BenchChainSpec::from_env(10_000, 100_000);
+    let chain = BenchChain::open(spec).await.unwrap();
     println!(
         "chain/bulk: loaded the saved chain {} in {:.1} s",
-        saved.display(),
-        started.elapsed().as_secs_f64()
+        chain.saved.display(),
+        chain.load_time.as_secs_f64()
     );
-    let base = 300_000u32;
-    // A fresh block on top, so the pinned block is one whose state the
-    // node holds.
-    let _: serde_json::Value = node.raw_request("evm_mine".into(), ()).await.unwrap();
 
     // Read everything at one pinned block through the counting proxy.
-    let proxy = FaultProxy::start(anvil.endpoint(), Faults::NONE)
+    let proxy = FaultProxy::start(chain.anvil.endpoint(), Faults::NONE)
         .await
         .unwrap();
     let reader = EvmLedger::connect(EvmLedgerConfig::new(
         proxy.url(),
-        contract,
-        key_of(&anvil, 2),
+        chain.contract,
+        chain.key(2).unwrap(),
     ))
     .await
     .unwrap();
-    let at = ReadAt::Block(reader.head().await.unwrap());
+    let head = reader.head().await.unwrap();
+    let at = ReadAt::Block(head);
     proxy.reset_tally();
     let started = Instant::now();
     let mut entities = 0u64;
@@ -258,6 +93,7 @@ async fn main() {
     let n = reader.record_count(at).await.unwrap();
     let got = reader.records(0, n, at).await.unwrap();
     assert_eq!(got.len() as u64, n);
+    drop(got);
     entities += n;
     let n = reader.grant_count(at).await.unwrap();
     let got = reader.grants(0, n, at).await.unwrap();
@@ -266,17 +102,43 @@ async fn main() {
     let secs = started.elapsed().as_secs_f64();
     let requests = proxy.tally().received;
     println!(
-        "chain/bulk read at a pinned block: {entities} entities (profiles, records, grants) in {secs:.2} s = {:.0} entities/s; {requests} HTTP requests = {:.4} requests/entity",
+        "chain/bulk read at a pinned block: {entities} entities (profiles, records, grants) in {secs:.2} s = {:.0} entities/s; {requests} HTTP requests = {:.4} requests/entity (aim: at most 0.01)",
         entities as f64 / secs,
         requests as f64 / entities as f64
     );
 
+    // The gas of one full page of each kind, beside the budget.
+    let (offset, limit) = page(0, PROFILE_PAGE);
+    let patients = page_gas(
+        &chain,
+        head.number,
+        patientsPageCall { offset, limit }.abi_encode(),
+    )
+    .await;
+    let (offset, limit) = page(0, RECORD_PAGE);
+    let records = page_gas(
+        &chain,
+        head.number,
+        recordsPageCall { offset, limit }.abi_encode(),
+    )
+    .await;
+    let (offset, limit) = page(0, GRANT_PAGE);
+    let grants = page_gas(
+        &chain,
+        head.number,
+        grantsPageCall { offset, limit }.abi_encode(),
+    )
+    .await;
+    println!(
+        "chain/bulk page gas on this chain's values: {PROFILE_PAGE} patients {patients}, {RECORD_PAGE} records {records}, {GRANT_PAGE} grants {grants} (budget per eth_call: {CALL_GAS_BUDGET}, met by the largest values the contract accepts)"
+    );
+
     // The same entities one by one (a sample), for the rate beside it.
-    let sample = 500u32.min(patients);
+    let sample = 500u32.min(spec.patients);
     proxy.reset_tally();
     let started = Instant::now();
     for i in 0..sample {
-        let hh = healthledger_core::HhNumber::new(base + i).unwrap();
+        let hh = HhNumber::new(FIRST_PATIENT + i).unwrap();
         reader
             .profile(hh, Role::Patient, at)
             .await

@@ -91,8 +91,10 @@
 //! [`ReadAt::Block`](healthledger_core::ReadAt), at a pinned block named by
 //! hash with `requireCanonical` (EIP-1898), so a snapshot is consistent even
 //! behind a load-balanced provider; a pinned block that a reorg replaced is
-//! `Conflict`. The bulk reads fetch 100 profiles or records (1,000 grants or
-//! ids) per request. `connect` refuses an address whose contract is not
+//! `Conflict`. The bulk reads fetch [`PROFILE_PAGE`] profiles,
+//! [`RECORD_PAGE`] records or [`GRANT_PAGE`] grants (1,000 ids) per request,
+//! sizes at which a page of the largest values the contract accepts stays
+//! within [`CALL_GAS_BUDGET`] of `eth_call` gas. `connect` refuses an address whose contract is not
 //! HealthLedger at this interface version, and reads its deployment block
 //! ([`LedgerPort::deployment_block`](healthledger_core::LedgerPort::deployment_block)),
 //! where scans start.
@@ -127,7 +129,9 @@
 //! The `testing` feature adds [`testing::FaultProxy`], a loopback JSON-RPC
 //! proxy that counts requests and injects provider faults (server errors,
 //! 429s, `eth_getLogs` range refusals, dropped connections). This crate's
-//! tests and bulk bench and the sync engine's tests and bench use it.
+//! tests and bulk bench and the sync engine's tests and benches use it, and
+//! [`testing::bench_chain`], the large chain those benches read, built once
+//! on anvil and kept under `bench-data/`.
 //!
 //! # Errors
 //!
@@ -159,4 +163,4 @@ pub use config::{
     SignerKey, WS_URL_ENV,
 };
 pub use error::{Error, Result, RevertKind};
-pub use ledger::EvmLedger;
+pub use ledger::{CALL_GAS_BUDGET, EvmLedger, GRANT_PAGE, PROFILE_PAGE, RECORD_PAGE};

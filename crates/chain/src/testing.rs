@@ -13,10 +13,13 @@
 //! - answers of the test's own choosing ([`Intercept`]).
 //!
 //! The chain adapter's tests, its bulk-read bench and the sync engine's
-//! tests and bench all use this one proxy. Hand-written because no
-//! maintained crate offers a fault-injecting JSON-RPC proxy; it reads one
-//! HTTP/1.1 request at a time per connection (headers, then a
+//! tests and benches all use this one proxy. The proxy is hand-written
+//! because no maintained crate offers a fault-injecting JSON-RPC proxy; it
+//! reads one HTTP/1.1 request at a time per connection (headers, then a
 //! `Content-Length` body), which is all a JSON-RPC client sends.
+//!
+//! [`bench_chain`] builds (once) and loads the large chain those benches
+//! read.
 
 use std::{
     io,
@@ -25,6 +28,8 @@ use std::{
         atomic::{AtomicU64, Ordering},
     },
 };
+
+pub mod bench_chain;
 
 use alloy::transports::http::reqwest;
 use rand::{Rng as _, SeedableRng as _, rngs::StdRng};

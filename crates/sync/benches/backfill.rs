@@ -9,8 +9,8 @@
 //! rate (`apply_blocks` of the pre-fetched events as final batches). Then
 //! HTTP requests per entity of a full sync (through a counting proxy) and
 //! the time from an `anvil_reorg` of depth 10 to a cache equal to the new
-//! chain, in follow mode. Last, drift verification and repair (time and
-//! ledger requests per entity, on each backend).
+//! chain, in follow mode. (Drift verification and repair have their own
+//! bench, `drift.rs`, at the issue's 10,000 profiles and 100,000 records.)
 //!
 //! `HL_SYNC_EVENTS` sets the chain's size (default 20,000 events: anvil's
 //! state-root work per block grows with the contract's storage, so 100,000
@@ -439,125 +439,4 @@ async fn main() {
     drop_schema("hl_sync_bench_limit").await;
     drop_schema("hl_sync_bench_engine").await;
     drop_schema("hl_sync_bench_mode").await;
-    integrity_section(&chain, &dir).await;
-}
-
-// ----- integrity: drift verification and repair -----
-
-/// Drift verification and repair on each backend, through the counting
-/// proxy: verify time and ledger requests per entity on a full-synced
-/// cache (beside the same-run time of the bulk reads alone, the floor of
-/// any comparison, and the aim of 0.01 requests per entity), then drift
-/// injected through the cache port (records removed, patients renamed,
-/// grants the chain never made), its verification, repair, and a second
-/// repair that must change nothing.
-async fn integrity_section(chain: &Chain, dir: &tempfile::TempDir) {
-    use healthledger_core::{AccessGrant, ChainSource, HhNumber};
-    const DRIFT: u64 = 100;
-    let proxy = FaultProxy::start(chain.anvil.endpoint(), Faults::NONE)
-        .await
-        .unwrap();
-    let reader = Arc::new(
-        EvmLedger::connect(EvmLedgerConfig::new(
-            proxy.url(),
-            chain.contract,
-            key(&chain.anvil, 2),
-        ))
-        .await
-        .unwrap(),
-    );
-    for backend in ["SQLite file", "PostgreSQL"] {
-        let cache: Arc<dyn CachePort> = if backend == "PostgreSQL" {
-            Arc::new(fresh_pg("hl_sync_bench_integrity").await)
-        } else {
-            Arc::new(fresh_sqlite(dir, "integrity").await)
-        };
-        let engine = SyncEngine::new(reader.clone(), cache.clone(), SyncConfig::default());
-        let head = reader.head().await.unwrap();
-        engine.full_sync_at(head.number).await.unwrap();
-
-        let started = Instant::now();
-        let snapshot = engine.snapshot(&head).await.unwrap();
-        let read_secs = started.elapsed().as_secs_f64();
-        proxy.reset_tally();
-        let started = Instant::now();
-        let report = engine.verify_drift().await.unwrap();
-        let verify_secs = started.elapsed().as_secs_f64();
-        let requests = proxy.tally().received;
-        assert!(report.is_clean(), "a full-synced cache drifted: {report:?}");
-        let entities = report.chain.profiles + report.chain.records + report.chain.grants;
-        println!(
-            "sync/integrity {backend}: verify {entities} entities ({} profiles, {} records, {} grants) \
-             in {verify_secs:.2} s = {:.0} entities/s (same run: the bulk reads alone {read_secs:.2} s); \
-             {requests} ledger requests = {:.4} requests/entity (aim: at most 0.01)",
-            report.chain.profiles,
-            report.chain.records,
-            report.chain.grants,
-            entities as f64 / verify_secs,
-            requests as f64 / entities as f64
-        );
-
-        // Inject drift: records removed, patients renamed, grants added.
-        let src = ChainSource {
-            block_number: head.number,
-            tx_hash: B256::ZERO,
-        };
-        for r in snapshot.records.iter().take(DRIFT as usize) {
-            cache.remove_record(r.id).await.unwrap();
-        }
-        let patients: Vec<Profile> = snapshot
-            .profiles
-            .iter()
-            .filter(|p| matches!(p, Profile::Patient(_)))
-            .take(DRIFT as usize)
-            .cloned()
-            .collect();
-        for p in &patients {
-            let Profile::Patient(mut edited) = p.clone() else {
-                continue;
-            };
-            edited.name = Name::new("Bench Drift").unwrap();
-            cache
-                .upsert_profile(&Profile::Patient(edited), src)
-                .await
-                .unwrap();
-        }
-        for i in 0..DRIFT {
-            let grant = AccessGrant {
-                patient: patients[0].hh(),
-                grantee: HhNumber::new(990_000 + i as u32).unwrap(),
-                granted_at: Timestamp(1_750_000_000),
-                expires_at: None,
-                revoked_at: None,
-            };
-            cache.upsert_grant(&grant, src).await.unwrap();
-        }
-        proxy.reset_tally();
-        let started = Instant::now();
-        let drifted = engine.verify_drift().await.unwrap();
-        let drift_secs = started.elapsed().as_secs_f64();
-        let drift_requests = proxy.tally().received;
-        let started = Instant::now();
-        let repaired = engine.repair(&drifted).await.unwrap();
-        let repair_secs = started.elapsed().as_secs_f64();
-        let repair_requests = proxy.tally().received - drift_requests;
-        let again = engine.repair(&drifted).await.unwrap();
-        assert!(again.is_noop(), "a second repair changed something");
-        assert!(engine.verify_drift().await.unwrap().is_clean());
-        println!(
-            "sync/integrity {backend}: {} drifted entities (missing {}, stale {}, extra {}) found in \
-             {drift_secs:.2} s ({drift_requests} ledger requests); repaired in {:.1} ms = {:.2} ms/entity \
-             ({repair_requests} ledger requests; {} upserted, {} removed); a second repair changed nothing \
-             (same run: clean verify {verify_secs:.2} s)",
-            drifted.len(),
-            drifted.missing.len(),
-            drifted.stale.len(),
-            drifted.extra.len(),
-            repair_secs * 1000.0,
-            repair_secs * 1000.0 / drifted.len() as f64,
-            repaired.upserted,
-            repaired.removed
-        );
-    }
-    drop_schema("hl_sync_bench_integrity").await;
 }

@@ -45,6 +45,8 @@ use healthledger_core::{
 };
 use tokio::sync::Mutex;
 
+pub use reads::{CALL_GAS_BUDGET, GRANT_PAGE, PROFILE_PAGE, RECORD_PAGE};
+
 use crate::{
     Error, Result,
     bindings::HealthLedger,

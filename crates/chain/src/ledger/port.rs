@@ -21,7 +21,7 @@ use crate::{
 use super::{
     EvmLedger,
     consent::consent_args,
-    reads::{PAGE, to_u64},
+    reads::{GRANT_PAGE, PAGE, PROFILE_PAGE, RECORD_PAGE, to_u64},
 };
 
 #[async_trait]
@@ -503,7 +503,7 @@ impl LedgerPort for EvmLedger {
     }
 
     async fn grants(&self, offset: u64, limit: u64, at: ReadAt) -> LedgerResult<Vec<AccessGrant>> {
-        Ok(paged(offset, limit, PAGE, |offset, want| async move {
+        Ok(paged(offset, limit, GRANT_PAGE, |offset, want| async move {
             self.call_at(
                 HealthLedger::grantsPageCall {
                     offset: U256::from(offset),
@@ -649,14 +649,6 @@ impl LedgerPort for EvmLedger {
         ))
     }
 }
-
-/// Profiles per bulk `eth_call`: a patient is about 1 KiB of ABI and some
-/// 16 storage reads, so 100 stay well within providers' call gas and
-/// response limits.
-const PROFILE_PAGE: u64 = 100;
-
-/// Records per bulk `eth_call`, for the same reason.
-const RECORD_PAGE: u64 = 100;
 
 /// Reads `limit` items from `offset` in requests of at most `page`, stopping
 /// early at the end of the list (a short page).

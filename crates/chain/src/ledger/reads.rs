@@ -18,8 +18,32 @@ use crate::{
 
 use super::EvmLedger;
 
-/// Largest page the adapter asks the contract for in one `eth_call`.
+/// Largest page of fixed-size items (HH numbers, grants) the adapter asks
+/// the contract for in one `eth_call`.
 pub(super) const PAGE: u64 = 1_000;
+
+/// The `eth_call` gas every bulk page stays within when every value in it
+/// is as large as the contract accepts (each text field at its most
+/// characters, each character four bytes of UTF-8): anvil's default block
+/// gas limit, which is also its `eth_call` cap, and below the 50,000,000 of
+/// geth's default `--rpc.gascap` that most hosted nodes keep. The
+/// integration test `bulk_pages_fit_the_call_gas_budget` measures it.
+pub const CALL_GAS_BUDGET: u64 = 30_000_000;
+
+/// Profiles per bulk `eth_call`. The bulk reads cost storage reads, memory
+/// and ABI encoding in proportion to the bytes of the values: a page of
+/// 150 patients of the largest values (about 2 KiB each) measured
+/// 25,461,472 gas on anvil 1.7.1, within [`CALL_GAS_BUDGET`] with room to
+/// spare, and a response of about a megabyte.
+pub const PROFILE_PAGE: u64 = 150;
+
+/// Records per bulk `eth_call`, for the same reason: 300 records of the
+/// largest values measured 28,998,980 gas, too close to the budget, so a
+/// page holds 250 (23,890,477 gas).
+pub const RECORD_PAGE: u64 = 250;
+
+/// Grants per bulk `eth_call` (three packed timestamps and the pair each).
+pub const GRANT_PAGE: u64 = PAGE;
 
 impl EvmLedger {
     /// `call` at the latest block.

@@ -12,10 +12,11 @@
 //!
 //! Requests: the checkpoint's block, five counts, the anchor, and the bulk
 //! reads of `page_size` entities each, which the EVM adapter splits into
-//! calls of at most 100 profiles or records (1,000 grants) to stay within
-//! providers' call limits: about 0.01 requests per entity, the adapter's
-//! floor. Up to `pages_in_flight` chain pages are read ahead while the
-//! current one is compared.
+//! calls of at most 150 profiles, 250 records or 1,000 grants (pages of the
+//! largest values stay within the nodes' `eth_call` gas caps): 490 requests
+//! for 10,000 profiles, 100,000 records and 10,000 grants, 0.0041 per
+//! entity (`benches/drift.rs`). Up to `pages_in_flight` chain pages are
+//! read ahead while the current one is compared.
 
 use std::{collections::BTreeMap, future::Future};
 

@@ -233,3 +233,57 @@ fn sync_follow_stops_cleanly_on_sigterm() {
     assert!(status.success(), "{status:?}: {seen}{rest}");
     assert!(rest.contains("Stopped at checkpoint"), "{rest}");
 }
+
+/// `healthledger serve` answers on its port and stops cleanly on SIGTERM
+/// (exit 0, the local chain saved).
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_answers_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_healthledger"))
+        .args(["--json", "serve", "--listen", &listen])
+        .current_dir(dir.path())
+        .env("HEALTHLEDGER_TOOLS", support::tools())
+        .env("HEALTHLEDGER_OPERATOR_TOKEN", "t0ken-for-the-test")
+        .env_remove("DATABASE_URL")
+        .env_remove("HEALTHLEDGER_RPC_URL")
+        .env_remove("HEALTHLEDGER_CONFIG")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let mut up = None;
+    for _ in 0..300 {
+        if let Ok(r) = client.get(format!("http://{listen}/health")).send().await {
+            up = Some(r.status());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(up, Some(reqwest::StatusCode::OK), "serve never answered");
+    let r = client
+        .get(format!("http://{listen}/api/sync/status"))
+        .header("x-operator-token", "t0ken-for-the-test")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::OK);
+    let pid = child.id().unwrap().to_string();
+    let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(killed.success());
+    let status = tokio::time::timeout(std::time::Duration::from_secs(60), child.wait())
+        .await
+        .expect("serve did not stop within 60 s of SIGTERM")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    let mut out = String::new();
+    tokio::io::AsyncReadExt::read_to_string(child.stdout.as_mut().unwrap(), &mut out)
+        .await
+        .unwrap();
+    assert!(out.contains(&listen), "{out}");
+}

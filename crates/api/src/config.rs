@@ -270,11 +270,20 @@ impl Config {
                     setting: "config file".into(),
                     rule: format!("cannot read {}: {e}", p.display()),
                 })?;
-                toml::from_str::<FileConfig>(&text).map_err(|e| Error::Config {
-                    setting: format!("config file {}", p.display()),
+                parse_file(&text).map_err(|(key, e)| {
                     // toml's message quotes the offending line, which may
                     // hold a secret: keep only its first line (the rule).
-                    rule: e.message().lines().next().unwrap_or("malformed").into(),
+                    let rule = e.message().lines().next().unwrap_or("malformed");
+                    match key {
+                        Some(key) => Error::Config {
+                            setting: key,
+                            rule: format!("{rule} (in config file {})", p.display()),
+                        },
+                        None => Error::Config {
+                            setting: format!("config file {}", p.display()),
+                            rule: rule.into(),
+                        },
+                    }
                 })?
             }
             None => FileConfig::default(),
@@ -594,6 +603,17 @@ pub fn redact_url(url: &str) -> String {
         },
         None => format!("{head}{query}"),
     }
+}
+
+/// Parses the TOML file; an error comes with the key it is about (such as
+/// `chain.confirmations`) when it is about one rather than the syntax.
+fn parse_file(text: &str) -> std::result::Result<FileConfig, (Option<String>, toml::de::Error)> {
+    let de = toml::Deserializer::parse(text).map_err(|e| (None, e))?;
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let key = e.path().to_string();
+        let key = (!key.is_empty() && key != ".").then_some(key);
+        (key, e.into_inner())
+    })
 }
 
 fn parse_address(setting: &str, text: &str) -> Result<alloy_primitives::Address> {

@@ -227,3 +227,19 @@ fn secrets_never_show_in_debug() {
     let text = format!("{c:?}");
     assert!(!text.contains(&KEY[2..]) && !text.contains(KEK), "{text}");
 }
+
+#[test]
+fn a_mistyped_file_value_names_its_key() {
+    let (_d, path) = file("[chain]\nconfirmations = \"three\"\n");
+    let err = Config::load_with(Some(&path), env(&[])).unwrap_err();
+    assert!(
+        matches!(&err, Error::Config { setting, rule } if setting == "chain.confirmations" && rule.contains("hl.toml")),
+        "{err}"
+    );
+    let (_d, path) = file("[sync]\npoll_interval_ms = -5\n");
+    let err = Config::load_with(Some(&path), env(&[])).unwrap_err();
+    assert!(
+        matches!(&err, Error::Config { setting, .. } if setting == "sync.poll_interval_ms"),
+        "{err}"
+    );
+}

@@ -5,8 +5,10 @@
 //! The order of a create is what keeps failures harmless: the file is
 //! sealed first, so the chain never points at content that is not there;
 //! if the chain write fails the sealed object is shredded at once, so no
-//! readable orphan remains (and one left by a crash between the two steps
-//! is an orphan the vault audit lists and removes); the cache and the
+//! readable orphan remains — unless the chain shows the record after all
+//! (the write's answer was lost), when the object stays for the record
+//! that points at it; one left by a crash between the two steps is an
+//! orphan the vault audit lists and removes. The cache and the
 //! notification come last and sync repairs the cache if they fail.
 
 use std::sync::atomic::Ordering;
@@ -198,7 +200,19 @@ impl App {
         };
         let receipt = match self.ledger.create_record(&new, consent).await {
             Ok(r) => r,
-            Err(e) => return Err(shred(e.into()).await),
+            Err(e) => {
+                // An error may be a lost answer to a write the chain took
+                // (a timeout after the transaction was sent): the object is
+                // shredded only if the chain does not point at it, else the
+                // record would stay on chain with content no one can read.
+                if let Ok(Some(r)) = self.ledger.record(new.id, ReadAt::Latest).await
+                    && r.cid == new.cid
+                {
+                    tracing::warn!(error = %e, id = %new.id, "the chain holds the record though its write failed; sync will index it");
+                    return Err(e.into());
+                }
+                return Err(shred(e.into()).await);
+            }
         };
         let record = match self.ledger.record(new.id, ReadAt::Latest).await {
             Ok(Some(r)) => r,

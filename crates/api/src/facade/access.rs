@@ -69,7 +69,14 @@ impl App {
             .ledger
             .grant_access(patient.hh, grantee, expires_at, consent)
             .await?;
-        let change = self.cache_grant(&patient, grantee, receipt).await?;
+        let expected = AccessGrant {
+            patient: patient.hh,
+            grantee,
+            granted_at: Timestamp::now(),
+            expires_at,
+            revoked_at: None,
+        };
+        let change = self.cache_grant(&patient, grantee, receipt, expected).await;
         let until = expires_at.map_or_else(
             || "until revoked".to_owned(),
             |t| format!("until {}", t.date()),
@@ -97,22 +104,25 @@ impl App {
         consent: &Authorization,
     ) -> Result<AccessChange> {
         let patient = self.member_as(actor, &[Role::Patient]).await?;
-        if self
+        let Some(granted) = self
             .ledger
             .grant(patient.hh, grantee, ReadAt::Latest)
             .await?
-            .is_none()
-        {
+        else {
             return Err(Error::NotFound(format!(
                 "patient {} never granted {grantee} access",
                 patient.hh
             )));
-        }
+        };
         let receipt = self
             .ledger
             .revoke_access(patient.hh, grantee, consent)
             .await?;
-        let change = self.cache_grant(&patient, grantee, receipt).await?;
+        let expected = AccessGrant {
+            revoked_at: Some(Timestamp::now()),
+            ..granted
+        };
+        let change = self.cache_grant(&patient, grantee, receipt, expected).await;
         self.notify(
             grantee,
             NotificationKind::AccessRevoked,
@@ -127,22 +137,29 @@ impl App {
         Ok(change)
     }
 
+    /// Reads back the grant the chain just included and caches it. The
+    /// write succeeded whatever happens here: when the node does not show
+    /// the grant yet (a lagging or unreachable node behind a load
+    /// balancer), `expected` (what the write made, with this server's
+    /// time) is returned uncached, and sync caches the chain's value.
     async fn cache_grant(
         &self,
         patient: &Member,
         grantee: HhNumber,
         receipt: TxReceipt,
-    ) -> Result<AccessChange> {
-        let grant = self
-            .ledger
-            .grant(patient.hh, grantee, ReadAt::Latest)
-            .await?
-            .ok_or_else(|| {
-                Error::Unavailable(format!(
-                    "the node does not show the grant of {} to {grantee} it just included",
-                    patient.hh
-                ))
-            })?;
+        expected: AccessGrant,
+    ) -> AccessChange {
+        let grant = match self.ledger.grant(patient.hh, grantee, ReadAt::Latest).await {
+            Ok(Some(g)) => g,
+            outcome => {
+                tracing::warn!(?outcome, patient = %patient.hh, %grantee, "the node does not show the grant it just included; sync will cache it");
+                return AccessChange {
+                    grant: expected,
+                    receipt,
+                    cached: false,
+                };
+            }
+        };
         let source = ChainSource {
             block_number: receipt.block_number,
             tx_hash: receipt.tx_hash,
@@ -154,11 +171,11 @@ impl App {
                 false
             }
         };
-        Ok(AccessChange {
+        AccessChange {
             grant,
             receipt,
             cached,
-        })
+        }
     }
 
     /// The role of a provider on chain; `NotFound` when `hh` is none.

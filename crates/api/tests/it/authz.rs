@@ -1,9 +1,10 @@
-//! Who may do what: every role against every facade operation, on the
-//! in-memory fakes (the rules live in the facade, over any ports) — each
-//! either allowed, or `AccessDenied` with nothing written; bad input gives
-//! typed errors and writes nothing; a chain refusal after the seal leaves
-//! no readable orphan; a cache failure after the chain succeeded still
-//! succeeds and says so.
+//! Who may do what, flow by flow, on the in-memory fakes (the rules live
+//! in the facade, over any ports): registration, record creation, reads,
+//! grants and listings as the seed's story runs them; bad files give typed
+//! errors and write nothing; a chain refusal after the seal leaves no
+//! readable orphan; a cache failure after the chain succeeded still
+//! succeeds and says so. The whole table of callers × operations is
+//! `matrix.rs`; faults after each step are `faults.rs`.
 
 use std::sync::Arc;
 

@@ -140,9 +140,10 @@ async fn malformed_configuration_names_the_setting_and_builds_nothing() {
     let root = tempfile::tempdir().unwrap();
     let data_dir = root.path().join("data");
     let data = format!("data_dir = {:?}\n", data_dir.display().to_string());
-    // (the file, the environment, the setting the error must name, and a
-    // secret that must not show)
-    let cases: &[(&str, &[(&str, &str)], &str)] = &[
+    // (the file, the environment, the setting the error must name); no
+    // secret ("sekrit") may show in the error.
+    type Env = &'static [(&'static str, &'static str)];
+    let cases: &[(&str, Env, &str)] = &[
         (
             "[chain]\nconfirmations = 0\n",
             &[],

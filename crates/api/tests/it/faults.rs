@@ -139,6 +139,20 @@ async fn create_when_the_vault_refuses_writes_nothing() {
 }
 
 #[tokio::test]
+async fn create_whose_vault_answer_is_lost_leaves_an_orphan_the_audit_removes() {
+    let w = World::new().await;
+    w.vault.fail("put_stream", 1, LoseAnswer);
+    unavailable(&create(&w).await);
+    assert_eq!(record_count(&w).await, 1, "nothing went on chain");
+    // The vault stored an object whose CID the facade never learnt.
+    let stored = w.vault.inner().objects(None, 10).await.unwrap();
+    let orphan: Vec<_> = stored.iter().filter(|o| o.cid != w.record.cid).collect();
+    assert_eq!(orphan.len(), 1, "{stored:?}");
+    w.assert_sync_repairs().await;
+    assert_orphan_removed_by_audit(&w, orphan[0].cid).await;
+}
+
+#[tokio::test]
 async fn create_when_the_chain_refuses_shreds_the_sealed_object() {
     let w = World::new().await;
     let before = w.snapshot().await;
@@ -455,4 +469,85 @@ async fn a_full_sync_after_every_fault_equals_the_chain() {
         .await
         .unwrap();
     assert!(audit.is_clean() && audit.orphans.is_empty(), "{audit:?}");
+}
+
+#[tokio::test]
+async fn grant_and_revoke_succeed_when_reading_the_new_grant_back_fails() {
+    // The chain took the write; only the read of its result fails (a
+    // load-balanced node that lags). The call must not report a failure
+    // for a write the chain holds.
+    let w = World::new().await;
+    w.ledger.fail("grant", 1, Refuse);
+    let change = grant(&w.app, &w.patient, hh(DOCTOR), None).await.unwrap();
+    assert!(w.ledger.fired("grant"));
+    assert_eq!(change.grant.expires_at, None);
+    assert!(doctor_reads(&w).await);
+    assert_eq!(
+        notifications_of(&w, DOCTOR, NotificationKind::AccessGranted).await,
+        1
+    );
+    // Revocation reads the grant before (does it exist?) and after.
+    w.ledger.fail("grant", 2, Refuse);
+    let change = revoke(&w.app, &w.patient, hh(DOCTOR)).await.unwrap();
+    assert!(w.ledger.fired("grant"));
+    assert!(change.grant.revoked_at.is_some());
+    assert!(!doctor_reads(&w).await);
+    assert_eq!(
+        notifications_of(&w, DOCTOR, NotificationKind::AccessRevoked).await,
+        1
+    );
+    w.assert_sync_repairs().await;
+}
+
+#[tokio::test]
+async fn a_read_that_cannot_be_logged_releases_nothing() {
+    let w = World::new().await;
+    let before = w.snapshot().await;
+    w.cache.fail("append_access_log", 1, Refuse);
+    unavailable(&w.app.read_record(&w.patient.actor, w.record.id).await);
+    w.cache.fail("append_access_log", 1, Refuse);
+    unavailable(&w.app.record_meta(&w.patient.actor, w.record.id).await);
+    w.assert_unchanged(&before).await;
+    // Once the log answers again, the read goes through and is logged.
+    w.app
+        .read_record(&w.patient.actor, w.record.id)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn an_erasure_that_fails_midway_is_finished_by_a_retry() {
+    let w = World::new().await;
+    let patient = &w.patient.actor;
+    let extras = healthledger_core::ProfileExtras {
+        allergies: Some(healthledger_core::Note::new("penicillin").unwrap()),
+        ..Default::default()
+    };
+    w.cache
+        .inner()
+        .set_extras(hh(PATIENT), &extras)
+        .await
+        .unwrap();
+    // The vault refuses: nothing is erased, the record still reads.
+    let before = w.snapshot().await;
+    w.vault.fail("erase_patient", 1, Refuse);
+    unavailable(&w.app.erase_patient(patient, hh(PATIENT)).await);
+    w.assert_unchanged(&before).await;
+    // The keys are destroyed, then clearing the extras fails: the content
+    // is gone already and a retry finishes the job.
+    w.cache.fail("set_extras", 1, Refuse);
+    unavailable(&w.app.erase_patient(patient, hh(PATIENT)).await);
+    let gone = w.app.read_record(patient, w.record.id).await;
+    assert!(matches!(gone, Err(Error::NotFound(_))), "{gone:?}");
+    assert_eq!(
+        w.vault.inner().verify(&w.record.cid).await.unwrap(),
+        ObjectStatus::Shredded
+    );
+    let erased = w.app.erase_patient(patient, hh(PATIENT)).await.unwrap();
+    assert_eq!(erased.records, 1);
+    assert_eq!(
+        w.cache.inner().extras(hh(PATIENT)).await.unwrap(),
+        Some(Default::default())
+    );
+    w.assert_sync_repairs().await;
 }

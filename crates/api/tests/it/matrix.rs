@@ -290,12 +290,10 @@ async fn check(op: Op, who: Who, cell: Cell) -> Option<String> {
     let before = w.snapshot().await;
     let r = run(&w, op, who, sealed).await;
     let after = w.snapshot().await;
-    let kind_ok = match (cell, &r) {
-        (A, Ok(())) => true,
-        (D | L | S, Err(Error::AccessDenied(_))) => true,
-        (N, Err(Error::NotFound(_))) => true,
-        _ => false,
-    };
+    let kind_ok = matches!(
+        (cell, &r),
+        (A, Ok(())) | (D | L | S, Err(Error::AccessDenied(_))) | (N, Err(Error::NotFound(_)))
+    );
     if !kind_ok {
         return Some(format!("{op:?} as {who:?}: expected {cell:?}, got {r:?}"));
     }

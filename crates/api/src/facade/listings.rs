@@ -2,7 +2,9 @@
 //! (the patient, or a provider with an active grant on chain), a center's
 //! reports and a doctor's patients (their own), a patient's grants and a
 //! record's access log (the patient only), notifications (their owner),
-//! search (providers, within what they may see).
+//! search (providers, within what they may see). Which grants are active
+//! is the chain's word at the latest block, as for reads: the cache's
+//! grants only narrow down whom to ask about.
 
 use healthledger_core::{
     AccessAction, AccessGrant, AccessLogEntry, HhNumber, MedicalRecord, NewAccessLogEntry,
@@ -57,10 +59,25 @@ impl App {
             .member_as(actor, &[Role::Doctor, Role::DiagnosticCenter])
             .await?;
         same(m.hh, doctor, "patients")?;
-        Ok(self
+        self.granted_patients(doctor).await
+    }
+
+    /// The patients whose grant to `grantee` is active: the cache's list,
+    /// each confirmed on chain at the latest block, so a revocation or
+    /// expiry the cache has not caught up with hides them at once (a new
+    /// grant the cache lags behind shows once sync brings it).
+    async fn granted_patients(&self, grantee: HhNumber) -> Result<Vec<HhNumber>> {
+        let mut out = Vec::new();
+        for p in self
             .cache
-            .patients_of_doctor(doctor, Timestamp::now())
-            .await?)
+            .patients_of_doctor(grantee, Timestamp::now())
+            .await?
+        {
+            if self.ledger.has_access(p, grantee, ReadAt::Latest).await? {
+                out.push(p);
+            }
+        }
+        Ok(out)
     }
 
     /// A patient's grants (active or not): the patient only.
@@ -179,10 +196,7 @@ impl App {
             };
             return Ok(self.cache.search_records(&q).await?);
         }
-        let granted = self
-            .cache
-            .patients_of_doctor(m.hh, Timestamp::now())
-            .await?;
+        let granted = self.granted_patients(m.hh).await?;
         let q = RecordQuery {
             limit: MAX_LISTING,
             ..query

@@ -5,7 +5,7 @@
 //! configuration, which names the setting and builds nothing.
 
 use healthledger_api::{App, Config, Error};
-use healthledger_core::{HhNumber, LedgerPort, ReadAt, RecordId, Timestamp};
+use healthledger_core::{HhNumber, LedgerPort, ReadAt, RecordId, RecordQuery, Timestamp};
 
 use crate::world::{DOCTOR, PATIENT, Snapshot, World, grant, hh};
 
@@ -97,6 +97,8 @@ async fn a_grant_that_expires_stops_reads_at_once() {
         .records_of_patient(&w.doctor.actor, hh(PATIENT))
         .await
         .unwrap();
+    let mine = w.app.patients_of_doctor(&w.doctor.actor, hh(DOCTOR)).await;
+    assert_eq!(mine.unwrap(), vec![hh(PATIENT)]);
     // The block at the expiry: no longer live (`now < expires_at` fails).
     ledger.mine_at(expiry).unwrap();
     assert!(
@@ -111,6 +113,17 @@ async fn a_grant_that_expires_stops_reads_at_once() {
     assert!(matches!(r, Err(Error::AccessDenied(_))), "{r:?}");
     let r = w.app.records_of_patient(&w.doctor.actor, hh(PATIENT)).await;
     assert!(matches!(r, Err(Error::AccessDenied(_))), "{r:?}");
+    // The listings too, though this server's clock has not reached the
+    // expiry the cache compares with.
+    let mine = w.app.patients_of_doctor(&w.doctor.actor, hh(DOCTOR)).await;
+    assert_eq!(mine.unwrap(), vec![]);
+    let q = RecordQuery {
+        patient: Some(hh(PATIENT)),
+        limit: 10,
+        ..RecordQuery::default()
+    };
+    let hits = w.app.search_records(&w.doctor.actor, q).await.unwrap();
+    assert!(hits.is_empty(), "{hits:?}");
     let log = w.app.record_access_log(&w.patient.actor, id).await.unwrap();
     let doctor: Vec<bool> = log
         .iter()

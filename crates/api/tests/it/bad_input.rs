@@ -4,8 +4,10 @@
 //! stopping once the chain's clock passes the expiry), and malformed
 //! configuration, which names the setting and builds nothing.
 
-use healthledger_api::{App, Config, Error};
-use healthledger_core::{HhNumber, LedgerPort, ReadAt, RecordId, RecordQuery, Timestamp};
+use healthledger_api::{App, Config, ConsentSigner as _, Error};
+use healthledger_core::{
+    Authorization, HhNumber, LedgerPort, ReadAt, RecordId, RecordQuery, RelayedSignature, Timestamp,
+};
 
 use crate::world::{DOCTOR, PATIENT, Snapshot, World, grant, hh};
 
@@ -68,9 +70,22 @@ async fn a_grant_whose_expiry_has_passed_is_refused_and_writes_nothing() {
     // nothing written either.
     let ledger = w.ledger.inner();
     let soon = Timestamp(Timestamp::now().0 + 3_600);
-    ledger.set_time(Timestamp(soon.0 + 86_400));
+    let chain_now = Timestamp(soon.0 + 86_400);
+    ledger.set_time(chain_now);
+    // The consent itself stays valid past the chain's clock, so the expiry
+    // is the only thing wrong.
+    let action = App::grant_action(hh(PATIENT), hh(DOCTOR), Some(soon));
+    let deadline = Timestamp(chain_now.0 + 3_600);
+    let digest = w.app.consent_digest(&action, deadline).await.unwrap();
+    let consent = Authorization::Relayed(RelayedSignature {
+        signature: w.patient.wallet.sign_digest(digest).await.unwrap(),
+        deadline,
+    });
     let before = w.snapshot().await;
-    let r = grant(&w.app, &w.patient, hh(DOCTOR), Some(soon)).await;
+    let r = w
+        .app
+        .grant_access(&w.patient.actor, hh(DOCTOR), Some(soon), &consent)
+        .await;
     assert!(
         matches!(
             &r,

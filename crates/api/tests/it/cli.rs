@@ -287,3 +287,83 @@ async fn serve_answers_and_stops_on_sigterm() {
         .unwrap();
     assert!(out.contains(&listen), "{out}");
 }
+
+/// `chain deploy` against a remote node (an anvil of the test's own, not
+/// the embedded default): the printed contract is then usable through
+/// `HEALTHLEDGER_CONTRACT`, and the signer key never shows in the output.
+#[test]
+fn chain_deploy_on_a_remote_node_gives_a_usable_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _anvil = Killed(
+        Command::new(support::tools().join("bin/anvil"))
+            .args(["--port", &port.to_string(), "--silent"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let rpc = format!("http://127.0.0.1:{port}");
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // anvil's first development key.
+    let key = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
+    let kek = "11".repeat(32);
+    let env = [
+        ("HEALTHLEDGER_RPC_URL", rpc.as_str()),
+        ("HEALTHLEDGER_SIGNER_KEY", key),
+        ("HEALTHLEDGER_VAULT_KEK", kek.as_str()),
+    ];
+    let out = healthledger(dir.path(), &["--json", "chain", "deploy"], &env);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(!text.contains(&key[2..]), "the signer key was printed");
+    let contract = json(&out)["contract"].as_str().unwrap().to_owned();
+    assert!(
+        contract.starts_with("0x") && contract.len() == 42,
+        "{contract}"
+    );
+    let env = [
+        ("HEALTHLEDGER_RPC_URL", rpc.as_str()),
+        ("HEALTHLEDGER_SIGNER_KEY", key),
+        ("HEALTHLEDGER_VAULT_KEK", kek.as_str()),
+        ("HEALTHLEDGER_CONTRACT", contract.as_str()),
+        (
+            "DATABASE_URL",
+            &format!(
+                "sqlite://{}?mode=rwc",
+                dir.path().join("remote.db").display()
+            ),
+        ),
+    ];
+    let out = healthledger(
+        dir.path(),
+        &["--json", "chain", "get", "patient", "555555"],
+        &env,
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

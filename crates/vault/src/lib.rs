@@ -184,6 +184,7 @@
 //! [`VaultPort::erase_patient`]: healthledger_core::VaultPort::erase_patient
 //! [`VaultPort::objects`]: healthledger_core::VaultPort::objects
 
+mod buffer;
 pub mod error;
 mod keyring;
 pub mod keys;

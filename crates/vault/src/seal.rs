@@ -25,6 +25,7 @@ use aes_gcm_siv::aead::inout::InOutBuf;
 use aes_gcm_siv::{Aes256GcmSiv, Nonce, Tag};
 use rayon::prelude::*;
 
+use crate::buffer::Output;
 use crate::keys::{DataKey, fill_random};
 
 /// Plaintext bytes per segment.
@@ -65,15 +66,24 @@ fn run_end(first: u32, count: usize) -> Result<u32, String> {
         .ok_or_else(|| "the object exceeds 2^32 segments".to_owned())
 }
 
-/// Encrypts a plaintext stream into the sealed format, one segment at a
-/// time.
+/// Encrypts a plaintext stream into the sealed format.
+///
+/// Whole segments of a large input are sealed straight from it; small
+/// inputs are staged until [`STAGE_SEGMENTS`] segments are in hand, so
+/// that a stream of small chunks is sealed in parallel runs too. A full
+/// segment is sealed only once more data shows it is not the last.
 pub(crate) struct Sealer {
     cipher: Aes256GcmSiv,
     header: [u8; HEADER_LEN],
     prefix: [u8; PREFIX_LEN],
     index: u32,
+    /// Staged plaintext: whole segments, then at most one partial one.
     pending: Vec<u8>,
 }
+
+/// Segments a [`Sealer`] stages from small inputs before sealing them as
+/// one run.
+const STAGE_SEGMENTS: usize = 16;
 
 impl Sealer {
     /// A sealer under `key` with a fresh random nonce prefix.
@@ -90,7 +100,7 @@ impl Sealer {
             header,
             prefix,
             index: 0,
-            pending: Vec::with_capacity(SEGMENT_SIZE),
+            pending: Vec::with_capacity(STAGE_SEGMENTS * SEGMENT_SIZE),
         })
     }
 
@@ -100,61 +110,71 @@ impl Sealer {
     }
 
     /// Appends to `out` every segment that `data` completes.
-    pub(crate) fn update(&mut self, mut data: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+    pub(crate) fn update(&mut self, mut data: &[u8], out: &mut Output) -> Result<(), String> {
         while !data.is_empty() {
-            if self.pending.is_empty() && data.len() > PARALLEL_SEGMENTS * SEGMENT_SIZE {
-                // A run of whole segments with more data after it: sealed
-                // straight from the input, on every core.
+            let staged = self.pending.len();
+            if staged > 0
+                && staged.is_multiple_of(SEGMENT_SIZE)
+                && (staged == STAGE_SEGMENTS * SEGMENT_SIZE || data.len() > SEGMENT_SIZE)
+            {
+                // Whole staged segments, and more data after them: none is
+                // the last.
+                let pending = std::mem::take(&mut self.pending);
+                let sealed = self.seal_run(&pending, out);
+                self.pending = pending;
+                self.pending.clear();
+                sealed?;
+                continue;
+            }
+            if staged == 0 && data.len() > SEGMENT_SIZE {
+                // Whole segments with more data after them, sealed straight
+                // from the input.
                 let whole = (data.len() - 1) / SEGMENT_SIZE * SEGMENT_SIZE;
                 let (run, rest) = data.split_at(whole);
                 self.seal_run(run, out)?;
                 data = rest;
                 continue;
             }
-            if self.pending.is_empty() && data.len() > SEGMENT_SIZE {
-                // Fast path: a whole segment with more data after it is
-                // sealed straight from the input, without staging it.
-                let (segment, rest) = data.split_at(SEGMENT_SIZE);
-                self.seal_segment(segment, false, out)?;
-                data = rest;
-                continue;
-            }
-            if self.pending.len() == SEGMENT_SIZE {
-                // A full segment is sealed as non-last only once more data
-                // shows it is not the last.
-                self.seal_pending(false, out)?;
-            }
-            let take = (SEGMENT_SIZE - self.pending.len()).min(data.len());
+            // Stage: a large input only up to the next segment boundary (the
+            // rest then goes straight through), a small one up to the stage.
+            let room = if data.len() > SEGMENT_SIZE {
+                SEGMENT_SIZE - staged % SEGMENT_SIZE
+            } else {
+                STAGE_SEGMENTS * SEGMENT_SIZE - staged
+            };
+            let take = room.min(data.len());
             self.pending.extend_from_slice(&data[..take]);
             data = &data[take..];
         }
         Ok(())
     }
 
-    /// Appends the last segment to `out`.
-    pub(crate) fn finish(mut self, out: &mut Vec<u8>) -> Result<(), String> {
-        self.seal_pending(true, out)
-    }
-
-    fn seal_pending(&mut self, last: bool, out: &mut Vec<u8>) -> Result<(), String> {
+    /// Appends the staged segments to `out`, the final one sealed as the
+    /// last (an empty one for an empty object).
+    pub(crate) fn finish(mut self, out: &mut Output) -> Result<(), String> {
         let pending = std::mem::take(&mut self.pending);
-        let sealed = self.seal_segment(&pending, last, out);
-        self.pending = pending;
-        self.pending.clear();
-        sealed
+        let before_last = pending.len().saturating_sub(1) / SEGMENT_SIZE * SEGMENT_SIZE;
+        let (run, last) = pending.split_at(before_last);
+        self.seal_run(run, out)?;
+        self.seal_segment(last, true, out)
     }
 
-    /// Seals `run`, whole segments none of which is the last, in parallel:
-    /// each segment's nonce depends only on its index, so they are
-    /// independent.
-    fn seal_run(&mut self, run: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+    /// Seals `run`, whole segments none of which is the last; runs of
+    /// [`PARALLEL_SEGMENTS`] or more on every core at once: each segment's
+    /// nonce depends only on its index, so they are independent.
+    fn seal_run(&mut self, run: &[u8], out: &mut Output) -> Result<(), String> {
         let (first, count) = (self.index, run.len() / SEGMENT_SIZE);
+        if count < PARALLEL_SEGMENTS {
+            for segment in run.chunks(SEGMENT_SIZE) {
+                self.seal_segment(segment, false, out)?;
+            }
+            return Ok(());
+        }
         let end = run_end(first, count)?;
-        let start = out.len();
-        out.resize(start + count * (SEGMENT_SIZE + TAG_LEN), 0);
+        let sealed = out.slot(count * (SEGMENT_SIZE + TAG_LEN));
         let (cipher, header, prefix) = (&self.cipher, &self.header, &self.prefix);
         run.par_chunks(SEGMENT_SIZE)
-            .zip(out[start..].par_chunks_mut(SEGMENT_SIZE + TAG_LEN))
+            .zip(sealed.par_chunks_mut(SEGMENT_SIZE + TAG_LEN))
             .enumerate()
             .try_for_each(|(i, (segment, sealed))| {
                 let index = first + i as u32;
@@ -171,23 +191,18 @@ impl Sealer {
         Ok(())
     }
 
-    fn seal_segment(
-        &mut self,
-        segment: &[u8],
-        last: bool,
-        out: &mut Vec<u8>,
-    ) -> Result<(), String> {
-        let start = out.len();
-        // Encrypting from the input into the output in one pass costs less
-        // than copying first and encrypting in place.
-        out.resize(start + segment.len(), 0);
-        let buf = InOutBuf::new(segment, &mut out[start..])
+    fn seal_segment(&mut self, segment: &[u8], last: bool, out: &mut Output) -> Result<(), String> {
+        // Encrypted from the input into the output in one pass; the output
+        // is overwritten, never zero-filled first.
+        let sealed = out.slot(segment.len() + TAG_LEN);
+        let (body, tag_out) = sealed.split_at_mut(segment.len());
+        let buf = InOutBuf::new(segment, body)
             .map_err(|_| format!("segment {} buffer sizes differ", self.index))?;
         let tag = self
             .cipher
             .encrypt_inout_detached(&nonce(&self.prefix, self.index, last), &self.header, buf)
             .map_err(|_| format!("sealing segment {} failed", self.index))?;
-        out.extend_from_slice(tag.as_slice());
+        tag_out.copy_from_slice(tag.as_slice());
         self.index = self
             .index
             .checked_add(1)
@@ -222,7 +237,7 @@ impl Opener {
 
     /// Feeds sealed bytes; appends to `out` the plaintext of every segment
     /// known not to be the last and whose tag verified.
-    pub(crate) fn update(&mut self, mut data: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+    pub(crate) fn update(&mut self, mut data: &[u8], out: &mut Output) -> Result<(), String> {
         if self.header.len() < HEADER_LEN {
             let take = (HEADER_LEN - self.header.len()).min(data.len());
             self.header.extend_from_slice(&data[..take]);
@@ -262,7 +277,7 @@ impl Opener {
     }
 
     /// Opens the last segment.
-    pub(crate) fn finish(mut self, out: &mut Vec<u8>) -> Result<(), String> {
+    pub(crate) fn finish(mut self, out: &mut Output) -> Result<(), String> {
         if self.header.len() < HEADER_LEN {
             return Err(format!(
                 "the object is {} bytes, shorter than its {HEADER_LEN}-byte header",
@@ -299,7 +314,7 @@ impl Opener {
         Ok(())
     }
 
-    fn open_pending(&mut self, last: bool, out: &mut Vec<u8>) -> Result<(), String> {
+    fn open_pending(&mut self, last: bool, out: &mut Output) -> Result<(), String> {
         let pending = std::mem::take(&mut self.pending);
         let opened = self.open_segment(&pending, last, out);
         self.pending = pending;
@@ -310,32 +325,32 @@ impl Opener {
     /// Opens `run`, whole sealed segments none of which is the last, in
     /// parallel. On a failure `out` keeps the plaintext of the segments
     /// before the first one that failed, and the error names that one.
-    fn open_run(&mut self, run: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+    fn open_run(&mut self, run: &[u8], out: &mut Output) -> Result<(), String> {
         let sealed_segment = self.segment_size + TAG_LEN;
         let (first, count) = (self.index, run.len() / sealed_segment);
         let end = run_end(first, count)?;
         let start = out.len();
-        out.resize(start + count * self.segment_size, 0);
-        let (cipher, header, prefix) = (&self.cipher, &self.header, &self.prefix);
         let size = self.segment_size;
-        let opened: Vec<bool> = run
+        let plain = out.slot(count * size);
+        let (cipher, header, prefix) = (&self.cipher, &self.header, &self.prefix);
+        let first_bad = run
             .par_chunks(sealed_segment)
-            .zip(out[start..].par_chunks_mut(size))
+            .zip(plain.par_chunks_mut(size))
             .enumerate()
-            .map(|(i, (sealed, plain))| {
+            .filter_map(|(i, (sealed, plain))| {
                 let index = first + i as u32;
                 let (body, tag) = sealed.split_at(size);
-                let Ok(tag) = Tag::try_from(tag) else {
-                    return false;
-                };
-                InOutBuf::new(body, plain).is_ok_and(|buf| {
-                    cipher
-                        .decrypt_inout_detached(&nonce(prefix, index, false), header, buf, &tag)
-                        .is_ok()
-                })
+                let opened = Tag::try_from(tag).is_ok_and(|tag| {
+                    InOutBuf::new(body, plain).is_ok_and(|buf| {
+                        cipher
+                            .decrypt_inout_detached(&nonce(prefix, index, false), header, buf, &tag)
+                            .is_ok()
+                    })
+                });
+                (!opened).then_some(i)
             })
-            .collect();
-        if let Some(bad) = opened.iter().position(|ok| !ok) {
+            .min();
+        if let Some(bad) = first_bad {
             // Never leave unauthenticated plaintext in the caller's buffer.
             out.truncate(start + bad * size);
             self.index = first + bad as u32;
@@ -348,7 +363,7 @@ impl Opener {
         Ok(())
     }
 
-    fn open_segment(&mut self, sealed: &[u8], last: bool, out: &mut Vec<u8>) -> Result<(), String> {
+    fn open_segment(&mut self, sealed: &[u8], last: bool, out: &mut Output) -> Result<(), String> {
         if sealed.len() < TAG_LEN {
             return Err(format!(
                 "segment {} is {} bytes, shorter than its tag",
@@ -360,8 +375,7 @@ impl Opener {
         let tag = Tag::try_from(&sealed[body..])
             .map_err(|_| format!("segment {} has a malformed tag", self.index))?;
         let start = out.len();
-        out.resize(start + body, 0);
-        let buf = InOutBuf::new(&sealed[..body], &mut out[start..])
+        let buf = InOutBuf::new(&sealed[..body], out.slot(body))
             .map_err(|_| format!("segment {} buffer sizes differ", self.index))?;
         let opened = self.cipher.decrypt_inout_detached(
             &nonce(&self.prefix, self.index, last),
@@ -395,21 +409,32 @@ mod tests {
     use super::*;
 
     fn seal(key: &DataKey, data: &[u8]) -> Vec<u8> {
+        seal_in_pieces(key, data, data.len().max(1))
+    }
+
+    fn seal_in_pieces(key: &DataKey, data: &[u8], piece: usize) -> Vec<u8> {
         let mut sealer = Sealer::new(key).unwrap();
-        let mut out = sealer.header().to_vec();
-        sealer.update(data, &mut out).unwrap();
+        let mut out = Output::default();
+        out.extend_from_slice(sealer.header());
+        for piece in data.chunks(piece) {
+            sealer.update(piece, &mut out).unwrap();
+        }
         sealer.finish(&mut out).unwrap();
-        out
+        out.as_slice().to_vec()
     }
 
     fn open(key: &DataKey, sealed: &[u8]) -> Result<Vec<u8>, String> {
+        open_in_pieces(key, sealed, 10_007)
+    }
+
+    fn open_in_pieces(key: &DataKey, sealed: &[u8], piece: usize) -> Result<Vec<u8>, String> {
         let mut opener = Opener::new(key);
-        let mut out = Vec::new();
-        for piece in sealed.chunks(10_007) {
+        let mut out = Output::default();
+        for piece in sealed.chunks(piece) {
             opener.update(piece, &mut out)?;
         }
         opener.finish(&mut out)?;
-        Ok(out)
+        Ok(out.as_slice().to_vec())
     }
 
     #[test]
@@ -425,26 +450,24 @@ mod tests {
             // (one segment at a time), and the other way round.
             let sealed = seal(&key, &data);
             assert_eq!(open(&key, &sealed).unwrap(), data, "{len}");
-            let mut sealer = Sealer::new(&key).unwrap();
-            let mut pieces = sealer.header().to_vec();
-            for piece in data.chunks(999) {
-                sealer.update(piece, &mut pieces).unwrap();
+            // Small pieces are staged and sealed in runs, pieces just over
+            // a segment go straight through after topping up the staged
+            // segment: the same segments either way, opened in one piece.
+            for piece in [999, SEGMENT_SIZE + 1, 3 * SEGMENT_SIZE - 5] {
+                let pieces = seal_in_pieces(&key, &data, piece);
+                assert_eq!(pieces.len(), sealed.len(), "{len} in pieces of {piece}");
+                let out = open_in_pieces(&key, &pieces, pieces.len()).unwrap();
+                assert_eq!(out, data, "{len} in pieces of {piece}");
             }
-            sealer.finish(&mut pieces).unwrap();
-            let mut opener = Opener::new(&key);
-            let mut out = Vec::new();
-            opener.update(&pieces, &mut out).unwrap();
-            opener.finish(&mut out).unwrap();
-            assert_eq!(out, data, "{len}");
             // A damaged segment inside a parallel run: only the segments
             // before it are released, and the error names it.
             let mut damaged = sealed.clone();
             damaged[HEADER_LEN + 3 * (SEGMENT_SIZE + TAG_LEN) + 7] ^= 1;
             let mut opener = Opener::new(&key);
-            let mut out = Vec::new();
+            let mut out = Output::default();
             let err = opener.update(&damaged, &mut out).unwrap_err();
             assert!(err.starts_with("segment 3 "), "{err}");
-            assert_eq!(out, data[..3 * SEGMENT_SIZE], "{len}");
+            assert_eq!(out.as_slice(), &data[..3 * SEGMENT_SIZE], "{len}");
         }
     }
 
@@ -458,11 +481,19 @@ mod tests {
             SEGMENT_SIZE,
             SEGMENT_SIZE + 1,
             2 * SEGMENT_SIZE,
+            STAGE_SEGMENTS * SEGMENT_SIZE,
+            STAGE_SEGMENTS * SEGMENT_SIZE + 1,
+            2 * STAGE_SEGMENTS * SEGMENT_SIZE,
         ] {
             let data: Vec<u8> = (0..len).map(|i| i as u8).collect();
             let sealed = seal(&key, &data);
             assert_eq!(sealed.len() as u64, sealed_len(len as u64), "len {len}");
             assert_eq!(open(&key, &sealed).unwrap(), data, "len {len}");
+            // Staged from small pieces, the last segment is sealed as the
+            // last just the same.
+            let staged = seal_in_pieces(&key, &data, 4096);
+            assert_eq!(staged.len() as u64, sealed_len(len as u64), "len {len}");
+            assert_eq!(open(&key, &staged).unwrap(), data, "len {len}");
         }
     }
 

@@ -29,8 +29,8 @@ pub const DEFAULT_CHUNK_SIZE: usize = 256 * 1024;
 pub const MAX_LINKS: usize = 174;
 /// The largest chunk size accepted: Kubo refuses blocks above 1 MiB.
 pub const MAX_CHUNK_SIZE: usize = 1024 * 1024;
-/// Runs of at least this many whole raw leaves are hashed on every core at
-/// once (rayon's pool).
+/// Runs of at least this many whole raw leaves (after the rest of the
+/// current one) are hashed on every core at once (rayon's pool).
 const PARALLEL_LEAVES: usize = 2;
 
 /// Multicodec of dag-pb.
@@ -140,6 +140,9 @@ pub struct CidHasher {
     chunk: Vec<u8>,
     /// Raw leaves are hashed as they stream in, without staging.
     raw_leaf: Sha256,
+    /// The digests of a run of whole raw leaves hashed in parallel, kept to
+    /// reuse the allocation.
+    digests: Vec<sha2::digest::Output<Sha256>>,
     /// Bytes in the current chunk.
     chunk_len: usize,
     /// `levels[0]` holds leaves, `levels[i]` nodes of height `i`; each level
@@ -165,6 +168,7 @@ impl CidHasher {
                 options.chunk_size
             }),
             raw_leaf: Sha256::new(),
+            digests: Vec::new(),
             chunk_len: 0,
             levels: Vec::new(),
             block: Vec::new(),
@@ -206,28 +210,42 @@ impl CidHasher {
                 self.flush_leaf();
             }
             let size = self.options.chunk_size;
-            if self.chunk_len == 0
-                && self.options.raw_leaves
+            let room = size - self.chunk_len;
+            if self.options.raw_leaves
                 && self.blocks.is_none()
-                && data.len() > PARALLEL_LEAVES * size
+                && data.len() > room + PARALLEL_LEAVES * size
             {
-                // Whole raw leaves with more data after them: each is one
-                // independent SHA-256, so they are hashed on every core.
-                let whole = (data.len() - 1) / size * size;
-                let (run, rest) = data.split_at(whole);
-                let digests: Vec<_> = run.par_chunks(size).map(Sha256::digest).collect();
-                for digest in digests {
+                // The current leaf's rest, then whole raw leaves with more
+                // data after them: each leaf is one independent SHA-256, so
+                // the current one is finished while the others are hashed,
+                // all on every core.
+                let (head, tail) = data.split_at(room);
+                let whole = (tail.len() - 1) / size * size;
+                let (run, rest) = tail.split_at(whole);
+                let (raw_leaf, digests) = (&mut self.raw_leaf, &mut self.digests);
+                rayon::join(
+                    || raw_leaf.update(head),
+                    || {
+                        run.par_chunks(size)
+                            .map(Sha256::digest)
+                            .collect_into_vec(digests)
+                    },
+                );
+                self.chunk_len = size;
+                self.flush_leaf();
+                let digests = std::mem::take(&mut self.digests);
+                for digest in &digests {
                     let link = PendingLink {
-                        cid: make_cid(CidVersion::V1, RAW, &digest),
+                        cid: make_cid(CidVersion::V1, RAW, digest),
                         tsize: size as u64,
                         file_size: size as u64,
                     };
                     self.push(0, link);
                 }
+                self.digests = digests;
                 data = rest;
                 continue;
             }
-            let room = self.options.chunk_size - self.chunk_len;
             let take = room.min(data.len());
             if self.options.raw_leaves {
                 self.raw_leaf.update(&data[..take]);

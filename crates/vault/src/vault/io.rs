@@ -1,30 +1,113 @@
 //! The moving parts of a read and a write: [`Reader`] verifies and
-//! decrypts a stored object a batch at a time, [`HashWorker`] computes a CID
-//! beside the cipher, and [`Sink`] takes a new object's ciphertext to the
-//! store before its CID is known.
+//! decrypts a stored object a batch at a time, [`on_cpu`] runs the cipher
+//! and the CID hashing of a batch off the async workers, and [`Sink`] takes
+//! a new object's ciphertext to the store before its CID is known.
+//!
+//! # How the work is spread over the cores
+//!
+//! Sealing and opening encrypt (or decrypt) and hash every stored byte.
+//! Each batch is one job on a blocking thread ([`on_cpu`]) that runs both
+//! as one `rayon::join`: segments are independent (each nonce names its
+//! index) and so are raw leaves (one SHA-256 each), so both halves split
+//! into per-segment and per-leaf tasks that rayon's work stealing spreads
+//! over every core, the idle one taking tasks from the busy one, instead of
+//! the cipher on one core and the hashing on the other (which would run at
+//! the slower of the two). Opening hashes the ciphertext it decrypts, in the
+//! same job; sealing hashes the ciphertext of the previous batch while it
+//! encrypts the next, so the job never waits for its own output. Meanwhile
+//! the async task keeps the store's uploads and ranged reads moving.
 
 use bytes::Bytes;
-use futures::StreamExt;
-use futures::stream::BoxStream;
+use futures::stream::{BoxStream, Stream, StreamExt};
 use healthledger_core::Cid;
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload, WriteMultipart};
 
-use super::{BATCH, INLINE_HASH_LIMIT, PART_SIZE, PARTS_IN_FLIGHT, Vault};
+use super::{BATCH, INLINE_LIMIT, PART_SIZE, PARTS_IN_FLIGHT, READ_RANGE, Vault};
+use crate::buffer::{Output, Recycler};
 use crate::error::{Error, Result};
 use crate::keys::fill_random;
 use crate::seal::Opener;
 use crate::unixfs::CidHasher;
 
+/// Runs `work`, the cipher and hashing of a batch of `bytes` bytes, on a
+/// blocking thread, so that the async worker keeps driving the store's
+/// requests meanwhile; inline for small batches, where the thread hop costs
+/// more than it frees, and outside a Tokio runtime.
+pub(super) async fn on_cpu<T: Send + 'static>(
+    bytes: usize,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T> {
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) if bytes > INLINE_LIMIT => runtime
+            .spawn_blocking(work)
+            .await
+            .map_err(|e| Error::Worker(format!("a cipher and hashing job failed: {e}"))),
+        _ => Ok(work()),
+    }
+}
+
+/// Cuts a stream of byte chunks into batches of about `limit` bytes: small
+/// chunks are gathered (without copying), large ones sliced.
+pub(super) struct Batches<S> {
+    stream: S,
+    limit: usize,
+    /// The rest of a chunk larger than a batch.
+    rest: Option<Bytes>,
+}
+
+impl<S, E> Batches<S>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+{
+    pub(super) fn new(stream: S, limit: usize) -> Self {
+        Self {
+            stream,
+            limit,
+            rest: None,
+        }
+    }
+
+    /// The next batch: its chunks, their total (`limit` bytes, or fewer if
+    /// the stream ended) and whether the stream ended.
+    pub(super) async fn next(&mut self) -> Result<(Vec<Bytes>, usize, bool), E> {
+        let mut items = Vec::new();
+        let mut total = 0;
+        while total < self.limit {
+            let mut item = match self.rest.take() {
+                Some(rest) => rest,
+                None => match self.stream.next().await {
+                    Some(item) => item?,
+                    None => return Ok((items, total, true)),
+                },
+            };
+            if total + item.len() > self.limit {
+                self.rest = Some(item.split_off(self.limit - total));
+            }
+            total += item.len();
+            items.push(item);
+        }
+        Ok((items, total, false))
+    }
+}
+
+/// What a read's jobs carry from one batch to the next.
+struct OpenWork {
+    opener: Opener,
+    hasher: CidHasher,
+}
+
 /// Reads and verifies one object, a batch of segments at a time.
 pub(super) struct Reader {
     cid: Cid,
-    opener: Option<Opener>,
-    hasher: Option<HashWorker>,
-    ciphertext: BoxStream<'static, Result<Bytes>>,
+    /// `None` once the end was verified or a failure was reported.
+    work: Option<Box<OpenWork>>,
+    ciphertext: Batches<BoxStream<'static, Result<Bytes>>>,
     /// A failure found after some segments of the same batch verified: those
     /// are released first, the failure on the next call.
     failed: Option<Error>,
+    /// The batches `into_stream` handed out, reused once dropped.
+    recycler: Recycler,
 }
 
 impl Reader {
@@ -32,23 +115,23 @@ impl Reader {
     pub(super) fn new(
         cid: Cid,
         opener: Opener,
-        hasher: HashWorker,
+        hasher: CidHasher,
         ciphertext: BoxStream<'static, Result<Bytes>>,
     ) -> Self {
         Self {
             cid,
-            opener: Some(opener),
-            hasher: Some(hasher),
-            ciphertext,
+            work: Some(Box::new(OpenWork { opener, hasher })),
+            ciphertext: Batches::new(ciphertext, BATCH),
             failed: None,
+            recycler: Recycler::new(4, READ_RANGE as usize),
         }
     }
 
-    /// Appends the next verified plaintext (about [`BATCH`] bytes) to `out`;
-    /// `None` once the end was verified or a failure was reported. Nothing
-    /// unverified is ever left in `out`; the segments that verified before a
-    /// failure are released before it.
-    pub(super) async fn fill(&mut self, out: &mut Vec<u8>) -> Option<Result<()>> {
+    /// Appends the next verified plaintext (at least [`BATCH`] bytes, unless
+    /// the object ends first) to `out`; `None` once the end was verified or
+    /// a failure was reported. Nothing unverified is ever left in `out`;
+    /// the segments that verified before a failure are released before it.
+    pub(super) async fn fill(&mut self, out: &mut Output) -> Option<Result<()>> {
         if let Some(e) = self.failed.take() {
             return Some(Err(e));
         }
@@ -63,148 +146,77 @@ impl Reader {
     }
 
     /// Everything, verified; nothing unless every segment and the CID
-    /// verified. `size` is a capacity hint.
-    pub(super) async fn read_all(mut self, size: u64) -> Result<Vec<u8>> {
-        let mut plaintext = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    /// verified. `size` is a capacity hint (the stored size, a little more
+    /// than the plaintext).
+    pub(super) async fn read_all(mut self, size: u64) -> Result<Bytes> {
+        let mut plaintext = Output::zeroed(usize::try_from(size).unwrap_or(0));
         while let Some(filled) = self.fill(&mut plaintext).await {
             filled?;
         }
-        Ok(plaintext)
+        Ok(plaintext.freeze())
     }
 
     /// The verified plaintext as a stream of batches, ending with the first
     /// failure.
     pub(super) fn into_stream(self) -> BoxStream<'static, Result<Bytes>> {
         futures::stream::unfold(self, |mut reader| async move {
-            let mut out = Vec::new();
+            let mut out = reader.recycler.take();
             let filled = reader.fill(&mut out).await?;
-            Some((filled.map(|()| Bytes::from(out)), reader))
+            Some((filled.map(|()| reader.recycler.hand_out(out)), reader))
         })
         .filter(|item| futures::future::ready(!matches!(item, Ok(b) if b.is_empty())))
         .boxed()
     }
 
-    async fn fill_batch(&mut self, out: &mut Vec<u8>) -> Option<Result<()>> {
+    async fn fill_batch(&mut self, out: &mut Output) -> Option<Result<()>> {
         let start = out.len();
         loop {
-            let (Some(opener), Some(hasher)) = (self.opener.as_mut(), self.hasher.as_mut()) else {
-                return None;
+            let work = self.work.take()?;
+            let (items, bytes, ended) = match self.ciphertext.next().await {
+                Ok(gathered) => gathered,
+                Err(e) => return Some(Err(e)),
             };
-            match self.ciphertext.next().await {
-                Some(Ok(bytes)) => {
-                    if let Err(e) = hasher.feed(bytes.clone()).await {
-                        self.opener = None;
-                        return Some(Err(e));
-                    }
-                    if let Err(reason) = opener.update(&bytes, out) {
-                        self.opener = None;
-                        return Some(Err(Error::tampered(self.cid, reason)));
-                    }
-                    if out.len() - start >= BATCH {
-                        return Some(Ok(()));
-                    }
+            // Decrypted and hashed in one job; see the module docs.
+            let batch = std::mem::take(out);
+            let job = on_cpu(bytes, move || {
+                let (mut work, mut batch) = (work, batch);
+                let OpenWork { opener, hasher } = &mut *work;
+                let ((), opened) = rayon::join(
+                    || items.iter().for_each(|item| hasher.update(item)),
+                    || {
+                        items
+                            .iter()
+                            .try_for_each(|item| opener.update(item, &mut batch))
+                    },
+                );
+                (work, batch, opened)
+            });
+            let (work, batch, opened) = match job.await {
+                Ok(done) => done,
+                Err(e) => return Some(Err(e)),
+            };
+            *out = batch;
+            if let Err(reason) = opened {
+                return Some(Err(Error::tampered(self.cid, reason)));
+            }
+            if ended {
+                let OpenWork { opener, hasher } = *work;
+                if let Err(reason) = opener.finish(out) {
+                    return Some(Err(Error::tampered(self.cid, reason)));
                 }
-                Some(Err(e)) => {
-                    self.opener = None;
-                    return Some(Err(e));
+                let found = hasher.finish();
+                if found != *self.cid.inner() {
+                    return Some(Err(Error::CidMismatch {
+                        cid: self.cid.to_string(),
+                        found: found.to_string(),
+                    }));
                 }
-                None => {
-                    let (Some(opener), Some(hasher)) = (self.opener.take(), self.hasher.take())
-                    else {
-                        return None;
-                    };
-                    if let Err(reason) = opener.finish(out) {
-                        return Some(Err(Error::tampered(self.cid, reason)));
-                    }
-                    let found = match hasher.finish().await {
-                        Ok(found) => found,
-                        Err(e) => return Some(Err(e)),
-                    };
-                    if found != *self.cid.inner() {
-                        return Some(Err(Error::CidMismatch {
-                            cid: self.cid.to_string(),
-                            found: found.to_string(),
-                        }));
-                    }
-                    return Some(Ok(()));
-                }
+                return Some(Ok(()));
             }
-        }
-    }
-}
-
-/// Computes a CID beside the cipher: inline for small objects, on a
-/// blocking worker thread for large ones, so hashing and encryption use
-/// two cores.
-pub(super) enum HashWorker {
-    /// Hashing on the calling task (boxed: a hasher is far larger than the
-    /// thread's handles).
-    Inline(Box<CidHasher>),
-    /// Hashing on a blocking thread, fed through a bounded channel.
-    Thread {
-        tx: tokio::sync::mpsc::Sender<Bytes>,
-        task: tokio::task::JoinHandle<cid::Cid>,
-    },
-    /// Only while switching from one to the other.
-    Moving,
-}
-
-impl HashWorker {
-    /// Hashing on the calling task, until a large batch moves it to a
-    /// thread.
-    pub(super) fn inline(hasher: CidHasher) -> Self {
-        Self::Inline(Box::new(hasher))
-    }
-
-    pub(super) fn for_size(hasher: CidHasher, size: u64) -> Self {
-        if size > INLINE_HASH_LIMIT {
-            Self::spawn(hasher)
-        } else {
-            Self::inline(hasher)
-        }
-    }
-
-    pub(super) fn spawn(mut hasher: CidHasher) -> Self {
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(4);
-        let task = tokio::task::spawn_blocking(move || {
-            while let Some(bytes) = rx.blocking_recv() {
-                hasher.update(&bytes);
+            self.work = Some(work);
+            if out.len() - start >= BATCH {
+                return Some(Ok(()));
             }
-            hasher.finish()
-        });
-        Self::Thread { tx, task }
-    }
-
-    pub(super) async fn feed(&mut self, bytes: Bytes) -> Result<()> {
-        if let Self::Inline(hasher) = self {
-            if bytes.len() as u64 <= INLINE_HASH_LIMIT {
-                hasher.update(&bytes);
-                return Ok(());
-            }
-            if let Self::Inline(hasher) = std::mem::replace(self, Self::Moving) {
-                *self = Self::spawn(*hasher);
-            }
-        }
-        match self {
-            Self::Thread { tx, .. } => tx
-                .send(bytes)
-                .await
-                .map_err(|_| Error::Worker("the CID hashing thread stopped".to_owned())),
-            Self::Inline(_) | Self::Moving => {
-                Err(Error::Worker("the CID hasher was lost".to_owned()))
-            }
-        }
-    }
-
-    pub(super) async fn finish(self) -> Result<cid::Cid> {
-        match self {
-            Self::Inline(hasher) => Ok(hasher.finish()),
-            Self::Thread { tx, task } => {
-                drop(tx);
-                task.await
-                    .map_err(|e| Error::Worker(format!("the CID hashing thread failed: {e}")))
-            }
-            Self::Moving => Err(Error::Worker("the CID hasher was lost".to_owned())),
         }
     }
 }

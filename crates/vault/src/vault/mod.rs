@@ -43,16 +43,20 @@ use crate::unixfs::CidOptions;
 const PART_SIZE: usize = 8 * 1024 * 1024;
 /// Parts uploaded concurrently.
 const PARTS_IN_FLIGHT: usize = 2;
-/// Bytes handed out per stream item when reading back.
+/// Plaintext bytes handed out per stream item when reading back, at least
+/// (a batch is whole ranged reads), and ciphertext bytes per read job.
 const BATCH: usize = 1024 * 1024;
-/// Ciphertext bytes per batch when sealing: each batch is encrypted, then
-/// hashed, on every core (rayon), while the previous one is stored.
-const SEAL_BATCH: usize = 1024 * 1024;
+/// Plaintext bytes per seal job: encrypted on every core while the previous
+/// batch's ciphertext is hashed (see the `io` module), then stored.
+const SEAL_BATCH: usize = 4 * 1024 * 1024;
+/// Seal batches followed for reuse once the store let go of them: those in
+/// the upload's buffer and parts in flight, and the one being hashed.
+const SEAL_BUFFERS: usize = 8;
 /// Bytes per ranged read of a stored object; two are in flight.
 const READ_RANGE: u64 = 4 * 1024 * 1024;
-/// Objects are hashed on the calling task up to this size, and on a
-/// blocking worker beside the cipher beyond it.
-const INLINE_HASH_LIMIT: u64 = 256 * 1024;
+/// Jobs up to this size run on the calling task: a thread hop would cost
+/// more than it frees.
+const INLINE_LIMIT: usize = 256 * 1024;
 
 /// One object store and the path under it, with the URL reported for it
 /// (which must not contain credentials).

@@ -11,7 +11,7 @@ use futures::stream::{BoxStream, Stream, StreamExt};
 use healthledger_core::Cid;
 
 use super::Vault;
-use super::io::{HashWorker, Reader};
+use super::io::Reader;
 use crate::error::{Error, Result};
 use crate::keyring::Keyring;
 use crate::keys::{DataKey, KEY_LEN, KeyProvider, SecretKey};
@@ -89,12 +89,7 @@ fn reader(
     let hasher = CidHasher::new(key.profile)
         .map_err(|e| Error::config("CID profile", format!("{:?}", key.profile), &e.to_string()))?;
     let ciphertext = ciphertext.map(|item| item.map_err(Error::Read)).boxed();
-    Ok(Reader::new(
-        *cid,
-        Opener::new(&key.key),
-        HashWorker::inline(hasher),
-        ciphertext,
-    ))
+    Ok(Reader::new(*cid, Opener::new(&key.key), hasher, ciphertext))
 }
 
 /// The plaintext of the sealed object `cid`, whose stored bytes
@@ -106,9 +101,7 @@ pub async fn open_sealed(
     key: &ObjectKey,
     ciphertext: impl Stream<Item = std::io::Result<Bytes>> + Send + 'static,
 ) -> Result<Bytes> {
-    Ok(Bytes::from(
-        reader(cid, key, ciphertext)?.read_all(0).await?,
-    ))
+    reader(cid, key, ciphertext)?.read_all(0).await
 }
 
 /// [`open_sealed`] as a stream: each chunk is released once its segments

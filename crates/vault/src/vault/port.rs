@@ -11,6 +11,7 @@ use healthledger_core::{
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
+use super::io::on_cpu;
 use super::{StoreAt, Vault};
 use crate::error::Error;
 use crate::records::DataRecord;
@@ -67,7 +68,7 @@ impl VaultPort for Vault {
     async fn get(&self, patient: HhNumber, cid: &Cid) -> VaultResult<Bytes> {
         let (size, reader) = self.open(patient, cid).await?;
         // Nothing is returned unless every segment and the CID verified.
-        Ok(Bytes::from(reader.read_all(size).await?))
+        Ok(reader.read_all(size).await?)
     }
 
     async fn get_stream(&self, patient: HhNumber, cid: &Cid) -> VaultResult<ByteStream> {
@@ -113,7 +114,13 @@ impl VaultPort for Vault {
         let mut hasher = CidHasher::new(profile)
             .map_err(|e| Error::config("CID profile", format!("{profile:?}"), &e.to_string()))?;
         while let Some(bytes) = ciphertext.next().await {
-            hasher.update(&bytes?);
+            let bytes = bytes?;
+            // Hashed on every core, off the async worker.
+            hasher = on_cpu(bytes.len(), move || {
+                hasher.update(&bytes);
+                hasher
+            })
+            .await?;
         }
         let found = hasher.finish();
         if found != *cid.inner() {

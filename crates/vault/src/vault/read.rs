@@ -10,7 +10,7 @@ use object_store::ObjectStoreExt;
 
 use super::READ_RANGE;
 use super::Vault;
-use super::io::{HashWorker, Reader};
+use super::io::Reader;
 use crate::error::{Error, Result};
 use crate::keys::DataKey;
 use crate::records::DataRecord;
@@ -158,12 +158,7 @@ impl Vault {
             .map_err(|e| Error::config("CID profile", format!("{profile:?}"), &e.to_string()))?;
         Ok((
             size,
-            Reader::new(
-                *cid,
-                Opener::new(&key),
-                HashWorker::for_size(hasher, size),
-                ciphertext,
-            ),
+            Reader::new(*cid, Opener::new(&key), hasher, ciphertext),
         ))
     }
 }

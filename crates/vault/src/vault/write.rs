@@ -2,17 +2,23 @@
 //! encrypted and addressed, then its data key record.
 
 use bytes::Bytes;
-use futures::StreamExt;
 use healthledger_core::{ByteStream, Cid, HhNumber, SealedObject};
 use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
-use super::io::{HashWorker, Sink};
-use super::{SEAL_BATCH, Vault};
+use super::io::{Batches, Sink, on_cpu};
+use super::{SEAL_BATCH, SEAL_BUFFERS, Vault};
+use crate::buffer::Recycler;
 use crate::error::{Error, Result};
 use crate::keys::{DataKey, SecretKey, SubjectKey};
 use crate::records::{SubjectRecord, seal_data, seal_subject};
 use crate::seal::Sealer;
 use crate::unixfs::CidHasher;
+
+/// What a seal's jobs carry from one batch to the next.
+struct SealWork {
+    sealer: Sealer,
+    hasher: CidHasher,
+}
 
 /// How often a subject record that vanished between "already exists" and
 /// the read that follows (an erasure in between) is looked for again.
@@ -77,14 +83,10 @@ impl Vault {
 
     /// Seals `input` for `patient` and stores it; the CID is known only at
     /// the end, so large objects go to `incoming/` first and are renamed.
-    pub(super) async fn seal(
-        &self,
-        patient: HhNumber,
-        mut input: ByteStream,
-    ) -> Result<SealedObject> {
+    pub(super) async fn seal(&self, patient: HhNumber, input: ByteStream) -> Result<SealedObject> {
         let subject = self.subject_key_for_write(patient).await?;
         let key = DataKey::generate()?;
-        let mut sealer = Sealer::new(&key)?;
+        let sealer = Sealer::new(&key)?;
         let hasher = CidHasher::new(self.cid_options).map_err(|e| {
             Error::config(
                 "CID options",
@@ -92,40 +94,74 @@ impl Vault {
                 &e.to_string(),
             )
         })?;
-        let mut hasher = HashWorker::inline(hasher);
         let mut sink = Sink::Buffer(Vec::new());
-        let mut out = sealer.header().to_vec();
         let mut size = 0u64;
         let mut stored = 0u64;
-        let result: Result<()> = async {
-            while let Some(chunk) = input.next().await {
-                let chunk = chunk.map_err(Error::Input)?;
-                size += chunk.len() as u64;
-                for piece in chunk.chunks(SEAL_BATCH) {
-                    sealer.update(piece, &mut out).map_err(Error::Worker)?;
-                    if out.len() >= SEAL_BATCH {
-                        let batch = Bytes::from(std::mem::replace(
-                            &mut out,
-                            Vec::with_capacity(2 * SEAL_BATCH),
-                        ));
-                        stored += batch.len() as u64;
-                        hasher.feed(batch.clone()).await?;
-                        sink.write(self, batch).await?;
-                    }
+        let result: Result<cid::Cid> = async {
+            let mut recycler = Recycler::new(SEAL_BUFFERS, SEAL_BATCH * 3 / 2);
+            let mut out = recycler.take();
+            out.extend_from_slice(sealer.header());
+            let mut work = Box::new(SealWork { sealer, hasher });
+            // Sealed and stored, hashed during the next job.
+            let mut behind: Option<Bytes> = None;
+            let mut input = Batches::new(input, SEAL_BATCH);
+            loop {
+                let (items, bytes, ended) = input.next().await.map_err(Error::Input)?;
+                size += bytes as u64;
+                let prev = behind.take();
+                let hashing = prev.as_ref().map_or(0, Bytes::len);
+                // The previous batch is hashed while this one is encrypted,
+                // in one job over every core (see the io module).
+                let (back, sealed, encrypted) = on_cpu(bytes + hashing, move || {
+                    let (mut work, mut out) = (work, out);
+                    let SealWork { sealer, hasher } = &mut *work;
+                    let ((), encrypted) = rayon::join(
+                        || prev.iter().for_each(|prev| hasher.update(prev)),
+                        || {
+                            items
+                                .iter()
+                                .try_for_each(|item| sealer.update(item, &mut out))
+                        },
+                    );
+                    (work, out, encrypted)
+                })
+                .await?;
+                encrypted.map_err(Error::Worker)?;
+                work = back;
+                if ended {
+                    let SealWork { sealer, mut hasher } = *work;
+                    let mut out = sealed;
+                    let (cid, last) = on_cpu(out.len(), move || {
+                        let finished = sealer.finish(&mut out);
+                        hasher.update(out.as_slice());
+                        finished.map(|()| (hasher.finish(), out))
+                    })
+                    .await?
+                    .map_err(Error::Worker)?;
+                    let last = recycler.hand_out(last);
+                    stored += last.len() as u64;
+                    sink.write(self, last).await?;
+                    return Ok(cid);
                 }
+                out = if sealed.len() > 0 {
+                    let batch = recycler.hand_out(sealed);
+                    stored += batch.len() as u64;
+                    sink.write(self, batch.clone()).await?;
+                    behind = Some(batch);
+                    recycler.take()
+                } else {
+                    sealed
+                };
             }
-            sealer.finish(&mut out).map_err(Error::Worker)?;
-            let batch = Bytes::from(out);
-            stored += batch.len() as u64;
-            hasher.feed(batch.clone()).await?;
-            sink.write(self, batch).await
         }
         .await;
-        if let Err(e) = result {
-            sink.abort().await;
-            return Err(e);
-        }
-        let cid = Cid::from_inner(hasher.finish().await?);
+        let cid = match result {
+            Ok(cid) => Cid::from_inner(cid),
+            Err(e) => {
+                sink.abort().await;
+                return Err(e);
+            }
+        };
         let object = self.object_location(&cid);
         sink.finish(self, &object).await?;
         let record = seal_data(&subject, patient, cid.inner(), self.cid_options, &key)?;

@@ -12,6 +12,10 @@
 //! also pays for allocating (page-faulting) that buffer; `get_stream` is
 //! shown beside it.
 //!
+//! The machine is shared (two cores, other builds and tests may run
+//! beside), so every figure, the limits included, is the best of
+//! [`REPEATS`] measurements: the least disturbed one.
+//!
 //! Run with `cargo bench -p healthledger-vault` (or `cargo xtask bench`).
 //! Memory is read from `/proc/self/status` (`VmHWM`, the peak resident set),
 //! reset through `/proc/self/clear_refs` before the 1 GiB run.
@@ -35,6 +39,13 @@ const MIB: usize = 1024 * 1024;
 const SEGMENT: usize = 64 * 1024;
 /// The CID's leaf chunk.
 const CID_CHUNK: usize = 256 * 1024;
+/// Measurements of each figure; the best is printed.
+const REPEATS: usize = 3;
+
+/// The best of [`REPEATS`] rates.
+fn best(mut rate: impl FnMut() -> f64) -> f64 {
+    (0..REPEATS).map(|_| rate()).fold(0.0, f64::max)
+}
 
 /// The patient every benchmarked object belongs to.
 fn patient() -> HhNumber {
@@ -99,7 +110,9 @@ fn raw_rates(total: usize) -> (f64, f64) {
         })
     };
     both(total / 8);
-    both(total)
+    (0..REPEATS)
+        .map(|_| both(total))
+        .fold((0.0, 0.0), |(a, s), (aes, sha)| (aes.max(a), sha.max(s)))
 }
 
 /// The store's own limit: `rounds` new files of `len` bytes written to
@@ -134,6 +147,16 @@ fn pieces(data: Bytes, piece: usize) -> healthledger_core::ByteStream {
         Ok::<_, VaultError>(data.slice(i * piece..((i + 1) * piece).min(data.len())))
     }))
     .boxed()
+}
+
+/// [`seal_and_open`] [`REPEATS`] times; the best of each rate.
+async fn best_seal_and_open(v: &Vault, len: usize, rounds: usize) -> (f64, f64, f64) {
+    let mut best = (0.0f64, 0.0f64, 0.0f64);
+    for _ in 0..REPEATS {
+        let (seal, open, streamed) = seal_and_open(v, len, rounds).await;
+        best = (best.0.max(seal), best.1.max(open), best.2.max(streamed));
+    }
+    best
 }
 
 /// Seals then opens `rounds` objects of `len` bytes, with `get` and with
@@ -245,13 +268,14 @@ fn main() {
         let limit = aes.min(sha);
         let bound = 2.0 / (1.0 / aes + 1.0 / sha);
         println!("vault bench (file://, 64 KiB segments, 256 KiB CID chunks, CIDv1 raw leaves)");
+        println!("  every figure is the best of {REPEATS} measurements in this run");
         println!("  raw AES-256-GCM-SIV        {aes:>9.1} MB/s  (one core, the other hashing)");
         println!("  raw SHA-256                {sha:>9.1} MB/s  (one core, the other encrypting)");
         println!("  limit (their minimum)      {limit:>9.1} MB/s  (cipher and hashing on a core each)");
         println!("  two-core bound             {bound:>9.1} MB/s  (2 / (1/AES + 1/SHA))");
         for (label, len, rounds) in [("1 MiB", MIB, 64), ("256 MiB", 256 * MIB, 2)] {
-            let disk = raw_file_writes(dir.path(), len, rounds);
-            let (seal, open, streamed) = seal_and_open(&vault, len, rounds).await;
+            let disk = best(|| raw_file_writes(dir.path(), len, rounds));
+            let (seal, open, streamed) = best_seal_and_open(&vault, len, rounds).await;
             println!(
                 "  raw file writes {label:>7}    {disk:>9.1} MB/s  (new files, each fsynced: the store's limit)"
             );

@@ -101,13 +101,19 @@
 //! flag, and every segment authenticates the object header. Reordering,
 //! dropping, duplicating, truncating or extending segments is detected.
 //! The exact layout is in [`seal`]. Any size streams through in constant
-//! memory: [`VaultPort::put_stream`] holds one segment, a few 1 MiB
-//! batches queued for the CID hashing thread (which runs beside the cipher)
-//! and the upload parts in flight (8 MiB, two at a time); reads fetch 4 MiB
-//! ranges, two in flight. Segments are independent (each nonce names its
-//! index) and so are raw leaves (one SHA-256 each): runs of them are
-//! encrypted, decrypted and hashed on every core at once (rayon) rather
-//! than the cipher on one core and the hashing on the other. The bench
+//! memory: [`VaultPort::put_stream`] holds two 4 MiB batches (one being
+//! encrypted, the one before it being hashed) and what the store has not
+//! written yet (upload parts of 8 MiB, two in flight; on `file://`, four
+//! batches queued for the file's writer); reads fetch 4 MiB ranges, two in
+//! flight. Segments are independent (each nonce names its index) and so
+//! are raw leaves (one SHA-256 each): each batch is one job on a blocking
+//! thread that encrypts (or decrypts) its segments and hashes leaves in one
+//! `rayon::join`, so work stealing keeps both cores busy with either,
+//! rather than the cipher on one core and the hashing on the other. Output
+//! buffers are reused once the store or the reader let go of them, and
+//! never zero-filled before the cipher overwrites them. On `file://` the
+//! upload is flushed to disk every 16 MiB while it is written, so the fsync
+//! before `put` returns waits for the tail only. The bench
 //! (`benches/vault.rs`) prints each rate beside the two-core bound
 //! `2 / (1/AES + 1/SHA-256)` measured in the same run.
 //!

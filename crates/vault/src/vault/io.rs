@@ -1,7 +1,8 @@
 //! The moving parts of a read and a write: [`Reader`] verifies and
-//! decrypts a stored object a batch at a time, [`on_cpu`] runs the cipher
-//! and the CID hashing of a batch off the async workers, and [`Sink`] takes
-//! a new object's ciphertext to the store before its CID is known.
+//! decrypts a stored object a batch at a time, [`Batches`] cuts a stream
+//! into batches, and [`on_cpu`] runs the cipher and the CID hashing of a
+//! batch off the async workers. (`super::sink` takes a new object's
+//! ciphertext to the store.)
 //!
 //! # How the work is spread over the cores
 //!
@@ -20,13 +21,10 @@
 use bytes::Bytes;
 use futures::stream::{BoxStream, Stream, StreamExt};
 use healthledger_core::Cid;
-use object_store::path::Path;
-use object_store::{ObjectStoreExt, PutPayload, WriteMultipart};
 
-use super::{BATCH, INLINE_LIMIT, PART_SIZE, PARTS_IN_FLIGHT, READ_RANGE, Vault};
+use super::{BATCH, INLINE_LIMIT, READ_RANGE};
 use crate::buffer::{Output, Recycler};
 use crate::error::{Error, Result};
-use crate::keys::fill_random;
 use crate::seal::Opener;
 use crate::unixfs::CidHasher;
 
@@ -217,80 +215,6 @@ impl Reader {
             if out.len() - start >= BATCH {
                 return Some(Ok(()));
             }
-        }
-    }
-}
-
-/// Where a new object's ciphertext goes while its CID is not yet known.
-pub(super) enum Sink {
-    /// Small so far: kept in memory, written with one `put` at the end.
-    Buffer(Vec<Bytes>),
-    /// Large: a multipart upload to `incoming/<random>`, renamed at the end.
-    Upload { path: Path, writer: WriteMultipart },
-}
-
-impl Sink {
-    pub(super) async fn write(&mut self, vault: &Vault, data: Bytes) -> Result<()> {
-        match self {
-            Self::Buffer(buf) => {
-                buf.push(data);
-                if buf.iter().map(Bytes::len).sum::<usize>() > PART_SIZE {
-                    let mut name = [0u8; 16];
-                    fill_random(&mut name)?;
-                    let name: String = name.iter().map(|b| format!("{b:02x}")).collect();
-                    let path = vault.incoming_location(&name);
-                    let upload = vault
-                        .store()
-                        .put_multipart(&path)
-                        .await
-                        .map_err(|e| Error::store("put_multipart", &path, e))?;
-                    let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
-                    for bytes in buf.drain(..) {
-                        writer.put(bytes);
-                    }
-                    *self = Self::Upload { path, writer };
-                }
-            }
-            Self::Upload { path, writer } => {
-                writer
-                    .wait_for_capacity(PARTS_IN_FLIGHT)
-                    .await
-                    .map_err(|e| Error::store("put_multipart", path, e))?;
-                writer.put(data);
-            }
-        }
-        Ok(())
-    }
-
-    pub(super) async fn finish(self, vault: &Vault, object: &Path) -> Result<()> {
-        match self {
-            Self::Buffer(buf) => {
-                vault
-                    .store()
-                    .put(object, buf.into_iter().collect::<PutPayload>())
-                    .await
-                    .map_err(|e| Error::store("put", object, e))?;
-            }
-            Self::Upload { path, writer } => {
-                writer
-                    .finish()
-                    .await
-                    .map_err(|e| Error::store("put_multipart", &path, e))?;
-                vault
-                    .store()
-                    .rename(&path, object)
-                    .await
-                    .map_err(|e| Error::store("rename", &path, e))?;
-            }
-        }
-        Ok(())
-    }
-
-    pub(super) async fn abort(self) {
-        if let Self::Upload { path, writer } = self
-            && let Err(e) = writer.abort().await
-        {
-            tracing::warn!(%path, error = %e, "aborting an unfinished upload failed");
         }
     }
 }

@@ -4,7 +4,7 @@
 //! [`port`] is the port, [`rotate`] rotates the KEK, [`list`] lists the
 //! objects, [`gc`] removes what crashes left, [`opener`] opens sealed
 //! objects fetched from elsewhere, [`car`] exports them as CAR files, [`io`]
-//! holds the streaming parts.
+//! holds the streaming parts and [`sink`] takes new ciphertext to the store.
 
 mod car;
 mod gc;
@@ -14,6 +14,7 @@ mod opener;
 mod port;
 mod read;
 mod rotate;
+mod sink;
 mod write;
 
 pub use car::CarExport;

@@ -5,7 +5,8 @@ use bytes::Bytes;
 use healthledger_core::{ByteStream, Cid, HhNumber, SealedObject};
 use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
-use super::io::{Batches, Sink, on_cpu};
+use super::io::{Batches, on_cpu};
+use super::sink::Sink;
 use super::{SEAL_BATCH, SEAL_BUFFERS, Vault};
 use crate::buffer::Recycler;
 use crate::error::{Error, Result};

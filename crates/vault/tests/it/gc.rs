@@ -169,3 +169,36 @@ async fn gc_removes_staged_uploads_of_local_files() {
     assert!(!staged.exists());
     assert_eq!(v.get(patient(), &sealed.cid).await.unwrap(), "ecg");
 }
+
+#[tokio::test]
+async fn a_large_local_upload_whose_input_fails_leaves_nothing_behind() {
+    // Past one upload part, a `file://` vault writes `incoming/<name>`
+    // itself; an input that fails half-way must not leave it there.
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("file://{}/content", dir.path().display());
+    let keys = format!("file://{}/keys", dir.path().display());
+    let v = builder(&url, &keys).build().unwrap();
+    let input = stream::iter([
+        Ok(Bytes::from(vec![5u8; 9 * 1024 * 1024])),
+        Ok(Bytes::from(vec![6u8; 3 * 1024 * 1024])),
+        Err(healthledger_core::VaultError::other("the sender hung up")),
+    ])
+    .boxed();
+    let err = v.put_stream(patient(), input).await.unwrap_err();
+    assert!(err.to_string().contains("the sender hung up"), "{err}");
+    let incoming = dir.path().join("content/incoming");
+    let left: Vec<_> = std::fs::read_dir(&incoming)
+        .map(|entries| entries.map(|e| e.unwrap().file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
+    assert!(cids(&v).await.is_empty());
+    assert_eq!(v.gc(Duration::ZERO).await.unwrap(), GcReport::default());
+    // The same stream without the failure seals and reads back.
+    let data: Bytes = (0..12 * 1024 * 1024 + 5)
+        .map(|i| (i % 251) as u8)
+        .collect::<Vec<_>>()
+        .into();
+    let sealed = v.put(patient(), data.clone()).await.unwrap();
+    assert_eq!(v.get(patient(), &sealed.cid).await.unwrap(), data);
+    assert_eq!(v.verify(&sealed.cid).await.unwrap(), ObjectStatus::Intact);
+}

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::stream::{self, BoxStream, StreamExt};
+use futures::stream::{self, BoxStream, Stream, StreamExt};
 use healthledger_core::{Cid, HhNumber};
 use object_store::ObjectStoreExt;
 
@@ -16,6 +16,29 @@ use crate::keys::DataKey;
 use crate::records::DataRecord;
 use crate::seal::Opener;
 use crate::unixfs::{CidHasher, CidOptions};
+
+/// `stream` driven by a task of its own, two items ahead: a `buffered`
+/// stream only reads on while it is polled, and the reader awaits each
+/// batch's cipher and hashing job before it polls again, so without this
+/// the next ranged read would wait for the job instead of running beside
+/// it.
+fn prefetched(
+    mut stream: impl Stream<Item = Result<Bytes>> + Send + Unpin + 'static,
+) -> BoxStream<'static, Result<Bytes>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(2);
+    tokio::spawn(async move {
+        while let Some(item) = stream.next().await {
+            // The reader was dropped: stop reading.
+            if tx.send(item).await.is_err() {
+                break;
+            }
+        }
+    });
+    stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    })
+    .boxed()
+}
 
 impl Vault {
     /// The data key of `cid` and the CID profile it was addressed with, or
@@ -143,9 +166,8 @@ impl Vault {
                         .map_err(|e| Error::store("get", &path, e))
                 }
             })
-            .buffered(2)
-            .boxed();
-        Ok((size, stream))
+            .buffered(2);
+        Ok((size, prefetched(stream)))
     }
 
     /// Opens `cid`, an object of `patient`: the data key, then a reader

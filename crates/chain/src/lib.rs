@@ -130,8 +130,9 @@
 //! proxy that counts requests and injects provider faults (server errors,
 //! 429s, `eth_getLogs` range refusals, dropped connections). This crate's
 //! tests and bulk bench and the sync engine's tests and benches use it, and
-//! [`testing::bench_chain`], the large chain those benches read, built once
-//! on anvil and kept under `bench-data/`.
+//! [`testing::bench_chain`], the large chains those benches read (the bulk
+//! chain and the event mix), built once on anvil and kept under
+//! `bench-data/`.
 //!
 //! # Errors
 //!

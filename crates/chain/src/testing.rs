@@ -18,7 +18,7 @@
 //! reads one HTTP/1.1 request at a time per connection (headers, then a
 //! `Content-Length` body), which is all a JSON-RPC client sends.
 //!
-//! [`bench_chain`] builds (once) and loads the large chain those benches
+//! [`bench_chain`] builds (once) and loads the large chains those benches
 //! read.
 
 use std::{

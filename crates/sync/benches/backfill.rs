@@ -1,9 +1,8 @@
 //! Benchmark of the sync engine on a real node and real caches: a backfill
-//! of a generated chain (the cache issue's mix: 10 % registrations, 80 %
-//! record creations, 8 % grants, 2 % revocations and updates; anvil mining
-//! once a second under pipelined writes, so blocks hold from one to a few
-//! hundred events) from a local anvil into a SQLite file and into
-//! PostgreSQL, in events/s from start to "checkpoint at head", printed
+//! of a generated chain of 100,000 events (the cache issue's mix: 10 %
+//! registrations, 80 % record creations, 8 % grants, 1 % revocations, 1 %
+//! profile updates, interleaved, in blocks of 1 to 100 events) from a local
+//! anvil into a SQLite file and into PostgreSQL, in events/s from start to "checkpoint at head", printed
 //! beside the two limits measured in the same run on the same chain: the
 //! raw `eth_getLogs` fetch-and-decode rate and the cache's bulk ingestion
 //! rate (`apply_blocks` of the pre-fetched events as final batches). Then
@@ -12,211 +11,51 @@
 //! chain, in follow mode. (Drift verification and repair have their own
 //! bench, `drift.rs`, at the issue's 10,000 profiles and 100,000 records.)
 //!
-//! `HL_SYNC_EVENTS` sets the chain's size (default 20,000 events: anvil's
-//! state-root work per block grows with the contract's storage, so 100,000
-//! takes long to build). Run with `cargo bench -p healthledger-sync` (or
+//! The chain is `healthledger_chain::testing::bench_chain`'s event mix
+//! (`BenchChain::open_event_mix`): built once (about 2,000 blocks; anvil
+//! recomputes the state root at every block, so the first run takes a
+//! quarter of an hour or so), saved under the git-ignored `bench-data/`,
+//! and loaded by later runs in seconds. The reorg runs on blocks mined on
+//! top of the loaded node, which is discarded at the end: the saved chain
+//! is never changed. `HL_SYNC_EVENTS` sets the chain's size (default
+//! 100,000 events; each size is saved apart). Run with
+//! `cargo bench -p healthledger-sync --bench backfill` (or
 //! `cargo xtask bench`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::{
-    path::PathBuf,
     sync::Arc,
     time::{Duration, Instant},
 };
 
 use alloy::{
-    node_bindings::Anvil,
     primitives::B256,
     providers::{Provider, ProviderBuilder},
 };
 use futures::{StreamExt, TryStreamExt, stream};
 use healthledger_cache::SqlCache;
 use healthledger_chain::{
-    EvmLedger, EvmLedgerConfig, SignerKey,
-    testing::{FaultProxy, Faults},
+    EvmLedger, EvmLedgerConfig,
+    testing::{
+        FaultProxy, Faults,
+        bench_chain::{BenchChain, EventMixSpec},
+    },
 };
-use healthledger_core::{
-    Authorization, BlockRef, CachePort, ChainEvent, ConsentAction, LedgerPort, Name, Profile,
-    RelayedSignature, Timestamp,
-    testing::fixtures::{self, TestWallet, date},
-};
+use healthledger_core::{BlockRef, CachePort, ChainEvent, LedgerPort, Timestamp};
 use healthledger_sync::{SyncConfig, SyncEngine, plan::Start};
 use sea_orm::{ConnectOptions, ConnectionTrait as _, Database};
-
-const IN_FLIGHT: usize = 256;
-
-fn tools_dir() -> PathBuf {
-    std::env::var_os("HEALTHLEDGER_TOOLS")
-        .map(PathBuf::from)
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.tools"))
-}
 
 fn pg_url() -> String {
     std::env::var("TEST_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
 }
 
+/// The loaded chain and a reader of it (anvil's account 2, which writes
+/// nothing).
 struct Chain {
-    anvil: alloy::node_bindings::AnvilInstance,
-    contract: alloy::primitives::Address,
+    saved: BenchChain<EventMixSpec>,
     ledger: Arc<EvmLedger>,
-}
-
-fn key(anvil: &alloy::node_bindings::AnvilInstance, i: usize) -> SignerKey {
-    SignerKey::from_bytes(&B256::from_slice(&anvil.keys()[i].to_bytes())).unwrap()
-}
-
-/// Builds a chain of about `events` events of the issue's mix.
-async fn build(events: u64) -> Chain {
-    let anvil_path = tools_dir().join("bin").join("anvil");
-    assert!(
-        anvil_path.is_file(),
-        "anvil is not installed at {}: run `cargo xtask setup`",
-        anvil_path.display()
-    );
-    let anvil = Anvil::at(anvil_path)
-        .block_time(1)
-        .args(["--gas-limit", "1000000000"])
-        .try_spawn()
-        .expect("anvil starts");
-    let contract = EvmLedger::deploy(&anvil.endpoint(), &key(&anvil, 0))
-        .await
-        .unwrap();
-    let ledger = Arc::new(
-        EvmLedger::connect(EvmLedgerConfig::new(
-            anvil.endpoint(),
-            contract,
-            key(&anvil, 0),
-        ))
-        .await
-        .unwrap(),
-    );
-    let started = Instant::now();
-    let registrations = (events / 10).max(10);
-    let providers = (registrations / 20).max(2);
-    let patients = registrations - providers;
-    let base = 200_000u32;
-    // Doctors (they are granted access), and one diagnostic center, anvil's
-    // funded account 1, that creates every record itself: consent nonces
-    // are per wallet, so relayed signatures of one creator would race.
-    let center_key = key(&anvil, 1);
-    let center_wallet = healthledger_core::WalletAddress::new(center_key.address()).unwrap();
-    let center = fixtures::diagnostic_center(base, center_wallet, "Bench Labs");
-    let provider_profiles: Vec<(Profile, TestWallet)> = (1..providers as u32)
-        .map(|i| {
-            let hh = base + i;
-            let w = TestWallet::from_seed(u64::from(hh));
-            (fixtures::doctor(hh, w.address(), "Dr. Bench"), w)
-        })
-        .collect();
-    let first_patient = base + providers as u32;
-    let patient_profiles: Vec<(Profile, TestWallet)> = (0..patients as u32)
-        .map(|i| {
-            let hh = first_patient + i;
-            let w = TestWallet::from_seed(u64::from(hh));
-            (fixtures::patient(hh, w.address(), "Bench Patient"), w)
-        })
-        .collect();
-    let all: Vec<Profile> = std::iter::once(&(center.clone(), TestWallet::from_seed(0)))
-        .chain(&provider_profiles)
-        .chain(&patient_profiles)
-        .map(|(p, _)| p.clone())
-        .collect();
-    stream::iter(all)
-        .map(|p| {
-            let l = ledger.clone();
-            async move { l.register(&p).await.unwrap() }
-        })
-        .buffer_unordered(IN_FLIGHT)
-        .collect::<Vec<_>>()
-        .await;
-    let deadline = Timestamp(Timestamp::now().0 + 86_400);
-    let records = events * 8 / 10;
-    let grants = events * 8 / 100;
-    let as_center = Arc::new(
-        EvmLedger::connect(EvmLedgerConfig::new(anvil.endpoint(), contract, center_key))
-            .await
-            .unwrap(),
-    );
-    let doctors: Vec<&(Profile, TestWallet)> = provider_profiles.iter().collect();
-    let patient_of = |i: u64| &patient_profiles[(i % patients) as usize];
-    // Records (by the center itself) and grants (relayed by the registrar
-    // with the patient's signature) interleaved.
-    stream::iter(0..records + grants)
-        .map(|i| {
-            let l = ledger.clone();
-            let c = as_center.clone();
-            let (patient, pw) = patient_of(i).clone();
-            let grant = i % 10 == 9 && i / 10 < grants;
-            let center_hh = center.hh().get();
-            let doctor = doctors[(i as usize) % doctors.len()].0.hh();
-            async move {
-                if grant {
-                    let action = ConsentAction::GrantAccess {
-                        patient: patient.hh(),
-                        grantee: doctor,
-                        expires_at: None,
-                    };
-                    let digest = l.signing_digest(&action, deadline).await.unwrap();
-                    let auth = Authorization::Relayed(RelayedSignature {
-                        signature: pw.sign(digest),
-                        deadline,
-                    });
-                    // Two grants of one pair may race for the patient's
-                    // nonce: the loser is refused, which the count allows.
-                    let _ = l.grant_access(patient.hh(), doctor, None, &auth).await;
-                } else {
-                    let new = fixtures::record(
-                        patient.hh().get(),
-                        i,
-                        center_hh,
-                        "Bench panel",
-                        "lab-result",
-                        date(2026, 1, 1 + (i % 28) as u32),
-                    );
-                    c.create_record(&new, &Authorization::Signer).await.unwrap();
-                }
-            }
-        })
-        .buffer_unordered(IN_FLIGHT)
-        .collect::<Vec<()>>()
-        .await;
-    // Revocations and updates (2 %), one per patient at most.
-    let tail = (events / 50).min(patients);
-    stream::iter(0..tail)
-        .map(|i| {
-            let l = ledger.clone();
-            let (patient, pw) = patient_profiles[i as usize].clone();
-            async move {
-                let Profile::Patient(mut p) = patient else {
-                    return;
-                };
-                p.name = Name::new("Bench Patient Renamed").unwrap();
-                let updated = Profile::Patient(p);
-                let action = ConsentAction::UpdateProfile(updated.clone());
-                let digest = l.signing_digest(&action, deadline).await.unwrap();
-                let auth = Authorization::Relayed(RelayedSignature {
-                    signature: pw.sign(digest),
-                    deadline,
-                });
-                let _ = l.update_profile(&updated, &auth).await;
-            }
-        })
-        .buffer_unordered(IN_FLIGHT)
-        .collect::<Vec<()>>()
-        .await;
-    println!(
-        "sync/bench chain: {} blocks built in {:.1} s",
-        ledger.head().await.unwrap().number,
-        started.elapsed().as_secs_f64()
-    );
-    Chain {
-        anvil,
-        contract,
-        ledger,
-    }
 }
 
 async fn fresh_sqlite(dir: &tempfile::TempDir, name: &str) -> SqlCache {
@@ -316,11 +155,25 @@ async fn backfill(chain: &Chain, cache: Arc<dyn CachePort>, config: &SyncConfig)
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
-    let events: u64 = std::env::var("HL_SYNC_EVENTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20_000);
-    let chain = build(events).await;
+    let spec = EventMixSpec::from_env(100_000);
+    let saved = BenchChain::open_event_mix(spec).await.unwrap();
+    println!(
+        "sync/bench chain: loaded {} ({} events planned: {:?}) in {:.1} s",
+        saved.saved.display(),
+        spec.events,
+        spec.counts(),
+        saved.load_time.as_secs_f64()
+    );
+    let ledger = Arc::new(
+        EvmLedger::connect(EvmLedgerConfig::new(
+            saved.anvil.endpoint(),
+            saved.contract,
+            saved.key(2).unwrap(),
+        ))
+        .await
+        .unwrap(),
+    );
+    let chain = Chain { saved, ledger };
     let config = SyncConfig {
         start: Start::Events,
         backfill_mode_blocks: None,
@@ -374,14 +227,14 @@ async fn main() {
     }
 
     // Full sync through the counting proxy: requests per entity.
-    let proxy = FaultProxy::start(chain.anvil.endpoint(), Faults::NONE)
+    let proxy = FaultProxy::start(chain.saved.anvil.endpoint(), Faults::NONE)
         .await
         .unwrap();
     let reader = Arc::new(
         EvmLedger::connect(EvmLedgerConfig::new(
             proxy.url(),
-            chain.contract,
-            key(&chain.anvil, 2),
+            chain.saved.contract,
+            chain.saved.key(2).unwrap(),
         ))
         .await
         .unwrap(),
@@ -401,7 +254,11 @@ async fn main() {
     );
 
     // Reorg recovery in follow mode: anvil_reorg of depth 10 (its blocks
-    // replaced by empty ones) to a cache at the new head.
+    // replaced by empty ones) to a cache at the new head. The node keeps no
+    // states of the loaded blocks, so the reorg takes blocks mined on top
+    // of them (12 blocks of 50 record creations): the loaded node is
+    // discarded afterwards, the saved chain is untouched.
+    let extra = chain.saved.extend_with_records(12, 50).await.unwrap();
     let follow_config = SyncConfig {
         poll_interval: Duration::from_millis(20),
         start: Start::Events,
@@ -414,7 +271,7 @@ async fn main() {
         let engine = engine.clone();
         tokio::spawn(async move { engine.follow().await })
     };
-    let provider = ProviderBuilder::new().connect_http(chain.anvil.endpoint_url());
+    let provider = ProviderBuilder::new().connect_http(chain.saved.anvil.endpoint_url());
     let _: serde_json::Value = provider
         .raw_request(
             "anvil_reorg".into(),
@@ -431,7 +288,8 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     println!(
-        "sync/reorg of depth 10 to a cache at the new head: {:.0} ms (follow polls every 20 ms)",
+        "sync/reorg of depth 10 (of {extra} events in 12 blocks on the loaded chain) to a cache \
+         at the new head: {:.0} ms (follow polls every 20 ms)",
         started.elapsed().as_secs_f64() * 1000.0
     );
     engine.stopper().stop();

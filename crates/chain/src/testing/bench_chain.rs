@@ -1,8 +1,11 @@
-//! A large HealthLedger chain for benchmarks, built once on a local anvil
-//! and kept (feature `testing`): the bulk-read bench of this crate and the
-//! drift bench of the sync engine read the same saved chain.
+//! Large HealthLedger chains for benchmarks, built once on a local anvil
+//! and kept (feature `testing`): the bulk chain, which the bulk-read bench
+//! of this crate and the drift bench of the sync engine read
+//! ([`BenchChain::open`]), and the event mix, which the sync engine's
+//! backfill bench reads ([`BenchChain::open_event_mix`], see
+//! [`EventMixSpec`]).
 //!
-//! The chain holds `patients` patients (HH numbers from
+//! The bulk chain holds `patients` patients (HH numbers from
 //! [`FIRST_PATIENT`]), one doctor ([`DOCTOR`]) and one diagnostic center
 //! ([`CENTER`]), `records` records created by the center for the patients
 //! in turn, and a grant from every patient to the doctor.
@@ -15,9 +18,13 @@
 //! anvil held 18 GB at 87,000 writes). The node's state is then saved
 //! (`anvil_dumpState`) to a file under the git-ignored `bench-data/`
 //! directory at the repository root (or `$HL_BENCH_DATA`), named by the
-//! sizes and a hash of the contract's artifact, so a changed contract
-//! builds anew. Every later run starts a fresh anvil from it
-//! (`--load-state`, seconds); delete the file to rebuild.
+//! kind, the sizes and a hash of the contract's artifact, so a changed
+//! contract builds anew. Every later run starts a fresh anvil from it
+//! (`--load-state`, seconds); delete the file to rebuild. The loaded node
+//! has the saved blocks, their transactions and logs, but only the latest
+//! state: `anvil_reorg` into the saved blocks fails ("Required data
+//! unavailable"), so a reorg bench mines blocks of its own on top first
+//! ([`BenchChain::extend_with_records`]).
 //!
 //! The node a [`BenchChain`] reads from runs with anvil's default block gas
 //! limit ([`CALL_GAS_BUDGET`]), which is also its `eth_call` gas cap: bulk
@@ -43,6 +50,12 @@ use healthledger_core::{
 };
 
 use crate::{CALL_GAS_BUDGET, EvmLedger, EvmLedgerConfig, SignerKey};
+
+mod event_mix;
+
+pub use event_mix::{
+    BlockWrite, BlockWriter, EventMixSpec, MAX_BLOCK_EVENTS, MIX_CENTER, MixCounts,
+};
 
 /// The first patient's HH number; the others follow in order.
 pub const FIRST_PATIENT: u32 = 300_000;
@@ -86,6 +99,9 @@ pub enum BenchChainError {
     /// The adapter could not be set up.
     #[error("connecting to the benchmark node: {0}")]
     Adapter(#[from] crate::Error),
+    /// A write of the build did not make it into its block.
+    #[error("building the benchmark chain: {0}")]
+    Build(String),
     /// An anvil-specific request failed.
     #[error("{method} failed: {message}")]
     Node {
@@ -129,16 +145,18 @@ impl BenchChainSpec {
     }
 }
 
-/// A fresh anvil holding the saved benchmark chain, with a block mined on
-/// top of it (so reads can pin a block whose state the node keeps).
+/// A fresh anvil holding a saved benchmark chain, with a block mined on
+/// top of it (so reads can pin a block whose state the node keeps). `S` is
+/// the chain's spec: [`BenchChainSpec`] (the bulk chain, [`Self::open`]) or
+/// [`EventMixSpec`] (the event mix, [`BenchChain::open_event_mix`]).
 #[derive(Debug)]
-pub struct BenchChain {
+pub struct BenchChain<S = BenchChainSpec> {
     /// The node; it stops when this is dropped.
     pub anvil: AnvilInstance,
     /// The HealthLedger contract.
     pub contract: Address,
     /// The chain's sizes.
-    pub spec: BenchChainSpec,
+    pub spec: S,
     /// The saved chain's file.
     pub saved: PathBuf,
     /// How long loading the saved chain took.
@@ -149,97 +167,135 @@ impl BenchChain {
     /// Loads the saved chain of `spec`, building and saving it first when
     /// there is none (this prints the build's progress).
     pub async fn open(spec: BenchChainSpec) -> Result<Self> {
-        let saved = state_file(spec);
+        let saved = state_file("bulk", &format!("{}-{}", spec.patients, spec.records));
         if !saved.is_file() {
             let anvil = spawn_anvil(Load::Build {
-                block_secs: spec.block_secs,
+                block_secs: Some(spec.block_secs),
             })?;
             let contract = build(&anvil, spec).await?;
-            let state: Bytes = node(&anvil)
-                .raw_request("anvil_dumpState".into(), ())
-                .await
-                .map_err(|e| node_error("anvil_dumpState", e))?;
-            let dir = saved.parent().unwrap_or(Path::new("."));
-            std::fs::create_dir_all(dir).map_err(|source| BenchChainError::Io {
-                path: dir.to_owned(),
-                source,
-            })?;
-            let json =
-                serde_json::json!({ "contract": contract.to_string(), "state": state.to_string() });
-            std::fs::write(&saved, json.to_string()).map_err(|source| BenchChainError::Io {
-                path: saved.clone(),
-                source,
-            })?;
-            println!(
-                "bench chain: saved ({} MB) to {}",
-                state.len() / 1_000_000,
-                saved.display()
-            );
+            save(&anvil, contract, &saved).await?;
         }
-        let bad = |reason: String| BenchChainError::Saved {
-            path: saved.clone(),
-            reason,
-        };
-        let text = std::fs::read(&saved).map_err(|source| BenchChainError::Io {
-            path: saved.clone(),
-            source,
-        })?;
-        let json: serde_json::Value =
-            serde_json::from_slice(&text).map_err(|e| bad(e.to_string()))?;
-        drop(text);
-        let contract: Address = json["contract"]
-            .as_str()
-            .ok_or_else(|| bad("no contract".into()))?
-            .parse()
-            .map_err(|e| bad(format!("contract: {e}")))?;
-        let state: Bytes = json["state"]
-            .as_str()
-            .ok_or_else(|| bad("no state".into()))?
-            .parse()
-            .map_err(|e| bad(format!("state: {e}")))?;
-        drop(json);
-        // anvil_dumpState gives gzip-compressed JSON, and anvil refuses a
-        // request body of that size, so the node loads it from a file
-        // (`--load-state`, plain JSON) written beside the saved chain.
-        let plain = saved.with_extension("load.json");
-        let mut json = Vec::new();
-        flate2::read::GzDecoder::new(state.as_ref())
-            .read_to_end(&mut json)
-            .map_err(|e| bad(format!("state: {e}")))?;
-        drop(state);
-        std::fs::write(&plain, &json).map_err(|source| BenchChainError::Io {
-            path: plain.clone(),
-            source,
-        })?;
-        drop(json);
-        let started = Instant::now();
-        let anvil = spawn_anvil(Load::State(&plain));
-        // The file is only read at start-up.
-        let _ = std::fs::remove_file(&plain);
-        let anvil = anvil?;
-        let node = node(&anvil);
-        // The saved chain keeps the build's block gas limit; reads get
-        // anvil's default, which is also its `eth_call` cap.
-        let _: serde_json::Value = node
-            .raw_request(
-                "evm_setBlockGasLimit".into(),
-                (U256::from(CALL_GAS_BUDGET),),
-            )
-            .await
-            .map_err(|e| node_error("evm_setBlockGasLimit", e))?;
-        let _: serde_json::Value = node
-            .raw_request("evm_mine".into(), ())
-            .await
-            .map_err(|e| node_error("evm_mine", e))?;
+        let (anvil, contract, load_time) = load(&saved).await?;
         Ok(Self {
             anvil,
             contract,
             spec,
             saved,
-            load_time: started.elapsed(),
+            load_time,
         })
     }
+}
 
+impl BenchChain<EventMixSpec> {
+    /// Loads the saved event-mix chain of `spec`, building and saving it
+    /// first when there is none (this prints the build's progress).
+    pub async fn open_event_mix(spec: EventMixSpec) -> Result<Self> {
+        let saved = state_file(
+            "events",
+            &format!("{}-{}-v{}", spec.events, spec.seed, event_mix::PLAN_VERSION),
+        );
+        if !saved.is_file() {
+            let anvil = spawn_anvil(Load::Build { block_secs: None })?;
+            let contract = event_mix::build(&anvil, spec).await?;
+            save(&anvil, contract, &saved).await?;
+        }
+        let (anvil, contract, load_time) = load(&saved).await?;
+        Ok(Self {
+            anvil,
+            contract,
+            spec,
+            saved,
+            load_time,
+        })
+    }
+}
+
+/// Saves the state of the build node `anvil` with the address of its
+/// `contract` to `saved`.
+async fn save(anvil: &AnvilInstance, contract: Address, saved: &Path) -> Result<()> {
+    let state: Bytes = node(anvil)
+        .raw_request("anvil_dumpState".into(), ())
+        .await
+        .map_err(|e| node_error("anvil_dumpState", e))?;
+    let dir = saved.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|source| BenchChainError::Io {
+        path: dir.to_owned(),
+        source,
+    })?;
+    let json = serde_json::json!({ "contract": contract.to_string(), "state": state.to_string() });
+    std::fs::write(saved, json.to_string()).map_err(|source| BenchChainError::Io {
+        path: saved.to_owned(),
+        source,
+    })?;
+    println!(
+        "bench chain: saved ({} MB) to {}",
+        state.len() / 1_000_000,
+        saved.display()
+    );
+    Ok(())
+}
+
+/// Starts a fresh node from the chain saved in `saved`: the node, the
+/// contract's address and how long loading took.
+async fn load(saved: &Path) -> Result<(AnvilInstance, Address, Duration)> {
+    let bad = |reason: String| BenchChainError::Saved {
+        path: saved.to_owned(),
+        reason,
+    };
+    let text = std::fs::read(saved).map_err(|source| BenchChainError::Io {
+        path: saved.to_owned(),
+        source,
+    })?;
+    let json: serde_json::Value = serde_json::from_slice(&text).map_err(|e| bad(e.to_string()))?;
+    drop(text);
+    let contract: Address = json["contract"]
+        .as_str()
+        .ok_or_else(|| bad("no contract".into()))?
+        .parse()
+        .map_err(|e| bad(format!("contract: {e}")))?;
+    let state: Bytes = json["state"]
+        .as_str()
+        .ok_or_else(|| bad("no state".into()))?
+        .parse()
+        .map_err(|e| bad(format!("state: {e}")))?;
+    drop(json);
+    // anvil_dumpState gives gzip-compressed JSON, and anvil refuses a
+    // request body of that size, so the node loads it from a file
+    // (`--load-state`, plain JSON) written beside the saved chain.
+    let plain = saved.with_extension("load.json");
+    let mut json = Vec::new();
+    flate2::read::GzDecoder::new(state.as_ref())
+        .read_to_end(&mut json)
+        .map_err(|e| bad(format!("state: {e}")))?;
+    drop(state);
+    std::fs::write(&plain, &json).map_err(|source| BenchChainError::Io {
+        path: plain.clone(),
+        source,
+    })?;
+    drop(json);
+    let started = Instant::now();
+    let anvil = spawn_anvil(Load::State(&plain));
+    // The file is only read at start-up.
+    let _ = std::fs::remove_file(&plain);
+    let anvil = anvil?;
+    let node = node(&anvil);
+    // The saved chain keeps the build's block gas limit; reads get
+    // anvil's default, which is also its `eth_call` cap.
+    let _: serde_json::Value = node
+        .raw_request(
+            "evm_setBlockGasLimit".into(),
+            (U256::from(CALL_GAS_BUDGET),),
+        )
+        .await
+        .map_err(|e| node_error("evm_setBlockGasLimit", e))?;
+    let _: serde_json::Value = node
+        .raw_request("evm_mine".into(), ())
+        .await
+        .map_err(|e| node_error("evm_mine", e))?;
+    Ok((anvil, contract, started.elapsed()))
+}
+
+impl<S> BenchChain<S> {
     /// The key of anvil's dev account `i` (0 deployed the contract and is
     /// its registrar, 1 is the center's wallet; 2 and up are free).
     pub fn key(&self, i: usize) -> Result<SignerKey> {
@@ -273,16 +329,11 @@ fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// The saved chain of these sizes, named by them and a hash of the
-/// contract's artifact.
-fn state_file(spec: BenchChainSpec) -> PathBuf {
+/// The saved chain of kind `kind` and sizes `sizes`, named by them and a
+/// hash of the contract's artifact.
+fn state_file(kind: &str, sizes: &str) -> PathBuf {
     let tag = keccak256(include_bytes!("../../contracts/HealthLedger.json"));
-    data_dir().join(format!(
-        "bulk-{}-{}-{}.json",
-        spec.patients,
-        spec.records,
-        &tag.to_string()[2..14]
-    ))
+    data_dir().join(format!("{kind}-{sizes}-{}.json", &tag.to_string()[2..14]))
 }
 
 fn node(anvil: &AnvilInstance) -> impl Provider + use<> {
@@ -306,9 +357,10 @@ fn key_of(anvil: &AnvilInstance, i: usize) -> Result<SignerKey> {
 
 /// How a node starts.
 enum Load<'a> {
-    /// Empty, mining every `block_secs` under a large block gas limit and
-    /// keeping no historical states: for the build.
-    Build { block_secs: u64 },
+    /// Empty, mining every `block_secs` (or on each transaction, until the
+    /// build turns that off and mines its blocks itself) under a large
+    /// block gas limit and keeping no historical states: for the builds.
+    Build { block_secs: Option<u64> },
     /// From a state file, mining on demand and keeping every state: for
     /// reads pinned to a block.
     State(&'a Path),
@@ -320,11 +372,13 @@ fn spawn_anvil(load: Load<'_>) -> Result<AnvilInstance> {
         return Err(BenchChainError::AnvilMissing(path));
     }
     let anvil = match load {
-        Load::Build { block_secs } => Anvil::at(path).block_time(block_secs).args([
-            "--gas-limit",
-            "1000000000",
-            "--prune-history",
-        ]),
+        Load::Build { block_secs } => {
+            let anvil = Anvil::at(path).args(["--gas-limit", "1000000000", "--prune-history"]);
+            match block_secs {
+                Some(secs) => anvil.block_time(secs),
+                None => anvil,
+            }
+        }
         // Loading a large state takes a while before anvil listens.
         Load::State(file) => Anvil::at(path)
             .arg("--load-state")
@@ -338,9 +392,14 @@ fn spawn_anvil(load: Load<'_>) -> Result<AnvilInstance> {
 
 /// A connection to the ledger at `contract` signing with anvil's key `i`,
 /// patient with receipts: a build block holds thousands of writes.
-async fn connect(anvil: &AnvilInstance, contract: Address, i: usize) -> Result<EvmLedger> {
+async fn connect(
+    anvil: &AnvilInstance,
+    contract: Address,
+    i: usize,
+    poll: Duration,
+) -> Result<EvmLedger> {
     let mut config = EvmLedgerConfig::new(anvil.endpoint(), contract, key_of(anvil, i)?);
-    config.poll_interval = Duration::from_millis(500);
+    config.poll_interval = poll;
     config.receipt_timeout = Duration::from_secs(1_800);
     config.rebroadcast_after = Duration::from_secs(600);
     Ok(EvmLedger::connect(config).await?)
@@ -352,7 +411,7 @@ async fn build(anvil: &AnvilInstance, spec: BenchChainSpec) -> Result<Address> {
         patients, records, ..
     } = spec;
     let contract = EvmLedger::deploy(&anvil.endpoint(), &key_of(anvil, 0)?).await?;
-    let ledger = Arc::new(connect(anvil, contract, 0).await?);
+    let ledger = Arc::new(connect(anvil, contract, 0, Duration::from_millis(500)).await?);
     let built = Instant::now();
     let center_wallet = WalletAddress::new(key_of(anvil, 1)?.address())
         .map_err(|e| LedgerError::Invalid(e.to_string()))?;
@@ -376,7 +435,7 @@ async fn build(anvil: &AnvilInstance, spec: BenchChainSpec) -> Result<Address> {
         "bench chain build: {patients} patients after {:.0} s",
         built.elapsed().as_secs_f64()
     );
-    let as_center = Arc::new(connect(anvil, contract, 1).await?);
+    let as_center = Arc::new(connect(anvil, contract, 1, Duration::from_millis(500)).await?);
     stream::iter(0..records)
         .map(|i| {
             let l = Arc::clone(&as_center);

@@ -362,20 +362,7 @@ pub(crate) async fn grant(
     hh: u32,
     grantee: u32,
 ) -> Answer {
-    let c = s
-        .get(
-            &format!("/api/consent/typed-data?action=grant&patient={hh}&grantee={grantee}"),
-            &patient.1,
-        )
-        .await;
-    assert_eq!(c.status, StatusCode::OK, "{c:?}");
-    let sig = sign_consent(&patient.0, &c.body).await;
-    s.post(
-        &format!("/api/records/patient/{hh}/grant"),
-        &patient.1,
-        json!({ "grantee": grantee, "signature": sig, "deadline": c.body["deadline"] }),
-    )
-    .await
+    change_access(s, "grant", patient, hh, grantee).await
 }
 
 /// Revokes `grantee`'s access with the patient's signed consent.
@@ -385,16 +372,28 @@ pub(crate) async fn revoke(
     hh: u32,
     grantee: u32,
 ) -> Answer {
+    change_access(s, "revoke", patient, hh, grantee).await
+}
+
+/// `action` (grant or revoke): the typed data from the server, signed by
+/// the patient's wallet, relayed.
+async fn change_access(
+    s: &Served,
+    action: &str,
+    patient: &(LocalWallet, Auth),
+    hh: u32,
+    grantee: u32,
+) -> Answer {
     let c = s
         .get(
-            &format!("/api/consent/typed-data?action=revoke&patient={hh}&grantee={grantee}"),
+            &format!("/api/consent/typed-data?action={action}&patient={hh}&grantee={grantee}"),
             &patient.1,
         )
         .await;
     assert_eq!(c.status, StatusCode::OK, "{c:?}");
     let sig = sign_consent(&patient.0, &c.body).await;
     s.post(
-        &format!("/api/records/patient/{hh}/revoke"),
+        &format!("/api/records/patient/{hh}/{action}"),
         &patient.1,
         json!({ "grantee": grantee, "signature": sig, "deadline": c.body["deadline"] }),
     )

@@ -85,9 +85,14 @@
 //! flight re-reads the node's pending nonce, and a write the node holds but
 //! does not mine fills the gap below it: the signed bytes of the writes still
 //! waiting there, a zero-value transfer to the signer for a nonce no write
-//! waits for any more (so no call runs twice).
+//! waits for any more (so no call runs twice). A write the node holds with
+//! no gap below it and still does not mine (its fee cap fell below the base
+//! fee, or the miner passed it over) is replaced the same way, with fees
+//! raised by a quarter or to the node's current estimate if higher; a
+//! refused replacement leaves the write waiting for the held version.
 //!
-//! Reads are `eth_call`s at the latest block or, with
+//! Reads are `eth_call`s at the latest block (explicitly: alloy's default is
+//! the pending block, whose timestamp is the node's clock) or, with
 //! [`ReadAt::Block`](healthledger_core::ReadAt), at a pinned block named by
 //! hash with `requireCanonical` (EIP-1898), so a snapshot is consistent even
 //! behind a load-balanced provider; a pinned block that a reorg replaced is

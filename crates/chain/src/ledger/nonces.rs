@@ -110,12 +110,12 @@ impl EvmLedger {
     /// if its pending nonce is below `nonce`, fills every nonce in between
     /// (see the module doc). Holds the nonce lock, so no new write takes a
     /// nonce while the gap is read and filled, and two writes finding the
-    /// same gap fill it once.
-    pub(super) async fn repair_gap_below(&self, nonce: u64) -> Result<()> {
+    /// same gap fill it once. Returns whether there was a gap.
+    pub(super) async fn repair_gap_below(&self, nonce: u64) -> Result<bool> {
         let _counter = self.nonce.lock().await;
         let pending = self.pending_nonce().await?;
         if pending >= nonce {
-            return Ok(());
+            return Ok(false);
         }
         tracing::warn!(
             pending,
@@ -134,7 +134,7 @@ impl EvmLedger {
                 None => self.fill(missing).await?,
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Sends a zero-value transfer to the signer itself with `nonce`.

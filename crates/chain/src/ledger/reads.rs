@@ -59,7 +59,10 @@ impl EvmLedger {
             .with_to(self.contract)
             .with_input(call.abi_encode());
         let out = retry(&self.config.retry, &self.redact, || match at {
-            ReadAt::Latest => self.provider.call(tx.clone()).into_future(),
+            // alloy's `call` defaults to the pending block, whose timestamp
+            // is the node's wall clock rather than the head's: a grant
+            // would read as lapsed before any block passed its expiry.
+            ReadAt::Latest => self.provider.call(tx.clone()).latest().into_future(),
             ReadAt::Block(b) => self
                 .provider
                 .call(tx.clone())

@@ -6,8 +6,9 @@
 //! is known and a resend is the same transaction, classifies transport
 //! failures against "already known" and "nonce too low" answers, frees the
 //! nonce of a transaction the node never got, rebroadcasts or replaces
-//! (same nonce, higher fees) a transaction the node dropped later, and
-//! repairs a gap the node left below one it holds (see [`super::nonces`]).
+//! (same nonce, higher fees) a transaction the node dropped later or holds
+//! without mining, and repairs a gap the node left below one it holds (see
+//! [`super::nonces`]).
 
 use std::time::Instant;
 
@@ -221,7 +222,9 @@ impl EvmLedger {
     /// replacement rule) is signed and sent. Every version sent is watched
     /// for a receipt, since any one of them may be mined. If the node still
     /// has it but does not mine it, a gap below it is filled
-    /// ([`Self::repair_gap_below`]).
+    /// ([`Self::repair_gap_below`]); with no gap below it, it is replaced
+    /// the same way (its fee cap fell below the base fee, or the miner
+    /// passed it over).
     async fn await_receipt(
         &self,
         name: &'static str,
@@ -276,6 +279,7 @@ impl EvmLedger {
                 });
             }
             if started.elapsed() > self.config.receipt_timeout {
+                self.log_stall(&versions, &tx, flight.nonce()).await;
                 return Err(Error::ReceiptTimeout {
                     tx: versions[0].hash,
                     confirmations,
@@ -285,7 +289,32 @@ impl EvmLedger {
             if last_check.elapsed() >= self.config.rebroadcast_after {
                 last_check = Instant::now();
                 if self.any_known(&versions).await {
-                    self.repair_gap_below(flight.nonce()).await?;
+                    if !self.repair_gap_below(flight.nonce()).await? {
+                        // Held, ready to run and still not mined: its fee
+                        // cap fell below the base fee, or the node's miner
+                        // passed it over (anvil's automine can, with many
+                        // transactions from one key arriving at once). A
+                        // replacement with raised fees is what wallets do
+                        // to speed a transaction up, and its arrival wakes
+                        // a miner that missed the first one. A refused
+                        // replacement changes nothing: the held version may
+                        // still be mined, so the write keeps waiting.
+                        match self.replace(name, &mut tx).await {
+                            Ok(replacement) => {
+                                tracing::warn!(
+                                    held = %versions[versions.len() - 1].hash,
+                                    replacement = %replacement.hash,
+                                    "the node holds a sent transaction without mining it; sent a replacement with higher fees"
+                                );
+                                self.retrack(flight.nonce(), &replacement);
+                                versions.push(replacement);
+                            }
+                            Err(e) => tracing::debug!(
+                                error = %e,
+                                "a replacement for a held transaction was not taken; waiting for the held one"
+                            ),
+                        }
+                    }
                 } else if let Some(latest) = versions.last() {
                     drops += 1;
                     let (raw, hash) = (latest.raw.clone(), latest.hash);
@@ -310,6 +339,30 @@ impl EvmLedger {
         }
     }
 
+    /// Says, when a write gives up waiting, what the node made of it: its
+    /// pending nonce against the write's, the fee cap against the base
+    /// fee, and whether it holds any version. Costs requests only then.
+    async fn log_stall(&self, versions: &[Sent], tx: &TransactionRequest, nonce: u64) {
+        let pending = self.pending_nonce().await.ok();
+        let base_fee = self
+            .provider
+            .get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|b| b.header.base_fee_per_gas);
+        let held = self.any_known(versions).await;
+        tracing::warn!(
+            nonce,
+            ?pending,
+            max_fee_per_gas = ?tx.max_fee_per_gas,
+            ?base_fee,
+            held,
+            versions = versions.len(),
+            "no receipt for a sent transaction within the receipt timeout"
+        );
+    }
+
     /// Whether the node knows any version of the transaction.
     async fn any_known(&self, versions: &[Sent]) -> bool {
         for v in versions {
@@ -320,16 +373,22 @@ impl EvmLedger {
         false
     }
 
-    /// Signs `tx` again with its nonce and fees raised by a quarter, and
-    /// sends it.
+    /// Signs `tx` again with its nonce and fees raised by a quarter (enough
+    /// for any node's replacement rule), or to the node's current estimate
+    /// where that is higher (the base fee rose past the old cap), and sends
+    /// it.
     async fn replace(&self, name: &'static str, tx: &mut TransactionRequest) -> Result<Sent> {
+        let now = retry(&self.config.retry, &self.redact, || {
+            self.provider.estimate_eip1559_fees()
+        })
+        .await
+        .map_err(|e| e.into_error("eth_feeHistory", &self.redact))?;
         let bump = |v: u128| v.saturating_add(v / 4).saturating_add(1);
-        if let Some(fee) = tx.max_fee_per_gas {
-            tx.set_max_fee_per_gas(bump(fee));
-        }
-        if let Some(tip) = tx.max_priority_fee_per_gas {
-            tx.set_max_priority_fee_per_gas(bump(tip));
-        }
+        let fee = bump(tx.max_fee_per_gas.unwrap_or_default()).max(now.max_fee_per_gas);
+        let tip =
+            bump(tx.max_priority_fee_per_gas.unwrap_or_default()).max(now.max_priority_fee_per_gas);
+        tx.set_max_fee_per_gas(fee);
+        tx.set_max_priority_fee_per_gas(tip.min(fee));
         let envelope = tx.clone().build(&self.wallet).await.map_err(|e| {
             Error::Invalid(format!(
                 "signing the replacement transaction calling {name} failed: {e}"
@@ -361,7 +420,7 @@ impl EvmLedger {
         mut tx: TransactionRequest,
     ) -> Error {
         tx.nonce = None;
-        match self.provider.call(tx).await {
+        match self.provider.call(tx).latest().await {
             Err(e) => match self.call_error(name, RetryError::Fatal(e)) {
                 revert @ Error::Revert { .. } => revert,
                 _ => Error::RevertedOnChain {

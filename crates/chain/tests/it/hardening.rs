@@ -2,8 +2,9 @@
 //! suite: the contract validates every value as the domain does (so every
 //! event decodes), a log that still does not decode is quarantined instead
 //! of failing its range, `connect` refuses a contract that is not
-//! HealthLedger, and a read pinned to a block a reorg replaced is a
-//! `Conflict`.
+//! HealthLedger, a read pinned to a block a reorg replaced is a
+//! `Conflict`, and a read at `Latest` sees the head block, not the pending
+//! one.
 
 use alloy::{
     network::TransactionBuilder as _,
@@ -14,8 +15,11 @@ use alloy::{
 };
 use healthledger_chain::{EvmLedger, EvmLedgerConfig};
 use healthledger_core::{
-    BlockRef, LedgerError, LedgerPort, ReadAt, Role,
-    testing::{fixtures, ledger::register_trio},
+    BlockRef, ConsentAction, LedgerError, LedgerPort, ReadAt, Role, Timestamp,
+    testing::{
+        fixtures,
+        ledger::{ChainControl as _, consent, register_trio},
+    },
 };
 
 use crate::support::Node;
@@ -324,6 +328,48 @@ async fn connect_refuses_a_contract_that_is_not_healthledger() {
         node.ledger.deployment_block(),
         1,
         "the first block on a fresh anvil holds the deployment"
+    );
+}
+
+/// `ReadAt::Latest` is the head block, whose timestamp the contract's rules
+/// see, not the pending block, whose timestamp follows the node's clock:
+/// with the clock moved past a grant's expiry but no block mined there,
+/// the grant is still active.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latest_reads_see_the_head_block_not_the_pending_one() {
+    let node = Node::start().await;
+    let l = &node.ledger;
+    let p = provider(&node);
+    let [(patient, pw), (doctor, _), _] = register_trio(l, 640_000).await;
+    let (pa, d) = (patient.hh(), doctor.hh());
+    let expiry = Timestamp(node.head_time().await.0 + 1_000);
+    let action = ConsentAction::GrantAccess {
+        patient: pa,
+        grantee: d,
+        expires_at: Some(expiry),
+    };
+    let a = consent(l, &pw, &action).await;
+    l.grant_access(pa, d, Some(expiry), &a).await.unwrap();
+    node.mine_at(Timestamp(expiry.0 - 1)).await;
+    let _: serde_json::Value = p
+        .raw_request("evm_increaseTime".into(), (100u64,))
+        .await
+        .unwrap();
+    let head = l.head().await.unwrap();
+    assert_eq!(
+        head.timestamp,
+        Timestamp(expiry.0 - 1),
+        "no block was mined"
+    );
+    assert!(
+        l.has_access(pa, d, ReadAt::Latest).await.unwrap(),
+        "active at the head, one second before its expiry"
+    );
+    assert!(l.has_access(pa, d, ReadAt::Block(head)).await.unwrap());
+    node.mine_at(expiry).await;
+    assert!(
+        !l.has_access(pa, d, ReadAt::Latest).await.unwrap(),
+        "lapsed once a block reaches its expiry"
     );
 }
 

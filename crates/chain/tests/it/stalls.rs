@@ -283,3 +283,66 @@ async fn a_write_in_flight_across_a_reorg_lands() {
     }
     assert_registered(l, &later, true).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_transaction_the_node_never_mines_is_replaced_and_lands() {
+    let node = Node::start_with(quick).await;
+    let l = &node.ledger;
+    let p = ProviderBuilder::new().connect_http(node.anvil.endpoint_url());
+
+    // The node keeps the write, ready to run with no gap below it, but
+    // does not mine it (anvil's automine can pass a transaction over when
+    // many from one key arrive at once; a fee spike does the same on a
+    // public chain). Mining is off here, and the test mines only once a
+    // replacement has arrived, so a write that just waits times out.
+    node.set_automine(false).await;
+    let patient = fixtures::patients(561_000, 1, "Held Not Mined");
+    let (receipt, (held, replacement)) = tokio::join!(l.register(&patient[0]), async {
+        let held = wait_pooled(&p).await;
+        let mut replacement = None;
+        for _ in 0..2_000 {
+            let now = pooled(&p).await;
+            if let [one] = now.as_slice()
+                && *one != held
+            {
+                replacement = Some(one.clone());
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let replacement = replacement.expect("a replacement took the held write's place");
+        node.set_automine(true).await;
+        let _: serde_json::Value = p.raw_request("evm_mine".into(), ()).await.unwrap();
+        (held, replacement)
+    });
+    let receipt = receipt.expect("a held write still lands");
+    assert_eq!(
+        format!("{:#x}", receipt.tx_hash),
+        replacement,
+        "the replacement was mined"
+    );
+    let fee = |hash: alloy::primitives::B256| {
+        let p = &p;
+        async move {
+            use alloy::consensus::Transaction as _;
+            p.get_transaction_by_hash(hash)
+                .await
+                .unwrap()
+                .map(|t| t.inner.max_fee_per_gas())
+        }
+    };
+    assert_eq!(
+        fee(held.parse().unwrap()).await,
+        None,
+        "the held version is gone"
+    );
+    assert!(fee(receipt.tx_hash).await.unwrap() > 0);
+    assert_registered(l, &patient, true).await;
+
+    // Later writes from the key land as usual.
+    let later = fixtures::patients(561_001, 3, "After Held");
+    for r in join_all(later.iter().map(|x| l.register(x))).await {
+        r.expect("later writes land");
+    }
+    assert_registered(l, &later, true).await;
+}

@@ -6,7 +6,7 @@
 
 use std::{future::Future, time::Instant};
 
-use futures::{StreamExt as _, TryStreamExt as _, stream};
+use futures::TryStreamExt as _;
 use healthledger_core::{BlockRef, ChainSnapshot, LedgerResult, ReadAt, Role};
 
 use crate::{Error, Result, SyncEngine, status::Phase};
@@ -85,8 +85,8 @@ impl SyncEngine {
     }
 
     /// `count` items read `page_size` at a time, `pages_in_flight` pages
-    /// at once, in order. A short page means the chain's count and its
-    /// pages disagree at one pinned block: a faulty provider.
+    /// at once, in order ([`Self::chain_pages`], which refuses a short
+    /// page), collected.
     async fn pages<T, F, Fut>(
         &self,
         count: u64,
@@ -97,25 +97,9 @@ impl SyncEngine {
         F: Fn(u64, u64) -> Fut,
         Fut: Future<Output = LedgerResult<Vec<T>>>,
     {
-        let page = self.config.page_size.max(1);
-        let offsets = (0..count.div_ceil(page)).map(|i| i * page);
-        let pages: Vec<Vec<T>> = stream::iter(offsets)
-            .map(|offset| {
-                let want = page.min(count - offset);
-                let fut = read(offset, want);
-                async move {
-                    let items = fut.await?;
-                    if items.len() as u64 != want {
-                        return Err(Error::Inconsistent(format!(
-                            "a page at offset {offset} held {} items, not {want}",
-                            items.len()
-                        )));
-                    }
-                    tick(items.len());
-                    Ok(items)
-                }
-            })
-            .buffered(self.config.pages_in_flight.max(1))
+        let pages: Vec<Vec<T>> = self
+            .chain_pages(count, read)
+            .inspect_ok(|items| tick(items.len()))
             .try_collect()
             .await?;
         Ok(pages.into_iter().flatten().collect())

@@ -258,8 +258,8 @@ impl SyncEngine {
 
     /// `count` chain entities in pages of `page_size`, `pages_in_flight`
     /// read ahead; a page shorter than asked is an error (the count and the
-    /// pages were read at one block).
-    fn chain_pages<'a, T, R, RFut>(
+    /// pages were read at one block). Full sync collects the same stream.
+    pub(crate) fn chain_pages<'a, T, R, RFut>(
         &self,
         count: u64,
         read: R,

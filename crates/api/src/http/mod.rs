@@ -9,7 +9,10 @@
 //! (`Authorization: Bearer …`, see [`auth`]) or the operator's token.
 //! Errors are `{ "error": { "code", "message" } }` ([`error`]); every
 //! response carries an `x-request-id`, which the request's log lines
-//! name too.
+//! name too. A client that takes longer than
+//! [`HttpConfig::header_read_timeout`] to send a request's headers is
+//! disconnected; on shutdown, requests in flight get
+//! [`HttpConfig::shutdown_grace`] to finish.
 
 pub mod auth;
 pub mod error;
@@ -75,6 +78,14 @@ pub struct HttpConfig {
     /// message (the app's key pays the gas); `false` leaves patient
     /// registration to the operator.
     pub self_registration: bool,
+    /// How long a client may take to send a request's headers, from the
+    /// connection's start or the end of its previous response; a client
+    /// slower than that (a slow-loris attack holding connections open) is
+    /// disconnected.
+    pub header_read_timeout: Duration,
+    /// How long requests in flight may take to finish once shutdown
+    /// begins; connections still open after it are closed.
+    pub shutdown_grace: Duration,
 }
 
 impl HttpConfig {
@@ -93,6 +104,8 @@ impl HttpConfig {
             ready_max_lag_blocks: 16,
             max_json_bytes: 1024 * 1024,
             self_registration: true,
+            header_read_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(30),
         }
     }
 }
@@ -299,12 +312,78 @@ impl Server {
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
         let state = self.state.clone();
         let sweeper = tokio::spawn(routes::records::sweep_uploads(state.clone()));
-        let app = router(self.state).into_make_service_with_connect_info::<SocketAddr>();
-        let served = axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let app = router(self.state);
+        accept_until(self.listener, app, &state.config, shutdown).await;
         sweeper.abort();
         state.uploads.shred_all(&state).await;
-        served.map_err(|e| crate::Error::Unavailable(format!("the HTTP server failed: {e}")))
+        Ok(())
     }
+}
+
+/// Accepts connections on `listener` and serves `app` on each, until
+/// `shutdown` resolves; then stops accepting and waits up to the grace
+/// period for connections to finish their requests, and closes the rest.
+///
+/// Written here rather than with `axum::serve`, which sets no timer and so
+/// lets a client hold a connection open forever by sending its headers a
+/// byte at a time: hyper's HTTP/1 connection enforces
+/// [`HttpConfig::header_read_timeout`] once given a timer.
+async fn accept_until(
+    listener: TcpListener,
+    app: Router,
+    config: &HttpConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    use hyper_util::{
+        rt::{TokioIo, TokioTimer},
+        server::graceful::GracefulShutdown,
+        service::TowerToHyperService,
+    };
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(config.header_read_timeout);
+    let graceful = GracefulShutdown::new();
+    let mut connections = tokio::task::JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        while connections.try_join_next().is_some() {}
+        let (stream, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: the listener
+                    // stays usable once the condition clears.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY could not be set");
+        }
+        let service = TowerToHyperService::new(
+            app.clone()
+                .layer(axum::Extension(axum::extract::ConnectInfo(peer))),
+        );
+        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        connections.spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(%peer, error = %e, "a connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(config.shutdown_grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            grace = ?config.shutdown_grace,
+            open = connections.len(),
+            "closing connections still open after the shutdown grace period"
+        );
+    }
+    connections.shutdown().await;
 }

@@ -1,7 +1,8 @@
 //! Bad input and attacks over HTTP: malformed JSON, invalid HH numbers,
 //! oversized and wrong-type uploads, replayed nonces, forged and
 //! misdirected sign-in messages, expired sessions, another patient's
-//! records, forged consent, a stranger's upload, rate limits.
+//! records, forged consent, a stranger's upload, rate limits, a client
+//! that sends its headers too slowly.
 
 use std::time::Duration;
 
@@ -376,6 +377,49 @@ async fn a_client_over_its_rate_gets_429() {
     for _ in 0..10 {
         assert_eq!(s.get("/health", &Auth::None).await.status, StatusCode::OK);
     }
+    s.stop().await;
+}
+
+/// A slow-loris client (headers sent a piece at a time, never finished)
+/// is disconnected after the header-read timeout, and the server keeps
+/// answering others.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_too_slow_to_send_its_headers_is_disconnected() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let s = serve_with(
+        false,
+        |_| {},
+        |c| c.header_read_timeout = Duration::from_millis(500),
+    )
+    .await;
+    let addr = s.base.trim_start_matches("http://").to_owned();
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let started = std::time::Instant::now();
+    slow.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    // One more header line, still inside the timeout: the clock runs
+    // from the start of the headers, not from the last byte.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    slow.write_all(b"X-Slow: 1\r\n").await.unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), slow.read_to_end(&mut answer)).await;
+    let waited = started.elapsed();
+    assert!(
+        matches!(read, Ok(Ok(_)) | Ok(Err(_))),
+        "the connection was still open after 10 s"
+    );
+    assert!(
+        waited >= Duration::from_millis(500),
+        "closed before the timeout: {waited:?}"
+    );
+    let text = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.is_empty() || text.starts_with("HTTP/1.1 408"),
+        "no answer, or 408, for unfinished headers: {text}"
+    );
+    // A client that sends its request at once is served as usual.
+    assert_eq!(s.get("/health", &Auth::None).await.status, StatusCode::OK);
     s.stop().await;
 }
 

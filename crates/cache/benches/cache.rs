@@ -15,7 +15,12 @@
 //! PostgreSQL comes from `TEST_DATABASE_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/test`; start it with
 //! `cargo xtask setup`), in a schema of its own that is dropped afterwards;
-//! `HEALTHLEDGER_SKIP_POSTGRES=1` leaves PostgreSQL out.
+//! `HEALTHLEDGER_SKIP_POSTGRES=1` leaves PostgreSQL out. `HL_CACHE_BENCH`
+//! picks parts, comma-separated: `sqlite`, `postgres` (backends),
+//! `ingest`, `backfill`, `reads`, `point` (ingestion with its limit,
+//! ingestion in backfill mode, reads under a writer, the upsert, read and
+//! search latencies); a category left unnamed runs whole. Unset, everything
+//! runs.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -530,90 +535,129 @@ async fn run(label: &str, c: &SqlCache) {
     );
 }
 
+/// Whether `HL_CACHE_BENCH` selects `part` of its category (`of`: every
+/// part of that category).
+fn wanted(part: &str, of: &[&str]) -> bool {
+    let Ok(list) = std::env::var("HL_CACHE_BENCH") else {
+        return true;
+    };
+    let named: Vec<&str> = list.split(',').map(str::trim).collect();
+    !of.iter().any(|p| named.contains(p)) || named.contains(&part)
+}
+
+const BACKENDS: &[&str] = &["sqlite", "postgres"];
+const PARTS: &[&str] = &["ingest", "backfill", "reads", "point"];
+
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
+    let (ingesting, backfill) = (wanted("ingest", PARTS), wanted("backfill", PARTS));
     rt.block_on(async {
         let dir = tempfile::tempdir().unwrap();
-        let url = format!(
-            "sqlite://{}?mode=rwc",
-            dir.path().join("bench.db").display()
-        );
         let events = ingest_events();
-        for (i, per_block) in INGEST_BLOCKS.into_iter().enumerate() {
-            let url = format!(
-                "sqlite://{}?mode=rwc",
-                dir.path().join(format!("ingest-{i}.db")).display()
-            );
-            let c = SqlCache::connect(&url).await.unwrap();
-            let rate = ingest("SQLite file", &c, &events, per_block, false).await;
-            c.close().await.unwrap();
-            let (rows, secs) = sqlite_limit(&url).await;
-            print_limit(
-                "SQLite file",
-                per_block,
-                rate,
-                "multi-row INSERTs of 500 rows",
-                rows,
-                secs,
-            );
-            let url = format!(
-                "sqlite://{}?mode=rwc",
-                dir.path().join(format!("ingest-mode-{i}.db")).display()
-            );
-            let c = SqlCache::connect(&url).await.unwrap();
-            let rate = ingest("SQLite file", &c, &events, per_block, true).await;
-            c.close().await.unwrap();
-            print_limit(
-                "SQLite file (backfill mode)",
-                per_block,
-                rate,
-                "multi-row INSERTs of 500 rows, measured above",
-                rows,
-                secs,
-            );
+        if wanted("sqlite", BACKENDS) {
+            for (i, per_block) in INGEST_BLOCKS.into_iter().enumerate() {
+                // The backfill-mode figure is printed beside the same
+                // limit, so the plain ingestion runs for it too.
+                if !(ingesting || backfill) {
+                    break;
+                }
+                let url = format!(
+                    "sqlite://{}?mode=rwc",
+                    dir.path().join(format!("ingest-{i}.db")).display()
+                );
+                let c = SqlCache::connect(&url).await.unwrap();
+                let rate = ingest("SQLite file", &c, &events, per_block, false).await;
+                c.close().await.unwrap();
+                let (rows, secs) = sqlite_limit(&url).await;
+                print_limit(
+                    "SQLite file",
+                    per_block,
+                    rate,
+                    "multi-row INSERTs of 500 rows",
+                    rows,
+                    secs,
+                );
+                if !backfill {
+                    continue;
+                }
+                let url = format!(
+                    "sqlite://{}?mode=rwc",
+                    dir.path().join(format!("ingest-mode-{i}.db")).display()
+                );
+                let c = SqlCache::connect(&url).await.unwrap();
+                let rate = ingest("SQLite file", &c, &events, per_block, true).await;
+                c.close().await.unwrap();
+                print_limit(
+                    "SQLite file (backfill mode)",
+                    per_block,
+                    rate,
+                    "multi-row INSERTs of 500 rows, measured above",
+                    rows,
+                    secs,
+                );
+            }
+            if wanted("reads", PARTS) {
+                let reads_url = format!(
+                    "sqlite://{}?mode=rwc",
+                    dir.path().join("reads.db").display()
+                );
+                let c = SqlCache::connect(&reads_url).await.unwrap();
+                reads_under_ingestion("SQLite file", &c, &events).await;
+                c.close().await.unwrap();
+            }
+            if wanted("point", PARTS) {
+                let url = format!(
+                    "sqlite://{}?mode=rwc",
+                    dir.path().join("bench.db").display()
+                );
+                let c = SqlCache::connect(&url).await.unwrap();
+                run("SQLite file", &c).await;
+                c.close().await.unwrap();
+            }
         }
-        let reads_url = format!(
-            "sqlite://{}?mode=rwc",
-            dir.path().join("reads.db").display()
-        );
-        let c = SqlCache::connect(&reads_url).await.unwrap();
-        reads_under_ingestion("SQLite file", &c, &events).await;
-        c.close().await.unwrap();
-        let c = SqlCache::connect(&url).await.unwrap();
-        run("SQLite file", &c).await;
-        c.close().await.unwrap();
 
         if std::env::var("HEALTHLEDGER_SKIP_POSTGRES").as_deref() == Ok("1") {
             println!("PostgreSQL: left out (HEALTHLEDGER_SKIP_POSTGRES=1)");
             return;
         }
+        if !wanted("postgres", BACKENDS) {
+            return;
+        }
         let pg_url = std::env::var("TEST_DATABASE_URL")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+        let connect = |schema: String| {
+            let url = pg_url.clone();
+            async move {
+                SqlCache::builder(url)
+                    .postgres_schema(schema)
+                    .connect()
+                    .await
+                    .unwrap_or_else(|e| {
+                        panic!("PostgreSQL is not usable ({e}); start it with `cargo xtask setup`")
+                    })
+            }
+        };
         let mut schemas = Vec::new();
         for (i, per_block) in INGEST_BLOCKS.into_iter().enumerate() {
+            if !(ingesting || backfill) {
+                break;
+            }
             let schema = format!("hl_cache_bench_{}_ingest_{i}", std::process::id());
-            let c = SqlCache::builder(pg_url.clone())
-                .postgres_schema(schema.clone())
-                .connect()
-                .await
-                .unwrap_or_else(|e| {
-                    panic!("PostgreSQL is not usable ({e}); start it with `cargo xtask setup`")
-                });
+            let c = connect(schema.clone()).await;
             let rate = ingest("PostgreSQL", &c, &events, per_block, false).await;
             c.close().await.unwrap();
             let (rows, secs) = postgres_limit(&pg_url, &schema).await;
             print_limit("PostgreSQL", per_block, rate, "COPY", rows, secs);
             schemas.push(schema);
+            if !backfill {
+                continue;
+            }
             let schema = format!("hl_cache_bench_{}_ingest_mode_{i}", std::process::id());
-            let c = SqlCache::builder(pg_url.clone())
-                .postgres_schema(schema.clone())
-                .connect()
-                .await
-                .unwrap();
+            let c = connect(schema.clone()).await;
             let mode_rate = ingest("PostgreSQL", &c, &events, per_block, true).await;
             c.close().await.unwrap();
             print_limit(
@@ -626,27 +670,21 @@ fn main() {
             );
             schemas.push(schema);
         }
-        let schema = format!("hl_cache_bench_{}_reads", std::process::id());
-        let c = SqlCache::builder(pg_url.clone())
-            .postgres_schema(schema.clone())
-            .connect()
-            .await
-            .unwrap();
-        reads_under_ingestion("PostgreSQL", &c, &events).await;
-        c.close().await.unwrap();
-        schemas.push(schema);
-        let schema = format!("hl_cache_bench_{}", std::process::id());
-        schemas.push(schema.clone());
-        let c = SqlCache::builder(pg_url.clone())
-            .postgres_schema(schema.clone())
-            .connect()
-            .await
-            .unwrap_or_else(|e| {
-                panic!("PostgreSQL is not usable ({e}); start it with `cargo xtask setup`")
-            });
-        run("PostgreSQL", &c).await;
-        c.close().await.unwrap();
-        let mut opts = ConnectOptions::new(pg_url);
+        if wanted("reads", PARTS) {
+            let schema = format!("hl_cache_bench_{}_reads", std::process::id());
+            let c = connect(schema.clone()).await;
+            reads_under_ingestion("PostgreSQL", &c, &events).await;
+            c.close().await.unwrap();
+            schemas.push(schema);
+        }
+        if wanted("point", PARTS) {
+            let schema = format!("hl_cache_bench_{}", std::process::id());
+            schemas.push(schema.clone());
+            let c = connect(schema).await;
+            run("PostgreSQL", &c).await;
+            c.close().await.unwrap();
+        }
+        let mut opts = ConnectOptions::new(pg_url.clone());
         opts.max_connections(1).sqlx_logging(false);
         let db = Database::connect(opts).await.unwrap();
         for schema in schemas {

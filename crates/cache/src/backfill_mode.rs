@@ -18,11 +18,11 @@
 //! `IndexBuilding` while it is set.
 
 use healthledger_core::{CacheError, CacheResult};
-use sea_orm::DatabaseTransaction;
+use sea_orm::{DatabaseTransaction, Value};
 
 use crate::SqlCache;
 use crate::convert::get;
-use crate::dialect::{Col, vals};
+use crate::dialect::{Col, Rows, vals};
 use crate::error::{Error, Result};
 
 const TABLE: &str = "deferred_indexes";
@@ -86,27 +86,27 @@ impl SqlCache {
             let kind: String = get(row, TABLE, "kind")?;
             let name: String = get(row, TABLE, "name")?;
             let definition: String = get(row, TABLE, "definition")?;
-            deferred.push(serde_json::json!({
-                "name": name, "kind": kind, "definition": definition,
-            }));
+            deferred.push([
+                Value::from(name.clone()),
+                Value::from(kind.clone()),
+                Value::from(definition),
+            ]);
             // Names come from the catalog, quoted as identifiers.
             let drop = format!("DROP {kind} \"{}\"", name.replace('"', "\"\""));
             self.exec(tx, "dropping an index for the backfill", &drop, vec![])
                 .await?;
         }
-        self.insert_json_rows(
-            tx,
-            "keeping the dropped index definitions",
-            TABLE,
-            &[
-                ("name", Col::Text),
-                ("kind", Col::Text),
-                ("definition", Col::Text),
-            ],
-            None,
-            deferred,
-        )
-        .await?;
+        const COLS: &[(&str, Col)] = &[
+            ("name", Col::Text),
+            ("kind", Col::Text),
+            ("definition", Col::Text),
+        ];
+        let mut rows = Rows::with_capacity(COLS, deferred.len());
+        for row in deferred {
+            rows.push(row);
+        }
+        self.insert_rows(tx, "keeping the dropped index definitions", TABLE, None, rows)
+            .await?;
         self.set_backfill_flag(tx, true).await
     }
 

@@ -132,6 +132,19 @@ impl SqlCacheBuilder {
                     .max_lifetime(None)
                     .map_sqlx_sqlite_opts(move |o| {
                         let o = o.foreign_keys(true).busy_timeout(Duration::from_secs(10));
+                        // A batch of blocks dirties pages of every index
+                        // it writes; with SQLite's default 2 MiB cache the
+                        // writer spills them to the WAL mid-transaction and
+                        // reads them back. The writer keeps 64 MiB; the
+                        // statement journal of multi-row upserts stays in
+                        // memory rather than in a temporary file.
+                        // Multi-row writes come in a few shapes per table
+                        // (`insert_rows`); the statement cache keeps them
+                        // all prepared beside the other statements.
+                        let o = o
+                            .pragma("cache_size", "-65536")
+                            .pragma("temp_store", "memory")
+                            .statement_cache_capacity(256);
                         if memory {
                             o
                         } else {

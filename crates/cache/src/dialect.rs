@@ -5,6 +5,7 @@
 //! chain writers on PostgreSQL).
 
 use healthledger_core::CacheResult;
+use sea_orm::sea_query::ArrayType;
 use sea_orm::{
     ConnectionTrait, DatabaseTransaction, DbBackend, QueryResult, SqliteTransactionMode, Statement,
     TransactionOptions, TransactionTrait as _, Value,
@@ -138,31 +139,55 @@ impl SqlCache {
     }
 }
 
-/// How a column travels in a JSON row parameter (see
-/// [`SqlCache::json_rows`]).
+/// A column's type, as rows travel to the database: in a JSON row
+/// parameter (see [`SqlCache::json_rows`]), or as bound values
+/// ([`Rows`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Col {
     /// A 64-bit integer (a JSON number).
     Int,
+    /// A 64-bit integer that may be `NULL` (never in a JSON row).
+    IntOrNull,
     /// Text (a JSON string).
     Text,
-    /// Bytes, as a JSON string of lowercase hex digits.
+    /// Bytes; in a JSON row, a string of lowercase hex digits.
     Bytes,
     /// A JSON document, stored as `JSONB` on PostgreSQL and as text on
-    /// SQLite.
+    /// SQLite; bound as its text.
     Json,
 }
 
-/// Lowercase hex of `bytes`, as [`Col::Bytes`] columns carry them.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(char::from(DIGITS[usize::from(b >> 4)]));
-        s.push(char::from(DIGITS[usize::from(b & 0x0f)]));
-    }
-    s
+/// Rows to write into one table, row after row, each holding a value per
+/// column of `cols` in order ([`SqlCache::insert_rows`]).
+pub(crate) struct Rows<'a> {
+    cols: &'a [(&'a str, Col)],
+    values: Vec<Value>,
 }
+
+impl<'a> Rows<'a> {
+    /// No rows yet, room for `n`.
+    pub(crate) fn with_capacity(cols: &'a [(&'a str, Col)], n: usize) -> Self {
+        Self {
+            cols,
+            values: Vec::with_capacity(n * cols.len()),
+        }
+    }
+
+    /// Appends a row: one value per column.
+    pub(crate) fn push<const N: usize>(&mut self, row: [Value; N]) {
+        debug_assert_eq!(N, self.cols.len(), "a row of {N} values");
+        self.values.extend(row);
+    }
+
+    /// How many rows there are.
+    pub(crate) fn len(&self) -> usize {
+        self.values.len() / self.cols.len().max(1)
+    }
+}
+
+/// The most rows one SQLite statement carries: a power of two, and few
+/// enough that their parameters stay below SQLite's limit of 32,766.
+const SQLITE_ROWS: usize = 256;
 
 impl SqlCache {
     /// A `SELECT` of the rows in the JSON array parameter `p` (objects
@@ -187,7 +212,7 @@ impl SqlCache {
                 .iter()
                 .map(|(n, t)| {
                     let ty = match t {
-                        Col::Int => "bigint",
+                        Col::Int | Col::IntOrNull => "bigint",
                         Col::Text | Col::Bytes => "text",
                         Col::Json => "jsonb",
                     };
@@ -204,7 +229,9 @@ impl SqlCache {
                 .map(|(n, t)| match t {
                     Col::Bytes => format!("unhex(x.value ->> '{n}') AS {n}"),
                     Col::Json => format!("x.value -> '{n}' AS {n}"),
-                    Col::Int | Col::Text => format!("x.value ->> '{n}' AS {n}"),
+                    Col::Int | Col::IntOrNull | Col::Text => {
+                        format!("x.value ->> '{n}' AS {n}")
+                    }
                 })
                 .collect();
             source = format!("json_each({p}) AS x");
@@ -224,43 +251,118 @@ impl SqlCache {
         }
     }
 
-    /// Inserts the JSON `rows` into `table` in one statement; with a `key`,
-    /// rows whose key exists replace it (`ON CONFLICT … DO UPDATE`, only
-    /// where `guard` holds, if given). Returns how many rows were written.
-    pub(crate) async fn insert_json_rows<C: ConnectionTrait>(
+    /// Inserts `rows` into `table`; with a `key`, rows whose key exists
+    /// replace it (`ON CONFLICT … DO UPDATE`, only where `guard` holds, if
+    /// given). Returns how many rows were written.
+    ///
+    /// PostgreSQL gets one statement: each column travels as one binary
+    /// array parameter, expanded by `unnest`, so the statement's text and
+    /// plan do not grow with the rows and nothing is parsed as text.
+    /// SQLite gets multi-row `VALUES` statements of bound parameters, of
+    /// [`SQLITE_ROWS`] rows and then of descending powers of two for the
+    /// rest: a few shapes per table, each prepared once and kept in the
+    /// connection's statement cache.
+    pub(crate) async fn insert_rows<C: ConnectionTrait>(
         &self,
         c: &C,
         context: &str,
         table: &str,
-        cols: &[(&str, Col)],
         key: Option<(&[&str], Option<&str>)>,
-        rows: Vec<serde_json::Value>,
+        rows: Rows<'_>,
     ) -> Result<u64> {
-        if rows.is_empty() {
+        let n = rows.len();
+        if n == 0 {
             return Ok(0);
         }
+        let cols = rows.cols;
         let names: Vec<&str> = cols.iter().map(|(n, _)| *n).collect();
-        let mut sql = format!(
-            "INSERT INTO {table} ({}) {}",
-            names.join(", "),
-            self.json_rows("$1", cols)
-        );
+        let mut conflict = String::new();
         if let Some((key, guard)) = key {
             let set: Vec<String> = names
                 .iter()
                 .filter(|n| !key.contains(n))
                 .map(|n| format!("{n} = excluded.{n}"))
                 .collect();
-            sql += &format!(
+            conflict = format!(
                 " ON CONFLICT ({}) DO UPDATE SET {}",
                 key.join(", "),
                 set.join(", ")
             );
             if let Some(g) = guard {
-                sql += &format!(" WHERE {g}");
+                conflict += &format!(" WHERE {g}");
             }
         }
-        let doc = serde_json::Value::Array(rows).to_string();
-        self.exec(c, context, &sql, vals![doc]).await
+        let head = format!("INSERT INTO {table} ({})", names.join(", "));
+        if self.pg() {
+            let (sql, values) = pg_unnest(&head, cols, rows.values, &conflict);
+            return self.exec(c, context, &sql, values).await;
+        }
+        let width = cols.len();
+        let tuple = format!("({})", vec!["?"; width].join(", "));
+        let mut values = rows.values.into_iter();
+        let (mut done, mut written) = (0, 0);
+        let mut size = SQLITE_ROWS;
+        while done < n {
+            while size > n - done {
+                size /= 2;
+            }
+            let sql = format!("{head} VALUES {}{conflict}", vec![tuple.as_str(); size].join(", "));
+            let chunk: Vec<Value> = values.by_ref().take(size * width).collect();
+            written += self.exec(c, context, &sql, chunk).await?;
+            done += size;
+        }
+        Ok(written)
     }
+}
+
+/// PostgreSQL's statement for [`SqlCache::insert_rows`]: `head`, then a
+/// `SELECT` from `unnest` of one array parameter per column, then
+/// `conflict`. A nullable integer column travels as text (`''` for `NULL`):
+/// sea-query's arrays hold no `NULL` elements.
+fn pg_unnest(
+    head: &str,
+    cols: &[(&str, Col)],
+    values: Vec<Value>,
+    conflict: &str,
+) -> (String, Vec<Value>) {
+    let width = cols.len();
+    let n = values.len() / width;
+    let mut columns: Vec<Vec<Value>> = (0..width).map(|_| Vec::with_capacity(n)).collect();
+    for (i, v) in values.into_iter().enumerate() {
+        let (_, ty) = cols[i % width];
+        let v = match (ty, v) {
+            (Col::IntOrNull, Value::BigInt(v)) => {
+                Value::from(v.map(|v| v.to_string()).unwrap_or_default())
+            }
+            (_, v) => v,
+        };
+        columns[i % width].push(v);
+    }
+    let mut params = Vec::with_capacity(width);
+    let mut exprs = Vec::with_capacity(width);
+    let mut args = Vec::with_capacity(width);
+    for (((name, ty), column), i) in cols.iter().zip(columns).zip(1..) {
+        let (array, sql_ty, expr) = match ty {
+            Col::Int => (ArrayType::BigInt, "bigint[]", format!("x.{name}")),
+            Col::IntOrNull => (
+                ArrayType::String,
+                "text[]",
+                format!("CAST(NULLIF(x.{name}, '') AS bigint)"),
+            ),
+            Col::Text => (ArrayType::String, "text[]", format!("x.{name}")),
+            Col::Bytes => (ArrayType::Bytes, "bytea[]", format!("x.{name}")),
+            Col::Json => (ArrayType::String, "text[]", format!("CAST(x.{name} AS jsonb)")),
+        };
+        params.push(Value::Array(array, Some(Box::new(column))));
+        args.push(format!("CAST(${i} AS {sql_ty})"));
+        exprs.push(expr);
+    }
+    let names: Vec<&str> = cols.iter().map(|(n, _)| *n).collect();
+    let sql = format!(
+        "{head} SELECT {} FROM unnest({}) AS x({}){conflict}",
+        exprs.join(", "),
+        args.join(", "),
+        names.join(", ")
+    );
+    (sql, params)
 }

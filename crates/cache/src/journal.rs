@@ -3,12 +3,12 @@
 use std::collections::HashMap;
 
 use healthledger_core::{B256, BlockRef, CacheResult, Timestamp};
-use sea_orm::{ConnectionTrait, DatabaseTransaction, QueryResult};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, QueryResult, Value};
 
 use crate::SqlCache;
 use crate::convert::{clamp, get, hash_col, hash_of, int, ts_col, ts_of, uint};
 use crate::dialect::vals;
-use crate::dialect::{Col, hex};
+use crate::dialect::{Col, Rows};
 use crate::error::{Error, Result};
 
 /// The checkpoint and the highest pruned block.
@@ -117,38 +117,30 @@ impl SqlCache {
         Ok(hashes)
     }
 
-    /// Journals applied blocks in one statement.
+    /// Journals applied blocks ([`SqlCache::insert_rows`]).
     pub(crate) async fn insert_journal(
         &self,
         tx: &DatabaseTransaction,
         blocks: &[BlockRef],
     ) -> Result<()> {
-        let rows = blocks
-            .iter()
-            .map(|b| -> Result<serde_json::Value> {
-                Ok(serde_json::json!({
-                    "number": int("block number", b.number)?,
-                    "hash": hex(b.hash.as_slice()),
-                    "parent_hash": hex(b.parent_hash.as_slice()),
-                    "block_time": ts_col(b.timestamp),
-                }))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        self.insert_json_rows(
-            tx,
-            "journaling blocks",
-            "journal",
-            &[
-                ("number", Col::Int),
-                ("hash", Col::Bytes),
-                ("parent_hash", Col::Bytes),
-                ("block_time", Col::Int),
-            ],
-            None,
-            rows,
-        )
-        .await
-        .map(drop)
+        const COLS: &[(&str, Col)] = &[
+            ("number", Col::Int),
+            ("hash", Col::Bytes),
+            ("parent_hash", Col::Bytes),
+            ("block_time", Col::Int),
+        ];
+        let mut rows = Rows::with_capacity(COLS, blocks.len());
+        for b in blocks {
+            rows.push([
+                Value::from(int("block number", b.number)?),
+                Value::from(hash_col(b.hash)),
+                Value::from(hash_col(b.parent_hash)),
+                Value::from(ts_col(b.timestamp)),
+            ]);
+        }
+        self.insert_rows(tx, "journaling blocks", "journal", None, rows)
+            .await
+            .map(drop)
     }
 
     /// Records `b` as the final block: nothing below it can be rolled back.

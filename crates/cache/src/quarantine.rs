@@ -7,11 +7,11 @@ use healthledger_core::{
     BlockRef, CacheResult, ChainEvent, LogPosition, QuarantinedLog, QuarantinedLogs,
     check_quarantined,
 };
-use sea_orm::DatabaseTransaction;
+use sea_orm::{DatabaseTransaction, Value};
 
 use crate::SqlCache;
-use crate::convert::{clamp, get, hash_of, int, uint};
-use crate::dialect::{Col, hex, vals};
+use crate::convert::{clamp, get, hash_col, hash_of, int, uint};
+use crate::dialect::{Col, Rows, vals};
 use crate::error::{Error, Result};
 
 const TABLE: &str = "quarantined_logs";
@@ -55,31 +55,29 @@ impl SqlCache {
         tx: &DatabaseTransaction,
         logs: &[QuarantinedLog],
     ) -> Result<()> {
-        let rows = logs
-            .iter()
-            .map(|q| -> Result<serde_json::Value> {
-                Ok(serde_json::json!({
-                    "block_number": int("block number", q.at.block_number)?,
-                    "log_index": int("log index", q.at.log_index)?,
-                    "tx_hash": hex(q.at.tx_hash.as_slice()),
-                    "block_hash": hex(q.at.block_hash.as_slice()),
-                    "topic": hex(q.topic.as_slice()),
-                    "reason": q.reason,
-                }))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        self.insert_json_rows(
+        const COLS: &[(&str, Col)] = &[
+            ("block_number", Col::Int),
+            ("log_index", Col::Int),
+            ("tx_hash", Col::Bytes),
+            ("block_hash", Col::Bytes),
+            ("topic", Col::Bytes),
+            ("reason", Col::Text),
+        ];
+        let mut rows = Rows::with_capacity(COLS, logs.len());
+        for q in logs {
+            rows.push([
+                Value::from(int("block number", q.at.block_number)?),
+                Value::from(int("log index", q.at.log_index)?),
+                Value::from(hash_col(q.at.tx_hash)),
+                Value::from(hash_col(q.at.block_hash)),
+                Value::from(hash_col(q.topic)),
+                Value::from(q.reason.clone()),
+            ]);
+        }
+        self.insert_rows(
             tx,
             "storing quarantined logs",
             TABLE,
-            &[
-                ("block_number", Col::Int),
-                ("log_index", Col::Int),
-                ("tx_hash", Col::Bytes),
-                ("block_hash", Col::Bytes),
-                ("topic", Col::Bytes),
-                ("reason", Col::Text),
-            ],
             Some((&["block_number", "log_index", "tx_hash"], None)),
             rows,
         )

@@ -8,7 +8,8 @@ use healthledger_core::{
 use sea_orm::DatabaseTransaction;
 
 use crate::SqlCache;
-use crate::apply::record_row;
+use crate::apply::{RECORD_COLS, push_record};
+use crate::dialect::Rows;
 use crate::convert::{hh_col, serial_key};
 use crate::error::Result;
 
@@ -77,11 +78,10 @@ impl SqlCache {
             }
             self.upsert_profile_in(tx, p, source).await?;
         }
-        let records = snapshot
-            .records
-            .iter()
-            .map(|r| record_row(r, source))
-            .collect::<CacheResult<Vec<_>>>()?;
+        let mut records = Rows::with_capacity(RECORD_COLS, snapshot.records.len());
+        for r in &snapshot.records {
+            push_record(&mut records, r, source)?;
+        }
         self.upsert_records_bulk(tx, records).await?;
         for g in &snapshot.grants {
             self.upsert_grant_in(tx, g, source).await?;

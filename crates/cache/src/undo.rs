@@ -5,11 +5,11 @@ use healthledger_core::{
     AccessGrant, AuditAnchor, CacheError, CacheResult, ChainSource, HhNumber, MedicalRecord,
     Profile, RecordId,
 };
-use sea_orm::DatabaseTransaction;
+use sea_orm::{DatabaseTransaction, Value};
 
 use crate::SqlCache;
 use crate::convert::{clamp, get};
-use crate::dialect::Col;
+use crate::dialect::{Col, Rows};
 use crate::dialect::vals;
 use crate::error::{Error, Result};
 use crate::journal::block_of;
@@ -41,36 +41,30 @@ pub(crate) enum Before {
 }
 
 impl SqlCache {
-    /// Appends blocks' before-images to the undo log, in order, in one
-    /// statement.
+    /// Appends blocks' before-images to the undo log, in order
+    /// ([`SqlCache::insert_rows`]).
     pub(crate) async fn insert_undo(
         &self,
         tx: &DatabaseTransaction,
         blocks: &[(i64, Vec<Before>)],
     ) -> CacheResult<()> {
-        let mut rows = Vec::new();
+        const COLS: &[(&str, Col)] = &[
+            ("block_number", Col::Int),
+            ("step", Col::Int),
+            ("image", Col::Json),
+        ];
+        let mut rows = Rows::with_capacity(COLS, blocks.iter().map(|(_, b)| b.len()).sum());
         for (number, befores) in blocks {
-            for (step, before) in befores.iter().enumerate() {
-                rows.push(serde_json::json!({
-                    "block_number": number,
-                    "step": step,
-                    "image": serde_json::to_value(before).map_err(CacheError::other)?,
-                }));
+            for (step, before) in (0i64..).zip(befores) {
+                rows.push([
+                    Value::from(*number),
+                    Value::from(step),
+                    Value::from(serde_json::to_string(before).map_err(CacheError::other)?),
+                ]);
             }
         }
-        self.insert_json_rows(
-            tx,
-            "writing the undo log",
-            "undo_log",
-            &[
-                ("block_number", Col::Int),
-                ("step", Col::Int),
-                ("image", Col::Json),
-            ],
-            None,
-            rows,
-        )
-        .await?;
+        self.insert_rows(tx, "writing the undo log", "undo_log", None, rows)
+            .await?;
         Ok(())
     }
 

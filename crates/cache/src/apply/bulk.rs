@@ -1,15 +1,18 @@
 //! The set-based side of block application: the rows a batch touches read
 //! with one statement per table (the keys travel as one JSON parameter),
-//! and its net changes written with one statement per table.
+//! and its net changes written table by table ([`SqlCache::insert_rows`]:
+//! one statement on PostgreSQL, a few multi-row ones on SQLite).
 
 use healthledger_core::{CacheError, CacheResult, HhNumber, Profile, RecordId};
-use sea_orm::DatabaseTransaction;
-use serde_json::{Value as Json, json};
+use sea_orm::{DatabaseTransaction, Value};
+use serde_json::json;
 
 use super::fold::{Fold, Keys};
 use crate::SqlCache;
-use crate::convert::{date_col, hh_col, hh_of, int, role_col, serial_key, ts_col, words_doc};
-use crate::dialect::{Col, hex, vals};
+use crate::convert::{
+    date_col, hash_col, hh_col, hh_of, int, role_col, serial_key, ts_col, words_doc,
+};
+use crate::dialect::{Col, Rows, vals};
 use crate::error::Result;
 
 const USER_COLS: &[(&str, Col)] = &[
@@ -67,19 +70,20 @@ const GRANT_COLS: &[(&str, Col)] = &[
     ("patient", Col::Int),
     ("grantee", Col::Int),
     ("granted_at", Col::Int),
-    ("expires_at", Col::Int),
-    ("revoked_at", Col::Int),
+    ("expires_at", Col::IntOrNull),
+    ("revoked_at", Col::IntOrNull),
     ("source_block", Col::Int),
     ("source_tx", Col::Bytes),
 ];
 const KEY_HH: &[&str] = &["hh"];
 
-/// One record as a JSON row of [`RECORD_COLS`]; a record naming a patient
-/// other than its id's is `Invalid`.
-pub(crate) fn record_row(
+/// Appends one record to rows of [`RECORD_COLS`]; a record naming a
+/// patient other than its id's is `Invalid`.
+pub(crate) fn push_record(
+    rows: &mut Rows<'_>,
     r: &healthledger_core::MedicalRecord,
     source: healthledger_core::ChainSource,
-) -> CacheResult<Json> {
+) -> CacheResult<()> {
     if r.patient != r.id.patient() {
         return Err(CacheError::Invalid(format!(
             "record {} names patient {}, but its id belongs to patient {}",
@@ -88,34 +92,34 @@ pub(crate) fn record_row(
             r.id.patient()
         )));
     }
-    Ok(json!({
-        "record_id": r.id.to_string(),
-        "patient": hh_col(r.id.patient()),
-        "serial_key": serial_key(r.id.serial()),
-        "creator": hh_col(r.creator),
-        "cid": r.cid.to_string(),
-        "record_type_lower": r.meta.record_type.as_str().to_lowercase(),
-        "test_date": date_col(r.meta.date),
-        "metadata": serde_json::to_value(&r.meta).map_err(CacheError::other)?,
-        "search_text": words_doc(&r.meta.search_words()),
-        "created_at": ts_col(r.created_at),
-        "tx_hash": hex(source.tx_hash.as_slice()),
-        "block_number": int("block number", source.block_number)?,
-    }))
+    rows.push([
+        Value::from(r.id.to_string()),
+        Value::from(hh_col(r.id.patient())),
+        Value::from(serial_key(r.id.serial())),
+        Value::from(hh_col(r.creator)),
+        Value::from(r.cid.to_string()),
+        Value::from(r.meta.record_type.as_str().to_lowercase()),
+        Value::from(date_col(r.meta.date)),
+        Value::from(serde_json::to_string(&r.meta).map_err(CacheError::other)?),
+        Value::from(words_doc(&r.meta.search_words())),
+        Value::from(ts_col(r.created_at)),
+        Value::from(hash_col(source.tx_hash)),
+        Value::from(int("block number", source.block_number)?),
+    ]);
+    Ok(())
 }
 
 impl SqlCache {
-    /// Writes records in one statement, replacing existing ones.
+    /// Writes records, replacing existing ones.
     pub(crate) async fn upsert_records_bulk<C: sea_orm::ConnectionTrait>(
         &self,
         tx: &C,
-        rows: Vec<Json>,
+        rows: Rows<'_>,
     ) -> Result<u64> {
-        self.insert_json_rows(
+        self.insert_rows(
             tx,
             "writing records",
             "records",
-            RECORD_COLS,
             Some((&["patient", "serial_key"], None)),
             rows,
         )
@@ -203,38 +207,58 @@ impl SqlCache {
             )
             .await?;
         }
-        let mut users = Vec::new();
-        let (mut patients, mut doctors, mut centers) = (Vec::new(), Vec::new(), Vec::new());
-        for hh in &fold.changed_profiles {
+        // Rows go out in key order: each index then takes its new
+        // entries in one pass from left to right rather than at random.
+        let mut hhs: Vec<HhNumber> = fold.changed_profiles.iter().copied().collect();
+        hhs.sort_unstable();
+        let mut users = Rows::with_capacity(USER_COLS, hhs.len());
+        let mut patients = Rows::with_capacity(PATIENT_COLS, hhs.len());
+        let mut doctors = Rows::with_capacity(DOCTOR_COLS, 0);
+        let mut centers = Rows::with_capacity(CENTER_COLS, 0);
+        for hh in &hhs {
             let Some(Some((p, s))) = fold.profiles.get(hh) else {
                 continue;
             };
-            let block = int("block number", s.block_number)?;
-            let stx = hex(s.tx_hash.as_slice());
-            users.push(json!({
-                "hh": hh_col(*hh), "role": role_col(p.role()), "wallet": p.wallet().to_string(),
-                "source_block": block, "source_tx": stx,
-            }));
+            let block = Value::from(int("block number", s.block_number)?);
+            let stx = Value::from(hash_col(s.tx_hash));
+            let key = Value::from(hh_col(*hh));
+            users.push([
+                key.clone(),
+                Value::from(role_col(p.role())),
+                Value::from(p.wallet().to_string()),
+                block.clone(),
+                stx.clone(),
+            ]);
             match p {
-                Profile::Patient(p) => patients.push(json!({
-                    "hh": hh_col(*hh), "name": p.name.as_str(),
-                    "name_lower": p.name.as_str().to_lowercase(),
-                    "date_of_birth": date_col(p.date_of_birth.date()),
-                    "gender": p.gender.as_str(), "blood_group": p.blood_group.as_str(),
-                    "home_address": p.home_address.as_str(), "email": p.email.as_str(),
-                    "source_block": block, "source_tx": stx,
-                })),
-                Profile::Doctor(d) => doctors.push(json!({
-                    "hh": hh_col(*hh), "name": d.name.as_str(),
-                    "specialization": d.specialization.as_str(),
-                    "hospital": d.hospital.as_str(), "email": d.email.as_str(),
-                    "source_block": block, "source_tx": stx,
-                })),
-                Profile::DiagnosticCenter(c) => centers.push(json!({
-                    "hh": hh_col(*hh), "name": c.name.as_str(),
-                    "location": c.location.as_str(), "email": c.email.as_str(),
-                    "source_block": block, "source_tx": stx,
-                })),
+                Profile::Patient(p) => patients.push([
+                    key,
+                    Value::from(p.name.as_str()),
+                    Value::from(p.name.as_str().to_lowercase()),
+                    Value::from(date_col(p.date_of_birth.date())),
+                    Value::from(p.gender.as_str()),
+                    Value::from(p.blood_group.as_str()),
+                    Value::from(p.home_address.as_str()),
+                    Value::from(p.email.as_str()),
+                    block,
+                    stx,
+                ]),
+                Profile::Doctor(d) => doctors.push([
+                    key,
+                    Value::from(d.name.as_str()),
+                    Value::from(d.specialization.as_str()),
+                    Value::from(d.hospital.as_str()),
+                    Value::from(d.email.as_str()),
+                    block,
+                    stx,
+                ]),
+                Profile::DiagnosticCenter(c) => centers.push([
+                    key,
+                    Value::from(c.name.as_str()),
+                    Value::from(c.location.as_str()),
+                    Value::from(c.email.as_str()),
+                    block,
+                    stx,
+                ]),
             }
         }
         let expected = users.len() as u64;
@@ -242,11 +266,10 @@ impl SqlCache {
         // that cached one of these HH numbers with another role after the
         // rows were read makes the batch a Conflict, not a role change.
         let written = self
-            .insert_json_rows(
+            .insert_rows(
                 tx,
                 "writing users",
                 "users",
-                USER_COLS,
                 Some((KEY_HH, Some("users.role = excluded.role"))),
                 users,
             )
@@ -257,48 +280,43 @@ impl SqlCache {
                 expected - written
             )));
         }
-        for (table, cols, rows) in [
-            ("patients", PATIENT_COLS, patients),
-            ("doctors", DOCTOR_COLS, doctors),
-            ("diagnostic_centers", CENTER_COLS, centers),
+        for (table, rows) in [
+            ("patients", patients),
+            ("doctors", doctors),
+            ("diagnostic_centers", centers),
         ] {
-            self.insert_json_rows(
-                tx,
-                "writing profiles",
-                table,
-                cols,
-                Some((KEY_HH, None)),
-                rows,
-            )
-            .await?;
+            self.insert_rows(tx, "writing profiles", table, Some((KEY_HH, None)), rows)
+                .await?;
         }
-        let records = fold
-            .changed_records
-            .iter()
-            .filter_map(|id: &RecordId| fold.records.get(id).cloned().flatten())
-            .map(|(r, s)| record_row(&r, s))
-            .collect::<CacheResult<Vec<_>>>()?;
+        let mut ids: Vec<RecordId> = fold.changed_records.iter().copied().collect();
+        ids.sort_unstable();
+        let mut records = Rows::with_capacity(RECORD_COLS, ids.len());
+        for id in &ids {
+            if let Some(Some((r, s))) = fold.records.get(id) {
+                push_record(&mut records, r, *s)?;
+            }
+        }
         self.upsert_records_bulk(tx, records).await?;
-        let grants = fold
-            .changed_grants
-            .iter()
-            .filter_map(|k: &(HhNumber, HhNumber)| fold.grants.get(k).cloned().flatten())
-            .map(|(g, s)| -> Result<Json> {
-                Ok(json!({
-                    "patient": hh_col(g.patient), "grantee": hh_col(g.grantee),
-                    "granted_at": ts_col(g.granted_at),
-                    "expires_at": g.expires_at.map(ts_col),
-                    "revoked_at": g.revoked_at.map(ts_col),
-                    "source_block": int("block number", s.block_number)?,
-                    "source_tx": hex(s.tx_hash.as_slice()),
-                }))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        self.insert_json_rows(
+        let mut keys: Vec<(HhNumber, HhNumber)> = fold.changed_grants.iter().copied().collect();
+        keys.sort_unstable();
+        let mut grants = Rows::with_capacity(GRANT_COLS, keys.len());
+        for k in &keys {
+            if let Some(Some((g, s))) = fold.grants.get(k) {
+                grants.push([
+                    Value::from(hh_col(g.patient)),
+                    Value::from(hh_col(g.grantee)),
+                    Value::from(ts_col(g.granted_at)),
+                    Value::from(g.expires_at.map(ts_col)),
+                    Value::from(g.revoked_at.map(ts_col)),
+                    Value::from(int("block number", s.block_number)?),
+                    Value::from(hash_col(s.tx_hash)),
+                ]);
+            }
+        }
+        self.insert_rows(
             tx,
             "writing grants",
             "grants",
-            GRANT_COLS,
             Some((&["patient", "grantee"], None)),
             grants,
         )

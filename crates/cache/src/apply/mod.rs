@@ -12,7 +12,7 @@ mod fold;
 use healthledger_core::{BlockAdmission, BlockRef, CacheResult, ChainEvent, admit_block};
 use sea_orm::DatabaseTransaction;
 
-pub(crate) use bulk::record_row;
+pub(crate) use bulk::{RECORD_COLS, push_record};
 
 use crate::SqlCache;
 use crate::convert::int;

@@ -5,9 +5,9 @@ use sea_orm::{ConnectionTrait, QueryResult};
 
 use super::source_of;
 use crate::SqlCache;
-use crate::apply::record_row;
+use crate::apply::{RECORD_COLS, push_record};
 use crate::convert::{get, hh_col, hh_of, parse, record_id_of, serial_key, ts_of};
-use crate::dialect::vals;
+use crate::dialect::{Rows, vals};
 use crate::error::{Error, Result};
 
 impl SqlCache {
@@ -78,8 +78,9 @@ impl SqlCache {
         r: &MedicalRecord,
         source: ChainSource,
     ) -> CacheResult<()> {
-        let row = record_row(r, source)?;
-        self.upsert_records_bulk(c, vec![row]).await?;
+        let mut rows = Rows::with_capacity(RECORD_COLS, 1);
+        push_record(&mut rows, r, source)?;
+        self.upsert_records_bulk(c, rows).await?;
         Ok(())
     }
 

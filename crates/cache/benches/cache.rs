@@ -2,7 +2,9 @@
 //! ingestion through `apply_blocks` (100,000 events of a realistic mix: 10 %
 //! registrations, 80 % record creations, 8 % grants, 1 % revocations and
 //! 1 % profile updates, in blocks of 1, 5 and 100 events, batches of about
-//! 1,000 events, every block final as in a backfill; each block size on a
+//! 10,000 events as the sync engine's backfill cuts them
+//! (`SyncConfig::batch_events`; `HL_CACHE_BATCH_EVENTS` overrides it), every
+//! block final as in a backfill; each block size on a
 //! fresh database), record-index upsert throughput (100,000 rows applied in blocks of 100;
 //! the events are built before the clock starts, so only writes are timed),
 //! profile read latency by HH number, and name-prefix search latency over
@@ -42,7 +44,17 @@ const READS: usize = 10_000;
 const SEARCHES: usize = 2_000;
 const INGEST_EVENTS: u64 = 100_000;
 const INGEST_BLOCKS: [u64; 3] = [1, 5, 100];
-const INGEST_BATCH_EVENTS: u64 = 1_000;
+/// The events per `apply_blocks` batch unless `HL_CACHE_BATCH_EVENTS`
+/// says otherwise: the sync engine's default (`SyncConfig::batch_events`).
+const INGEST_BATCH_EVENTS: u64 = 10_000;
+
+fn batch_events() -> u64 {
+    std::env::var("HL_CACHE_BATCH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(INGEST_BATCH_EVENTS)
+        .max(1)
+}
 
 const SYLLABLES: [&str; 16] = [
     "ka", "ra", "mi", "sha", "de", "vi", "no", "lu", "ta", "pe", "ri", "so", "an", "el", "jo", "bu",
@@ -227,8 +239,9 @@ async fn ingest(
         String::new()
     };
     println!(
-        "{label}: ingestion{how}: {} events in blocks of {per_block} in {secs:.2} s = {rate:.0} events/s",
+        "{label}: ingestion{how}: {} events in blocks of {per_block}, batches of about {} events, in {secs:.2} s = {rate:.0} events/s",
         events.len(),
+        batch_events(),
     );
     rate
 }
@@ -252,7 +265,7 @@ fn blocks_from(
 /// Applies `blocks` as final `apply_blocks` batches of about
 /// [`INGEST_BATCH_EVENTS`] events.
 async fn apply_batches(c: &SqlCache, blocks: &[(BlockRef, Vec<ChainEvent>)], per_block: u64) {
-    let per_batch = (INGEST_BATCH_EVENTS / per_block).max(1) as usize;
+    let per_batch = (batch_events() / per_block).max(1) as usize;
     for batch in blocks.chunks(per_batch) {
         let last = batch[batch.len() - 1].0.number;
         c.apply_blocks(batch, last).await.unwrap();

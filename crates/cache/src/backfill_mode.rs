@@ -105,8 +105,14 @@ impl SqlCache {
         for row in deferred {
             rows.push(row);
         }
-        self.insert_rows(tx, "keeping the dropped index definitions", TABLE, None, rows)
-            .await?;
+        self.insert_rows(
+            tx,
+            "keeping the dropped index definitions",
+            TABLE,
+            None,
+            rows,
+        )
+        .await?;
         self.set_backfill_flag(tx, true).await
     }
 

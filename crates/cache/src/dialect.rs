@@ -306,7 +306,10 @@ impl SqlCache {
             while size > n - done {
                 size /= 2;
             }
-            let sql = format!("{head} VALUES {}{conflict}", vec![tuple.as_str(); size].join(", "));
+            let sql = format!(
+                "{head} VALUES {}{conflict}",
+                vec![tuple.as_str(); size].join(", ")
+            );
             let chunk: Vec<Value> = values.by_ref().take(size * width).collect();
             written += self.exec(c, context, &sql, chunk).await?;
             done += size;
@@ -351,7 +354,11 @@ fn pg_unnest(
             ),
             Col::Text => (ArrayType::String, "text[]", format!("x.{name}")),
             Col::Bytes => (ArrayType::Bytes, "bytea[]", format!("x.{name}")),
-            Col::Json => (ArrayType::String, "text[]", format!("CAST(x.{name} AS jsonb)")),
+            Col::Json => (
+                ArrayType::String,
+                "text[]",
+                format!("CAST(x.{name} AS jsonb)"),
+            ),
         };
         params.push(Value::Array(array, Some(Box::new(column))));
         args.push(format!("CAST(${i} AS {sql_ty})"));

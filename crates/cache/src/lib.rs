@@ -147,10 +147,14 @@
 //! Writes are set-based: a batch's events are folded in memory into net
 //! row changes (the rules above, event by event, against the rows the batch
 //! touches, read first with one statement per table), and each table is
-//! then written with one statement (`INSERT … SELECT … ON CONFLICT … DO
-//! UPDATE`), its rows travelling as one JSON parameter expanded by
-//! `json_to_recordset` on PostgreSQL and `json_each` on SQLite; undo images
-//! and journal rows likewise. Records created only in final blocks are not
+//! then written with bound values, in key order: on PostgreSQL one
+//! `INSERT … SELECT … FROM unnest(…) ON CONFLICT … DO UPDATE`, each column
+//! one binary array parameter; on SQLite multi-row `INSERT … VALUES … ON
+//! CONFLICT … DO UPDATE` statements of 256 rows and then descending powers
+//! of two, a few shapes per table kept prepared in the writer's statement
+//! cache. Undo images and journal rows likewise. The SQLite writer keeps a
+//! 64 MiB page cache (a batch dirties pages of every index it writes) and
+//! its statement journal in memory. Records created only in final blocks are not
 //! read at all. On PostgreSQL a batch commits with `synchronous_commit =
 //! off`: its checkpoint commits with its data, so a commit lost in a crash
 //! is applied again from the older checkpoint (DB-only data keeps full

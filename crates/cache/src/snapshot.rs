@@ -9,8 +9,8 @@ use sea_orm::DatabaseTransaction;
 
 use crate::SqlCache;
 use crate::apply::{RECORD_COLS, push_record};
-use crate::dialect::Rows;
 use crate::convert::{hh_col, serial_key};
+use crate::dialect::Rows;
 use crate::error::Result;
 
 /// The tables of chain data, children before parents (the role tables

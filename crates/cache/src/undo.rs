@@ -9,8 +9,8 @@ use sea_orm::{DatabaseTransaction, Value};
 
 use crate::SqlCache;
 use crate::convert::{clamp, get};
-use crate::dialect::{Col, Rows};
 use crate::dialect::vals;
+use crate::dialect::{Col, Rows};
 use crate::error::{Error, Result};
 use crate::journal::block_of;
 

@@ -16,6 +16,18 @@
 //! beside), so every figure, the limits included, is the best of
 //! [`REPEATS`] measurements: the least disturbed one.
 //!
+//! Each seal and open rate also shows the cores it kept busy (the
+//! process's CPU time over the wall time) and the share of that CPU time
+//! that encrypting and hashing take at the raw rates per CPU second of the
+//! measuring threads: a figure the other tenants of the machine disturb
+//! far less than the rates, and what is left of it is the CPU spent
+//! elsewhere (on `file://` mostly the kernel copying into the page cache).
+//!
+//! `HL_VAULT_BENCH_ONLY=seal|get|get_stream` runs only that operation on
+//! 256 MiB objects for `HL_VAULT_BENCH_SECS` seconds, for a profiler;
+//! `HL_VAULT_BENCH_DIR` puts the store under another directory (a tmpfs
+//! shows the rates without the disk).
+//!
 //! Run with `cargo bench -p healthledger-vault` (or `cargo xtask bench`).
 //! Memory is read from `/proc/self/status` (`VmHWM`, the peak resident set),
 //! reset through `/proc/self/clear_refs` before the 1 GiB run.
@@ -47,6 +59,86 @@ fn best(mut rate: impl FnMut() -> f64) -> f64 {
     (0..REPEATS).map(|_| rate()).fold(0.0, f64::max)
 }
 
+/// The CPU time this process has used so far (user and system, every
+/// thread, the finished ones too), in the kernel's 10 ms clock ticks.
+fn cpu_time() -> Duration {
+    cpu_time_in("/proc/self/stat")
+}
+
+/// The CPU time the calling thread has used so far.
+fn thread_cpu_time() -> Duration {
+    cpu_time_in("/proc/thread-self/stat")
+}
+
+/// The user and system time in a `stat` file of `/proc` (`USER_HZ` is 100
+/// on Linux).
+fn cpu_time_in(path: &str) -> Duration {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
+    // The command name may hold spaces: the fields after it are counted
+    // from its closing parenthesis (utime and stime are fields 14 and 15).
+    let ticks: u64 = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| {
+            rest.split_whitespace()
+                .skip(11)
+                .take(2)
+                .filter_map(|t| t.parse::<u64>().ok())
+                .sum()
+        })
+        .unwrap_or(0);
+    Duration::from_millis(ticks * 10)
+}
+
+/// One timed run: bytes processed, the wall time and the process CPU time
+/// it took.
+#[derive(Clone, Copy, Default)]
+struct Run {
+    bytes: usize,
+    wall: Duration,
+    cpu: Duration,
+}
+
+impl Run {
+    /// Times `work` over `bytes` bytes.
+    async fn time<T>(bytes: usize, work: impl std::future::Future<Output = T>) -> (Self, T) {
+        let (cpu, start) = (cpu_time(), Instant::now());
+        let out = work.await;
+        let run = Self {
+            bytes,
+            wall: start.elapsed(),
+            cpu: cpu_time().saturating_sub(cpu),
+        };
+        (run, out)
+    }
+
+    fn rate(&self) -> f64 {
+        mb_per_s(self.bytes, self.wall)
+    }
+
+    /// The faster of two runs (a run of nothing is never the faster).
+    fn best(self, other: Self) -> Self {
+        if self.bytes == 0 || other.rate() > self.rate() {
+            other
+        } else {
+            self
+        }
+    }
+
+    /// Cores kept busy on average (CPU time over wall time).
+    fn cores(&self) -> f64 {
+        self.cpu.as_secs_f64() / self.wall.as_secs_f64()
+    }
+
+    /// The CPU time that encrypting and hashing these bytes takes at the
+    /// raw rates per CPU second, as a share of the CPU time the run used:
+    /// what is left is everything else (copies, the kernel's file writes,
+    /// allocation, scheduling, spinning).
+    fn crypto_share(&self, aes: Rate, sha: Rate) -> f64 {
+        let crypto = self.bytes as f64 / 1e6 * (1.0 / aes.cpu + 1.0 / sha.cpu);
+        crypto / self.cpu.as_secs_f64().max(1e-9)
+    }
+}
+
 /// The patient every benchmarked object belongs to.
 fn patient() -> HhNumber {
     HhNumber::new(555_555).expect("HH number")
@@ -63,42 +155,72 @@ fn content(len: usize) -> Bytes {
         .into()
 }
 
+/// A raw rate: MB per second of wall time, and MB per second of the
+/// measuring thread's CPU time (what the rate would be had the thread had
+/// its core to itself).
+#[derive(Clone, Copy, Default)]
+struct Rate {
+    wall: f64,
+    cpu: f64,
+}
+
+impl Rate {
+    /// Times `work` over `bytes` bytes on the calling thread.
+    fn time(bytes: usize, work: impl FnOnce()) -> Self {
+        let (cpu, start) = (thread_cpu_time(), Instant::now());
+        work();
+        let (wall, cpu) = (start.elapsed(), thread_cpu_time().saturating_sub(cpu));
+        Self {
+            wall: mb_per_s(bytes, wall),
+            cpu: mb_per_s(bytes, cpu.max(Duration::from_millis(1))),
+        }
+    }
+
+    /// The best of both.
+    fn max(self, other: Self) -> Self {
+        Self {
+            wall: self.wall.max(other.wall),
+            cpu: self.cpu.max(other.cpu),
+        }
+    }
+}
+
 /// Raw AES-256-GCM-SIV over `total` bytes in 64 KiB segments, from an input
 /// buffer into an output buffer with a 16-byte header as associated data,
-/// as the vault seals; MB/s.
-fn raw_aes(total: usize) -> f64 {
+/// as the vault seals.
+fn raw_aes(total: usize) -> Rate {
     let cipher = Aes256GcmSiv::new(&[3u8; 32].into());
     let input = vec![5u8; SEGMENT];
     let mut output = vec![0u8; SEGMENT];
     let header = [9u8; 16];
-    let start = Instant::now();
-    for i in 0..total / SEGMENT {
-        let mut n = [0u8; 12];
-        n[..8].copy_from_slice(&(i as u64).to_be_bytes());
-        let buf = InOutBuf::new(black_box(&input[..]), &mut output[..]).expect("same sizes");
-        let tag = cipher
-            .encrypt_inout_detached(&Nonce::from(n), &header, buf)
-            .expect("encrypt");
-        black_box((&output, tag));
-    }
-    mb_per_s(total, start.elapsed())
+    Rate::time(total, || {
+        for i in 0..total / SEGMENT {
+            let mut n = [0u8; 12];
+            n[..8].copy_from_slice(&(i as u64).to_be_bytes());
+            let buf = InOutBuf::new(black_box(&input[..]), &mut output[..]).expect("same sizes");
+            let tag = cipher
+                .encrypt_inout_detached(&Nonce::from(n), &header, buf)
+                .expect("encrypt");
+            black_box((&output, tag));
+        }
+    })
 }
 
 /// Raw SHA-256 over `total` bytes in 256 KiB chunks, as the CID hashes
-/// leaves; MB/s.
-fn raw_sha256(total: usize) -> f64 {
+/// leaves.
+fn raw_sha256(total: usize) -> Rate {
     let chunk = vec![7u8; CID_CHUNK];
-    let start = Instant::now();
-    for _ in 0..total / CID_CHUNK {
-        black_box(Sha256::digest(black_box(&chunk[..])));
-    }
-    mb_per_s(total, start.elapsed())
+    Rate::time(total, || {
+        for _ in 0..total / CID_CHUNK {
+            black_box(Sha256::digest(black_box(&chunk[..])));
+        }
+    })
 }
 
 /// The raw rates the way the vault runs them: AES on one core while SHA-256
 /// runs on the other, after a warm-up of both (CPU frequency, caches, page
-/// faults); (AES, SHA-256) MB/s, each for one core with both busy.
-fn raw_rates(total: usize) -> (f64, f64) {
+/// faults); (AES, SHA-256), each for one core with both busy.
+fn raw_rates(total: usize) -> (Rate, Rate) {
     let both = |total| {
         std::thread::scope(|s| {
             let aes = s.spawn(|| raw_aes(total));
@@ -112,7 +234,9 @@ fn raw_rates(total: usize) -> (f64, f64) {
     both(total / 8);
     (0..REPEATS)
         .map(|_| both(total))
-        .fold((0.0, 0.0), |(a, s), (aes, sha)| (aes.max(a), sha.max(s)))
+        .fold((Rate::default(), Rate::default()), |(a, s), (aes, sha)| {
+            (aes.max(a), sha.max(s))
+        })
 }
 
 /// The store's own limit: `rounds` new files of `len` bytes written to
@@ -149,22 +273,21 @@ fn pieces(data: Bytes, piece: usize) -> healthledger_core::ByteStream {
     .boxed()
 }
 
-/// [`seal_and_open`] [`REPEATS`] times; the best of each rate.
-async fn best_seal_and_open(v: &Vault, len: usize, rounds: usize) -> (f64, f64, f64) {
-    let mut best = (0.0f64, 0.0f64, 0.0f64);
+/// [`seal_and_open`] [`REPEATS`] times; the fastest run of each.
+async fn best_seal_and_open(v: &Vault, len: usize, rounds: usize) -> [Run; 3] {
+    let mut best = [Run::default(); 3];
     for _ in 0..REPEATS {
-        let (seal, open, streamed) = seal_and_open(v, len, rounds).await;
-        best = (best.0.max(seal), best.1.max(open), best.2.max(streamed));
+        let runs = seal_and_open(v, len, rounds).await;
+        for (best, run) in best.iter_mut().zip(runs) {
+            *best = best.best(run);
+        }
     }
     best
 }
 
-/// Seals then opens `rounds` objects of `len` bytes, with `get` and with
-/// `get_stream`; (seal, get, get_stream) MB/s.
-async fn seal_and_open(v: &Vault, len: usize, rounds: usize) -> (f64, f64, f64) {
-    let data = content(len);
+/// Seals `rounds` objects of `len` bytes; their CIDs.
+async fn seal_all(v: &Vault, data: &Bytes, rounds: usize) -> Vec<healthledger_core::Cid> {
     let mut cids = Vec::with_capacity(rounds);
-    let start = Instant::now();
     for _ in 0..rounds {
         cids.push(
             v.put_stream(patient(), pieces(data.clone(), MIB))
@@ -173,15 +296,20 @@ async fn seal_and_open(v: &Vault, len: usize, rounds: usize) -> (f64, f64, f64) 
                 .cid,
         );
     }
-    let seal = mb_per_s(len * rounds, start.elapsed());
-    let start = Instant::now();
-    for cid in &cids {
+    cids
+}
+
+/// Opens every one of `cids` (each `len` bytes) with `get`.
+async fn get_all(v: &Vault, cids: &[healthledger_core::Cid], len: usize) {
+    for cid in cids {
         let back = v.get(patient(), cid).await.expect("get");
         assert_eq!(back.len(), len);
     }
-    let open = mb_per_s(len * rounds, start.elapsed());
-    let start = Instant::now();
-    for cid in &cids {
+}
+
+/// Opens every one of `cids` (each `len` bytes) with `get_stream`.
+async fn stream_all(v: &Vault, cids: &[healthledger_core::Cid], len: usize) {
+    for cid in cids {
         let mut read = 0;
         let mut out = v.get_stream(patient(), cid).await.expect("get_stream");
         while let Some(b) = out.try_next().await.expect("stream") {
@@ -189,11 +317,63 @@ async fn seal_and_open(v: &Vault, len: usize, rounds: usize) -> (f64, f64, f64) 
         }
         assert_eq!(read, len);
     }
-    let streamed = mb_per_s(len * rounds, start.elapsed());
+}
+
+/// Seals then opens `rounds` objects of `len` bytes, with `get` and with
+/// `get_stream`: the (seal, get, get_stream) runs.
+async fn seal_and_open(v: &Vault, len: usize, rounds: usize) -> [Run; 3] {
+    let data = content(len);
+    let total = len * rounds;
+    let (seal, cids) = Run::time(total, seal_all(v, &data, rounds)).await;
+    let (open, ()) = Run::time(total, get_all(v, &cids, len)).await;
+    let (streamed, ()) = Run::time(total, stream_all(v, &cids, len)).await;
     for cid in &cids {
         v.shred(cid).await.expect("shred");
     }
-    (seal, open, streamed)
+    [seal, open, streamed]
+}
+
+/// `HL_VAULT_BENCH_ONLY=seal|get|get_stream`: only that operation, on
+/// 256 MiB objects, over and over for `HL_VAULT_BENCH_SECS` seconds (10 by
+/// default), so that a profiler (`perf record`) sees nothing else.
+async fn only(v: &Vault, what: &str) {
+    let secs: u64 = std::env::var("HL_VAULT_BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10);
+    let (len, rounds) = (256 * MIB, 2);
+    let data = content(len);
+    let cids = if what == "seal" {
+        Vec::new()
+    } else {
+        seal_all(v, &data, rounds).await
+    };
+    let until = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < until {
+        let (run, sealed) = Run::time(len * rounds, async {
+            match what {
+                "seal" => seal_all(v, &data, rounds).await,
+                "get" => {
+                    get_all(v, &cids, len).await;
+                    Vec::new()
+                }
+                "get_stream" => {
+                    stream_all(v, &cids, len).await;
+                    Vec::new()
+                }
+                other => panic!("HL_VAULT_BENCH_ONLY={other}: expected seal, get or get_stream"),
+            }
+        })
+        .await;
+        for cid in sealed {
+            v.shred(&cid).await.expect("shred");
+        }
+        println!(
+            "{what} 256 MiB: {:>7.1} MB/s, {:.2} cores busy",
+            run.rate(),
+            run.cores()
+        );
+    }
 }
 
 fn status_kib(field: &str) -> Option<u64> {
@@ -246,7 +426,13 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    let dir = tempfile::tempdir().expect("temp dir");
+    // `HL_VAULT_BENCH_DIR` puts the store elsewhere (a tmpfs such as
+    // /dev/shm shows the rates without the disk).
+    let dir = match std::env::var_os("HL_VAULT_BENCH_DIR") {
+        Some(parent) => tempfile::tempdir_in(parent),
+        None => tempfile::tempdir(),
+    }
+    .expect("temp dir");
     let vault = Vault::builder(format!("file://{}/content", dir.path().display()))
         .key_store(format!("file://{}/keys", dir.path().display()))
         .erasure_horizon(Duration::ZERO)
@@ -254,11 +440,17 @@ fn main() {
         .build()
         .expect("vault");
 
+    if let Ok(what) = std::env::var("HL_VAULT_BENCH_ONLY") {
+        runtime.block_on(only(&vault, &what));
+        return;
+    }
+
     runtime.block_on(async {
         // Memory first, while the process is small.
         let (peak, growth, rate) = peak_while_sealing(&vault, 1024 * MIB).await;
 
-        let (aes, sha) = raw_rates(512 * MIB);
+        let (aes_rate, sha_rate) = raw_rates(512 * MIB);
+        let (aes, sha) = (aes_rate.wall, sha_rate.wall);
         // Sealing and opening encrypt (or decrypt) and hash every stored
         // byte. With the cipher on one core and the hashing on the other
         // they would run at most at the slower of the two; the vault runs
@@ -269,32 +461,44 @@ fn main() {
         let bound = 2.0 / (1.0 / aes + 1.0 / sha);
         println!("vault bench (file://, 64 KiB segments, 256 KiB CID chunks, CIDv1 raw leaves)");
         println!("  every figure is the best of {REPEATS} measurements in this run");
-        println!("  raw AES-256-GCM-SIV        {aes:>9.1} MB/s  (one core, the other hashing)");
-        println!("  raw SHA-256                {sha:>9.1} MB/s  (one core, the other encrypting)");
+        println!(
+            "  raw AES-256-GCM-SIV        {aes:>9.1} MB/s  (one core, the other hashing; {:.1} MB per CPU second)",
+            aes_rate.cpu
+        );
+        println!(
+            "  raw SHA-256                {sha:>9.1} MB/s  (one core, the other encrypting; {:.1} MB per CPU second)",
+            sha_rate.cpu
+        );
         println!("  limit (their minimum)      {limit:>9.1} MB/s  (cipher and hashing on a core each)");
         println!("  two-core bound             {bound:>9.1} MB/s  (2 / (1/AES + 1/SHA))");
+        println!(
+            "  (cores: the process's CPU time over wall time; crypto: the share of that CPU \
+             time that encrypting and hashing take at the raw rates per CPU second)"
+        );
         for (label, len, rounds) in [("1 MiB", MIB, 64), ("256 MiB", 256 * MIB, 2)] {
             let disk = best(|| raw_file_writes(dir.path(), len, rounds));
-            let (seal, open, streamed) = best_seal_and_open(&vault, len, rounds).await;
+            let [seal, open, streamed] = best_seal_and_open(&vault, len, rounds).await;
             println!(
                 "  raw file writes {label:>7}    {disk:>9.1} MB/s  (new files, each fsynced: the store's limit)"
             );
+            let line = |name: &str, run: Run| {
+                println!(
+                    "  {name:<26} {:>9.1} MB/s  ({:>5.1} % of bound, {:>5.1} % of limit; {:.2} cores, crypto {:>3.0} %)",
+                    run.rate(),
+                    100.0 * run.rate() / bound,
+                    100.0 * run.rate() / limit,
+                    run.cores(),
+                    100.0 * run.crypto_share(aes_rate, sha_rate),
+                );
+            };
+            line(&format!("seal (put) {label}"), seal);
             println!(
-                "  seal (put) {label:>7}         {seal:>9.1} MB/s  ({:>5.1} % of limit, {:>5.1} % of bound, {:>5.1} % of file writes)",
-                100.0 * seal / limit,
-                100.0 * seal / bound,
-                100.0 * seal / disk
+                "  {:<26} {:>9.1} %     of the raw file writes",
+                "",
+                100.0 * seal.rate() / disk
             );
-            println!(
-                "  open (get) {label:>7}         {open:>9.1} MB/s  ({:>5.1} % of limit, {:>5.1} % of bound)",
-                100.0 * open / limit,
-                100.0 * open / bound
-            );
-            println!(
-                "  open (get_stream) {label:>7}  {streamed:>9.1} MB/s  ({:>5.1} % of limit, {:>5.1} % of bound)",
-                100.0 * streamed / limit,
-                100.0 * streamed / bound
-            );
+            line(&format!("open (get) {label}"), open);
+            line(&format!("open (get_stream) {label}"), streamed);
         }
         println!("  seal 1 GiB stream          {rate:>9.1} MB/s");
         println!(

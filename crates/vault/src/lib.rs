@@ -105,7 +105,9 @@
 //! encrypted, the one before it being hashed) and what the store has not
 //! written yet (upload parts of 8 MiB, two in flight; on `file://`, four
 //! batches queued for the file's writer); reads fetch 4 MiB ranges, two in
-//! flight. Segments are independent (each nonce names its index) and so
+//! flight (on `file://` read by the vault's own thread from one open file
+//! into buffers reused once the reader let go of them), and each range is
+//! one job. Segments are independent (each nonce names its index) and so
 //! are raw leaves (one SHA-256 each): each batch is one job on a blocking
 //! thread that encrypts (or decrypts) its segments and hashes leaves in one
 //! `rayon::join`, so work stealing keeps both cores busy with either,

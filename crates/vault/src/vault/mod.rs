@@ -45,8 +45,10 @@ const PART_SIZE: usize = 8 * 1024 * 1024;
 /// Parts uploaded concurrently.
 const PARTS_IN_FLIGHT: usize = 2;
 /// Plaintext bytes handed out per stream item when reading back, at least
-/// (a batch is whole ranged reads), and ciphertext bytes per read job.
-const BATCH: usize = 1024 * 1024;
+/// (a batch is whole ranged reads), and ciphertext bytes per read job: one
+/// ranged read, so that a job's handoffs and the segment it cuts in two are
+/// paid once per range.
+const BATCH: usize = READ_RANGE as usize;
 /// Plaintext bytes per seal job: encrypted on every core while the previous
 /// batch's ciphertext is hashed (see the `io` module), then stored.
 const SEAL_BATCH: usize = 4 * 1024 * 1024;
@@ -320,8 +322,9 @@ pub struct Vault {
     /// page of the listing can stop early (known only for stores the
     /// builder opened from a URL).
     sorted_listing: bool,
-    /// The content store's directory, when it is local files: `gc` finds
-    /// staged uploads there.
+    /// The content store's directory, when it is local files: uploads are
+    /// written and objects read there by the vault's own threads, and `gc`
+    /// finds staged uploads there.
     content_dir: Option<PathBuf>,
 }
 

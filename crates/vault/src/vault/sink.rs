@@ -48,7 +48,7 @@ pub(super) enum Sink {
 }
 
 /// An I/O error of a local upload, as the object store would report it.
-fn local_error(source: std::io::Error) -> object_store::Error {
+pub(super) fn local_error(source: std::io::Error) -> object_store::Error {
     object_store::Error::Generic {
         store: "LocalFileSystem",
         source: Box::new(source),

@@ -134,7 +134,7 @@ impl Run {
     /// what is left is everything else (copies, the kernel's file writes,
     /// allocation, scheduling, spinning).
     fn crypto_share(&self, aes: Rate, sha: Rate) -> f64 {
-        let crypto = self.bytes as f64 / 1e6 * (1.0 / aes.cpu + 1.0 / sha.cpu);
+        let crypto = self.bytes as f64 / 1e6 * (1.0 / aes.cpu() + 1.0 / sha.cpu());
         crypto / self.cpu.as_secs_f64().max(1e-9)
     }
 }
@@ -161,7 +161,10 @@ fn content(len: usize) -> Bytes {
 #[derive(Clone, Copy, Default)]
 struct Rate {
     wall: f64,
-    cpu: f64,
+    /// Bytes and CPU time over every measurement so far: the CPU clock
+    /// ticks in 10 ms steps, so one measurement's CPU rate is coarse.
+    bytes: usize,
+    cpu_time: Duration,
 }
 
 impl Rate {
@@ -169,18 +172,25 @@ impl Rate {
     fn time(bytes: usize, work: impl FnOnce()) -> Self {
         let (cpu, start) = (thread_cpu_time(), Instant::now());
         work();
-        let (wall, cpu) = (start.elapsed(), thread_cpu_time().saturating_sub(cpu));
+        let (wall, cpu_time) = (start.elapsed(), thread_cpu_time().saturating_sub(cpu));
         Self {
             wall: mb_per_s(bytes, wall),
-            cpu: mb_per_s(bytes, cpu.max(Duration::from_millis(1))),
+            bytes,
+            cpu_time,
         }
     }
 
-    /// The best of both.
+    /// MB per CPU second over every measurement.
+    fn cpu(&self) -> f64 {
+        mb_per_s(self.bytes, self.cpu_time.max(Duration::from_millis(1)))
+    }
+
+    /// The best wall rate of both, the CPU rate over both.
     fn max(self, other: Self) -> Self {
         Self {
             wall: self.wall.max(other.wall),
-            cpu: self.cpu.max(other.cpu),
+            bytes: self.bytes + other.bytes,
+            cpu_time: self.cpu_time + other.cpu_time,
         }
     }
 }
@@ -463,11 +473,11 @@ fn main() {
         println!("  every figure is the best of {REPEATS} measurements in this run");
         println!(
             "  raw AES-256-GCM-SIV        {aes:>9.1} MB/s  (one core, the other hashing; {:.1} MB per CPU second)",
-            aes_rate.cpu
+            aes_rate.cpu()
         );
         println!(
             "  raw SHA-256                {sha:>9.1} MB/s  (one core, the other encrypting; {:.1} MB per CPU second)",
-            sha_rate.cpu
+            sha_rate.cpu()
         );
         println!("  limit (their minimum)      {limit:>9.1} MB/s  (cipher and hashing on a core each)");
         println!("  two-core bound             {bound:>9.1} MB/s  (2 / (1/AES + 1/SHA))");

@@ -697,11 +697,8 @@ fn main() {
             run("PostgreSQL", &c).await;
             c.close().await.unwrap();
         }
-        let mut opts = ConnectOptions::new(pg_url.clone());
-        opts.max_connections(1).sqlx_logging(false);
-        let db = Database::connect(opts).await.unwrap();
         for schema in schemas {
-            db.execute_unprepared(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+            healthledger_cache::drop_schema(&pg_url, &schema)
                 .await
                 .unwrap();
         }

@@ -404,6 +404,33 @@ async fn create_schema(
     closed.map_err(|e| Error::db("closing the setup connection", e))
 }
 
+/// Drops the PostgreSQL schema `schema` at `url` with everything in it (a
+/// cache opened with [`SqlCacheBuilder::schema`]), if it exists: a cache's
+/// whole removal, and the clean-up of tests and benchmarks that give each
+/// run a schema of its own. The name must be one the builder accepts.
+pub async fn drop_schema(url: &str, schema: &str) -> Result<()> {
+    if !valid_schema_name(schema) {
+        return Err(Error::InvalidSchemaName(schema.to_owned()));
+    }
+    let mut opts = ConnectOptions::new(url.to_owned());
+    opts.max_connections(1)
+        .connect_timeout(DEFAULT_CONNECT_TIMEOUT)
+        .sqlx_logging(false);
+    let db = Database::connect(opts)
+        .await
+        .map_err(|source| Error::Connect {
+            url: redact(url),
+            source,
+        })?;
+    // The name was checked to be a plain identifier, so quoting is safe.
+    let dropped = db
+        .execute_unprepared(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+        .await;
+    let closed = db.close().await;
+    dropped.map_err(|e| Error::db(format!("dropping schema {schema}"), e))?;
+    closed.map_err(|e| Error::db("closing the connection", e))
+}
+
 /// Runs [`migrate`] under a session-level advisory lock keyed by the
 /// current schema (PostgreSQL).
 async fn migrate_locked(db: &DatabaseConnection) -> Result<()> {

@@ -223,6 +223,6 @@ mod snapshot;
 mod targeted;
 mod undo;
 
-pub use connect::{SqlCache, SqlCacheBuilder};
+pub use connect::{SqlCache, SqlCacheBuilder, drop_schema};
 pub use error::{Error, Result};
 pub use lease::SqlLease;

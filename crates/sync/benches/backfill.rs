@@ -44,7 +44,6 @@ use healthledger_chain::{
 };
 use healthledger_core::{BlockRef, CachePort, ChainEvent, LedgerPort, Timestamp};
 use healthledger_sync::{SyncConfig, SyncEngine, plan::Start};
-use sea_orm::{ConnectOptions, ConnectionTrait as _, Database};
 
 fn pg_url() -> String {
     std::env::var("TEST_DATABASE_URL")
@@ -67,22 +66,15 @@ async fn fresh_sqlite(dir: &tempfile::TempDir, name: &str) -> SqlCache {
 }
 
 async fn fresh_pg(schema: &str) -> SqlCache {
-    drop_schema(schema).await;
+    healthledger_cache::drop_schema(&pg_url(), schema)
+        .await
+        .unwrap();
     SqlCache::builder(pg_url())
         .postgres_schema(schema.to_owned())
         .max_connections(4)
         .connect()
         .await
         .expect("PostgreSQL (cargo xtask setup starts it)")
-}
-
-async fn drop_schema(schema: &str) {
-    let mut opts = ConnectOptions::new(pg_url());
-    opts.max_connections(1).sqlx_logging(false);
-    let db = Database::connect(opts).await.unwrap();
-    db.execute_unprepared(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
-        .await
-        .unwrap();
 }
 
 /// The raw fetch-and-decode limit: every log of the chain in ranges
@@ -294,7 +286,13 @@ async fn main() {
     );
     engine.stopper().stop();
     follower.await.unwrap().unwrap();
-    drop_schema("hl_sync_bench_limit").await;
-    drop_schema("hl_sync_bench_engine").await;
-    drop_schema("hl_sync_bench_mode").await;
+    healthledger_cache::drop_schema(&pg_url(), "hl_sync_bench_limit")
+        .await
+        .unwrap();
+    healthledger_cache::drop_schema(&pg_url(), "hl_sync_bench_engine")
+        .await
+        .unwrap();
+    healthledger_cache::drop_schema(&pg_url(), "hl_sync_bench_mode")
+        .await
+        .unwrap();
 }

@@ -40,7 +40,6 @@ use healthledger_core::{
 };
 use healthledger_sync::{SyncConfig, SyncEngine};
 use peak_alloc::PeakAlloc;
-use sea_orm::{ConnectOptions, ConnectionTrait as _, Database};
 
 const SCHEMA: &str = "hl_sync_bench_drift";
 
@@ -49,18 +48,11 @@ fn pg_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
 }
 
-async fn drop_schema(schema: &str) {
-    let mut opts = ConnectOptions::new(pg_url());
-    opts.max_connections(1).sqlx_logging(false);
-    let db = Database::connect(opts).await.unwrap();
-    db.execute_unprepared(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
-        .await
-        .unwrap();
-}
-
 async fn fresh_cache(backend: &str, dir: &tempfile::TempDir) -> Arc<dyn CachePort> {
     if backend == "PostgreSQL" {
-        drop_schema(SCHEMA).await;
+        healthledger_cache::drop_schema(&pg_url(), SCHEMA)
+            .await
+            .unwrap();
         Arc::new(
             SqlCache::builder(pg_url())
                 .postgres_schema(SCHEMA.to_owned())
@@ -235,5 +227,7 @@ async fn main() {
             repaired.removed
         );
     }
-    drop_schema(SCHEMA).await;
+    healthledger_cache::drop_schema(&pg_url(), SCHEMA)
+        .await
+        .unwrap();
 }

@@ -1,5 +1,5 @@
 //! Connecting migrates; a schema newer than the code is refused; bad URLs
-//! and options are named.
+//! and options are named; a cache's schema is dropped whole.
 
 use healthledger_cache::{Error, SqlCache};
 use healthledger_core::{CacheError, CachePort as _};
@@ -68,6 +68,41 @@ async fn a_newer_schema_is_refused_on_postgres() {
         .expect_err("newer schema");
     assert_too_new(err);
     pg.cleanup().await;
+}
+
+#[tokio::test]
+async fn drop_schema_removes_a_cache_and_refuses_a_bad_name() {
+    let url = crate::support::pg_url();
+    let schema = "hl_cache_test_drop_schema";
+    let cache = SqlCache::builder(url.clone())
+        .postgres_schema(schema)
+        .connect()
+        .await
+        .unwrap();
+    cache.close().await.unwrap();
+    let exists = || async {
+        let raw = sea_orm::Database::connect(url.clone()).await.unwrap();
+        let n = raw
+            .query_one_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Postgres,
+                format!("SELECT 1 FROM pg_namespace WHERE nspname = '{schema}'"),
+            ))
+            .await
+            .unwrap()
+            .is_some();
+        raw.close().await.unwrap();
+        n
+    };
+    assert!(exists().await, "connecting created the schema");
+    healthledger_cache::drop_schema(&url, schema).await.unwrap();
+    assert!(!exists().await, "dropped with its tables");
+    // Dropping what is not there is no error; a name that would need
+    // quoting is refused before anything runs.
+    healthledger_cache::drop_schema(&url, schema).await.unwrap();
+    let err = healthledger_cache::drop_schema(&url, "x\" CASCADE; DROP SCHEMA public; --")
+        .await
+        .expect_err("bad schema name");
+    assert!(matches!(err, Error::InvalidSchemaName(_)), "{err}");
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@ use std::sync::{
 };
 
 use healthledger_cache::SqlCache;
-use sea_orm::{ConnectOptions, ConnectionTrait as _, Database, DatabaseConnection};
+use sea_orm::{ConnectOptions, Database, DatabaseConnection};
 use tempfile::TempDir;
 
 /// The PostgreSQL URL the tests use.
@@ -112,17 +112,11 @@ impl PgSchemas {
     /// Drops every schema this value created.
     pub(crate) async fn cleanup(&self) {
         let schemas: Vec<String> = std::mem::take(&mut *self.created.lock().unwrap());
-        let mut opts = ConnectOptions::new(self.url.clone());
-        opts.max_connections(1).sqlx_logging(false);
-        let db = Database::connect(opts)
-            .await
-            .expect("PostgreSQL for cleanup");
         for s in schemas {
-            db.execute_unprepared(&format!("DROP SCHEMA IF EXISTS \"{s}\" CASCADE"))
+            healthledger_cache::drop_schema(&self.url, &s)
                 .await
                 .expect("drop test schema");
         }
-        db.close().await.expect("close");
     }
 }
 

@@ -22,7 +22,6 @@ use healthledger_cache::SqlCache;
 use healthledger_chain::{EvmLedger, EvmLedgerConfig, SignerKey};
 use healthledger_core::{CachePort, LedgerPort};
 use healthledger_sync::{Outcome, Stale, SyncConfig, SyncEngine, plan::Start};
-use sea_orm::{ConnectOptions, ConnectionTrait as _, Database};
 
 use crate::{
     fakes::BUSY,
@@ -118,10 +117,7 @@ pub(crate) async fn postgres() -> (SqlCache, String) {
 }
 
 pub(crate) async fn drop_schema(schema: &str) {
-    let mut opts = ConnectOptions::new(pg_url());
-    opts.max_connections(1).sqlx_logging(false);
-    let db = Database::connect(opts).await.expect("PostgreSQL");
-    db.execute_unprepared(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+    healthledger_cache::drop_schema(&pg_url(), schema)
         .await
         .expect("drop schema");
 }

@@ -150,11 +150,14 @@
 //! then written with bound values, in key order: on PostgreSQL one
 //! `INSERT … SELECT … FROM unnest(…) ON CONFLICT … DO UPDATE`, each column
 //! one binary array parameter; on SQLite multi-row `INSERT … VALUES … ON
-//! CONFLICT … DO UPDATE` statements of 256 rows and then descending powers
-//! of two, a few shapes per table kept prepared in the writer's statement
-//! cache. Undo images and journal rows likewise. The SQLite writer keeps a
-//! 64 MiB page cache (a batch dirties pages of every index it writes) and
-//! its statement journal in memory. Records created only in final blocks are not
+//! CONFLICT … DO UPDATE` statements of as many rows as SQLite's 32,766
+//! parameters allow (a power of two: 2,048 records) and then descending
+//! powers of two, a few shapes per table kept prepared in the writer's
+//! statement cache; each statement's journal and FTS5 flush is paid once
+//! for all its rows. Undo images and journal rows likewise. The SQLite
+//! writer keeps a 64 MiB page cache (a batch dirties pages of every index
+//! it writes), its statement journal in memory, and checkpoints its WAL at
+//! 40 MiB (pages several batches rewrite are copied once). Records created only in final blocks are not
 //! read at all. On PostgreSQL a batch commits with `synchronous_commit =
 //! off`: its checkpoint commits with its data, so a commit lost in a crash
 //! is applied again from the older checkpoint (DB-only data keeps full

@@ -157,8 +157,8 @@
 //! for all its rows. Undo images and journal rows likewise. The SQLite
 //! writer keeps a 64 MiB page cache (a batch dirties pages of every index
 //! it writes), its statement journal in memory, and checkpoints its WAL at
-//! 40 MiB (pages several batches rewrite are copied once). Records created only in final blocks are not
-//! read at all. On PostgreSQL a batch commits with `synchronous_commit =
+//! 40 MiB (pages several batches rewrite are copied once). Records created
+//! only in final blocks are not read at all. On PostgreSQL a batch commits with `synchronous_commit =
 //! off`: its checkpoint commits with its data, so a commit lost in a crash
 //! is applied again from the older checkpoint (DB-only data keeps full
 //! durability).

@@ -7,16 +7,59 @@
 //! pass over memory, and that pass is serial while the cipher runs on every
 //! core. A reused buffer's bytes are already initialized: [`Output::slot`]
 //! fills only bytes the buffer never held.
+//!
+//! A whole object read into memory ([`Output::for_object`]) lives in an
+//! anonymous mapping that asks for transparent huge pages: its memory is
+//! fresh, and faulting it in 4 KiB at a time took about a fifth of `get`'s
+//! CPU time, against one fault per 2 MiB with huge pages.
 
 use std::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
 
+/// Whole objects of at least this many bytes are read into a huge-page
+/// mapping ([`Output::for_object`]); the size of one huge page on x86-64
+/// and aarch64, and the length the mapping is rounded up to, so that the
+/// kernel can place it on huge-page boundaries.
+const HUGE_PAGE: usize = 2 * 1024 * 1024;
+
+/// Where an [`Output`]'s bytes live.
+#[derive(Debug)]
+enum Buf {
+    /// On the heap: growable, and reusable once frozen and let go of.
+    Heap(BytesMut),
+    /// An anonymous mapping of a fixed length (zeroed by the kernel as it
+    /// is faulted in), for a whole object.
+    Mapped(memmap2::MmapMut),
+}
+
+impl Default for Buf {
+    fn default() -> Self {
+        Self::Heap(BytesMut::new())
+    }
+}
+
+impl Buf {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Self::Heap(b) => b,
+            Self::Mapped(m) => m,
+        }
+    }
+
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        match self {
+            Self::Heap(b) => b,
+            Self::Mapped(m) => m,
+        }
+    }
+}
+
 /// A growable output: the first `len` bytes are in use, `buf` holds at
 /// least that many initialized bytes (more when it was reused).
 #[derive(Debug, Default)]
 pub(crate) struct Output {
-    buf: BytesMut,
+    buf: Buf,
     len: usize,
 }
 
@@ -28,8 +71,39 @@ impl Output {
     /// that is.
     pub(crate) fn zeroed(len: usize) -> Self {
         Self {
-            buf: BytesMut::zeroed(len),
+            buf: Buf::Heap(BytesMut::zeroed(len)),
             len: 0,
+        }
+    }
+
+    /// An empty output for a whole object of about `len` bytes: from
+    /// [`HUGE_PAGE`] bytes on, an anonymous mapping advised to use
+    /// transparent huge pages (on Linux), so faulting it in takes one
+    /// fault per 2 MiB instead of one per 4 KiB; smaller, or where the
+    /// mapping fails, as [`Output::zeroed`]. It is never recycled.
+    pub(crate) fn for_object(len: usize) -> Self {
+        if len < HUGE_PAGE {
+            return Self::zeroed(len);
+        }
+        let mapped = memmap2::MmapOptions::new()
+            .len(len.div_ceil(HUGE_PAGE) * HUGE_PAGE)
+            .map_anon();
+        match mapped {
+            Ok(map) => {
+                // Advice only: without huge pages the mapping still works.
+                #[cfg(target_os = "linux")]
+                if let Err(e) = map.advise(memmap2::Advice::HugePage) {
+                    tracing::debug!(error = %e, "transparent huge pages refused");
+                }
+                Self {
+                    buf: Buf::Mapped(map),
+                    len: 0,
+                }
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, len, "an anonymous mapping failed; using the heap");
+                Self::zeroed(len)
+            }
         }
     }
 
@@ -40,19 +114,28 @@ impl Output {
 
     /// The bytes in use.
     pub(crate) fn as_slice(&self) -> &[u8] {
-        &self.buf[..self.len]
+        &self.buf.bytes()[..self.len]
     }
 
     /// The next `n` bytes, now in use, for the caller to overwrite; only the
-    /// part beyond what the buffer ever held is zero-filled.
+    /// part beyond what the buffer ever held is zero-filled (a mapping too
+    /// short is moved to the heap first).
     pub(crate) fn slot(&mut self, n: usize) -> &mut [u8] {
         let start = self.len;
         let end = start + n;
-        if self.buf.len() < end {
-            self.buf.resize(end, 0);
+        if self.buf.bytes().len() < end {
+            match &mut self.buf {
+                Buf::Heap(b) => b.resize(end, 0),
+                Buf::Mapped(m) => {
+                    let mut heap = BytesMut::with_capacity(end);
+                    heap.extend_from_slice(&m[..start]);
+                    heap.resize(end, 0);
+                    self.buf = Buf::Heap(heap);
+                }
+            }
         }
         self.len = end;
-        &mut self.buf[start..end]
+        &mut self.buf.bytes_mut()[start..end]
     }
 
     /// Appends `bytes`.
@@ -67,9 +150,13 @@ impl Output {
 
     /// The bytes in use, without copying.
     pub(crate) fn freeze(self) -> Bytes {
-        let mut buf = self.buf;
-        buf.truncate(self.len);
-        buf.freeze()
+        match self.buf {
+            Buf::Heap(mut buf) => {
+                buf.truncate(self.len);
+                buf.freeze()
+            }
+            Buf::Mapped(map) => Bytes::from_owner(map).slice(..self.len),
+        }
     }
 }
 
@@ -105,7 +192,10 @@ impl Recycler {
             && let Some(oldest) = self.out.pop_front()
             && let Ok(buf) = oldest.try_into_mut()
         {
-            return Output { buf, len: 0 };
+            return Output {
+                buf: Buf::Heap(buf),
+                len: 0,
+            };
         }
         Output::zeroed(self.capacity)
     }
@@ -134,10 +224,10 @@ mod tests {
         let ptr = bytes.as_ptr();
         // Still held: a new buffer.
         let held = recycler.take();
-        assert_ne!(held.buf.as_ptr(), ptr);
+        assert_ne!(held.buf.bytes().as_ptr(), ptr);
         drop(bytes);
         let mut again = recycler.take();
-        assert_eq!(again.buf.as_ptr(), ptr);
+        assert_eq!(again.buf.bytes().as_ptr(), ptr);
         assert_eq!(again.len(), 0);
         // The reused bytes are only overwritten, never zero-filled first:
         // a slot within what the buffer held still shows the old bytes.
@@ -162,5 +252,36 @@ mod tests {
         // The first batch is no longer followed: only its holder has it.
         assert!(held[0].is_unique());
         assert!(!held[2].is_unique());
+    }
+
+    #[test]
+    fn a_whole_object_output_is_mapped_frozen_without_copying_and_moves_to_the_heap_to_grow() {
+        // Small: the heap.
+        assert!(matches!(
+            Output::for_object(HUGE_PAGE - 1).buf,
+            Buf::Heap(_)
+        ));
+        let mut out = Output::for_object(HUGE_PAGE + 1);
+        let Buf::Mapped(map) = &out.buf else {
+            panic!("a large object's output is not mapped");
+        };
+        // Rounded up to whole huge pages, and zeroed by the kernel.
+        assert_eq!(map.len(), 2 * HUGE_PAGE);
+        assert!(out.slot(HUGE_PAGE + 1).iter().all(|b| *b == 0));
+        out.truncate(3);
+        out.extend_from_slice(b"abc");
+        let ptr = out.as_slice().as_ptr();
+        let frozen = out.freeze();
+        assert_eq!(&frozen[..], b"\0\0\0abc");
+        assert_eq!(frozen.as_ptr(), ptr, "frozen without a copy");
+        // Beyond the mapping: the bytes in use move to the heap.
+        let mut out = Output::for_object(HUGE_PAGE);
+        out.extend_from_slice(&[7; HUGE_PAGE]);
+        out.extend_from_slice(b"x");
+        assert!(matches!(out.buf, Buf::Heap(_)));
+        let frozen = out.freeze();
+        assert_eq!(frozen.len(), HUGE_PAGE + 1);
+        assert!(frozen[..HUGE_PAGE].iter().all(|b| *b == 7));
+        assert_eq!(frozen[HUGE_PAGE], b'x');
     }
 }

@@ -147,7 +147,7 @@ impl Reader {
     /// verified. `size` is a capacity hint (the stored size, a little more
     /// than the plaintext).
     pub(super) async fn read_all(mut self, size: u64) -> Result<Bytes> {
-        let mut plaintext = Output::zeroed(usize::try_from(size).unwrap_or(0));
+        let mut plaintext = Output::for_object(usize::try_from(size).unwrap_or(0));
         while let Some(filled) = self.fill(&mut plaintext).await {
             filled?;
         }

@@ -50,8 +50,12 @@ const PARTS_IN_FLIGHT: usize = 2;
 /// paid once per range.
 const BATCH: usize = READ_RANGE as usize;
 /// Plaintext bytes per seal job: encrypted on every core while the previous
-/// batch's ciphertext is hashed (see the `io` module), then stored.
-const SEAL_BATCH: usize = 4 * 1024 * 1024;
+/// batch's ciphertext is hashed (see the `io` module), then stored. Small
+/// enough that a batch's ciphertext is still in the caches when the next
+/// job hashes it and the store copies it (at 4 MiB, runs of 256 MiB seals
+/// fell to half speed for stretches, the copy into the page cache then
+/// taking a whole core).
+const SEAL_BATCH: usize = 1024 * 1024;
 /// Seal batches followed for reuse once the store let go of them: those in
 /// the upload's buffer and parts in flight, and the one being hashed.
 const SEAL_BUFFERS: usize = 8;

@@ -57,8 +57,9 @@ const BATCH: usize = READ_RANGE as usize;
 /// taking a whole core).
 const SEAL_BATCH: usize = 1024 * 1024;
 /// Seal batches followed for reuse once the store let go of them: those in
-/// the upload's buffer and parts in flight, and the one being hashed.
-const SEAL_BUFFERS: usize = 8;
+/// the upload's buffer, its parts in flight or its writer's queue, and the
+/// one being hashed.
+const SEAL_BUFFERS: usize = 20;
 /// Bytes per ranged read of a stored object; two are in flight.
 const READ_RANGE: u64 = 4 * 1024 * 1024;
 /// Jobs up to this size run on the calling task: a thread hop would cost

@@ -27,8 +27,10 @@ use crate::keys::fill_random;
 
 /// Bytes written to a local upload between two flushes.
 const WRITEBACK_EVERY: usize = 16 * 1024 * 1024;
-/// Batches queued for a local upload's writer thread.
-const LOCAL_QUEUE: usize = 4;
+/// Batches queued for a local upload's writer thread: 16 MiB of seal
+/// batches, so that the writer waiting on the file (a flush's metadata
+/// write holds the inode) does not stall the cipher.
+const LOCAL_QUEUE: usize = 16;
 
 /// Where a new object's ciphertext goes while its CID is not yet known.
 pub(super) enum Sink {

@@ -101,13 +101,16 @@
 //! flag, and every segment authenticates the object header. Reordering,
 //! dropping, duplicating, truncating or extending segments is detected.
 //! The exact layout is in [`seal`]. Any size streams through in constant
-//! memory: [`VaultPort::put_stream`] holds two 4 MiB batches (one being
-//! encrypted, the one before it being hashed) and what the store has not
-//! written yet (upload parts of 8 MiB, two in flight; on `file://`, four
-//! batches queued for the file's writer); reads fetch 4 MiB ranges, two in
-//! flight (on `file://` read by the vault's own thread from one open file
-//! into buffers reused once the reader let go of them), and each range is
-//! one job. Segments are independent (each nonce names its index) and so
+//! memory: [`VaultPort::put_stream`] holds two 1 MiB batches (one being
+//! encrypted, the one before it being hashed; small, so that a batch's
+//! ciphertext is still in the caches when it is hashed and stored) and what
+//! the store has not written yet (upload parts of 8 MiB, two in flight; on
+//! `file://`, sixteen batches queued for the file's writer); reads fetch
+//! 4 MiB ranges, two in flight (on `file://` read by the vault's own thread
+//! from one open file into buffers reused once the reader let go of them),
+//! and each range is one job. `get` decrypts a whole object into an
+//! anonymous mapping that asks for transparent huge pages, so its fresh
+//! memory is faulted in 2 MiB at a time rather than 4 KiB. Segments are independent (each nonce names its index) and so
 //! are raw leaves (one SHA-256 each): each batch is one job on a blocking
 //! thread that encrypts (or decrypts) its segments and hashes leaves in one
 //! `rayon::join`, so work stealing keeps both cores busy with either,

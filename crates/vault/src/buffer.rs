@@ -11,7 +11,10 @@
 //! A whole object read into memory ([`Output::for_object`]) lives in an
 //! anonymous mapping that asks for transparent huge pages: its memory is
 //! fresh, and faulting it in 4 KiB at a time took about a fifth of `get`'s
-//! CPU time, against one fault per 2 MiB with huge pages.
+//! CPU time, against one fault per 2 MiB with huge pages. Where the kernel
+//! compacts memory for advised mappings (`defrag` set to `madvise`, the
+//! default), such a fault may wait for that; where no huge page is to be
+//! had, the kernel falls back to 4 KiB pages.
 
 use std::collections::VecDeque;
 

@@ -28,8 +28,8 @@ use crate::keys::fill_random;
 /// Bytes written to a local upload between two flushes.
 const WRITEBACK_EVERY: usize = 16 * 1024 * 1024;
 /// Batches queued for a local upload's writer thread: 16 MiB of seal
-/// batches, so that the writer waiting on the file (a flush's metadata
-/// write holds the inode) does not stall the cipher.
+/// batches (as many bytes as four batches were at 4 MiB), so that a pause
+/// of the writer (a flush in progress) does not stall the cipher at once.
 const LOCAL_QUEUE: usize = 16;
 
 /// Where a new object's ciphertext goes while its CID is not yet known.

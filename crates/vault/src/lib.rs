@@ -110,9 +110,10 @@
 //! from one open file into buffers reused once the reader let go of them),
 //! and each range is one job. `get` decrypts a whole object into an
 //! anonymous mapping that asks for transparent huge pages, so its fresh
-//! memory is faulted in 2 MiB at a time rather than 4 KiB. Segments are independent (each nonce names its index) and so
-//! are raw leaves (one SHA-256 each): each batch is one job on a blocking
-//! thread that encrypts (or decrypts) its segments and hashes leaves in one
+//! memory is faulted in 2 MiB at a time rather than 4 KiB. Segments are
+//! independent (each nonce names its index) and so are raw leaves (one
+//! SHA-256 each): each batch is one job, sent straight to rayon's pool,
+//! that encrypts (or decrypts) its segments and hashes leaves in one
 //! `rayon::join`, so work stealing keeps both cores busy with either,
 //! rather than the cipher on one core and the hashing on the other. Output
 //! buffers are reused once the store or the reader let go of them, and

@@ -6,7 +6,9 @@
 //! they set (their minimum for a one-core-each split, and the
 //! two-core bound `2 / (1/AES + 1/SHA)` for any split), the rate of plain
 //! fsynced file writes of the same sizes (what `file://` itself allows a
-//! seal), and the peak memory while sealing a 1 GiB stream.
+//! seal) and of direct reads (what it allows an open: the vault reads and
+//! writes past the page cache on Linux, so an open reads the disk), and the
+//! peak memory while sealing a 1 GiB stream.
 //!
 //! `get` returns the whole object in one buffer, so for large objects it
 //! also pays for allocating (page-faulting) that buffer; `get_stream` is
@@ -21,7 +23,7 @@
 //! that encrypting and hashing take at the raw rates per CPU second of the
 //! measuring threads: a figure the other tenants of the machine disturb
 //! far less than the rates, and what is left of it is the CPU spent
-//! elsewhere (on `file://` mostly the kernel copying into the page cache).
+//! elsewhere (the kernel's I/O, thread wake-ups, memory faults).
 //!
 //! `HL_VAULT_BENCH_ONLY=seal|get|get_stream` runs only that operation on
 //! 256 MiB objects for `HL_VAULT_BENCH_SECS` seconds, for a profiler;
@@ -275,6 +277,66 @@ fn raw_file_writes(dir: &std::path::Path, len: usize, rounds: usize) -> f64 {
     rate
 }
 
+/// Direct reads (past the page cache, as the vault reads on Linux) of
+/// `rounds` files of `len` bytes, two 4 MiB reads in flight: what
+/// `file://` itself allows an open. Elsewhere, buffered reads.
+fn raw_file_reads(dir: &std::path::Path, len: usize, rounds: usize) -> f64 {
+    use std::os::unix::fs::{FileExt, OpenOptionsExt};
+    const RANGE: usize = 4 * MIB;
+    let piece = vec![0x44u8; len.min(8 * MIB)];
+    let paths: Vec<_> = (0..rounds)
+        .map(|round| {
+            let path = dir.join(format!("raw-read-{round}"));
+            let mut file = std::fs::File::create(&path).expect("create");
+            for _ in 0..len / piece.len() {
+                std::io::Write::write_all(&mut file, &piece).expect("write");
+            }
+            file.sync_all().expect("fsync");
+            path
+        })
+        .collect();
+    #[cfg(target_os = "linux")]
+    let flags = rustix::fs::OFlags::DIRECT.bits() as i32;
+    #[cfg(not(target_os = "linux"))]
+    let flags = 0;
+    // The written pages leave the page cache: a direct read reads the disk.
+    #[cfg(target_os = "linux")]
+    for path in &paths {
+        let file = std::fs::File::open(path).expect("open");
+        rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed).expect("fadvise");
+    }
+    let start = Instant::now();
+    for path in &paths {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(flags)
+            .open(path)
+            .expect("open");
+        std::thread::scope(|scope| {
+            for lane in 0..2 {
+                let file = &file;
+                scope.spawn(move || {
+                    let mut buf = vec![0u8; RANGE + 4096];
+                    let skip = buf.as_ptr().align_offset(4096);
+                    let buf = &mut buf[skip..skip + RANGE];
+                    let mut offset = lane * RANGE;
+                    while offset < len {
+                        let n = RANGE.min(len - offset);
+                        file.read_exact_at(black_box(&mut buf[..n]), offset as u64)
+                            .expect("read");
+                        offset += 2 * RANGE;
+                    }
+                });
+            }
+        });
+    }
+    let rate = mb_per_s(len * rounds, start.elapsed());
+    for path in paths {
+        std::fs::remove_file(path).expect("remove");
+    }
+    rate
+}
+
 fn pieces(data: Bytes, piece: usize) -> healthledger_core::ByteStream {
     let n = data.len().div_ceil(piece);
     stream::iter((0..n).map(move |i| {
@@ -487,6 +549,7 @@ fn main() {
         );
         for (label, len, rounds) in [("1 MiB", MIB, 64), ("256 MiB", 256 * MIB, 2)] {
             let disk = best(|| raw_file_writes(dir.path(), len, rounds));
+            let disk_reads = best(|| raw_file_reads(dir.path(), len, rounds));
             let [seal, open, streamed] = best_seal_and_open(&vault, len, rounds).await;
             println!(
                 "  raw file writes {label:>7}    {disk:>9.1} MB/s  (new files, each fsynced: the store's limit)"
@@ -507,8 +570,17 @@ fn main() {
                 "",
                 100.0 * seal.rate() / disk
             );
+            println!(
+                "  raw file reads  {label:>7}    {disk_reads:>9.1} MB/s  (direct, two 4 MiB reads in flight: the store's read limit)"
+            );
             line(&format!("open (get) {label}"), open);
             line(&format!("open (get_stream) {label}"), streamed);
+            println!(
+                "  {:<26} {:>9.1} % / {:.1} %  of the raw file reads (get / get_stream)",
+                "",
+                100.0 * open.rate() / disk_reads,
+                100.0 * streamed.rate() / disk_reads
+            );
         }
         println!("  seal 1 GiB stream          {rate:>9.1} MB/s");
         println!(

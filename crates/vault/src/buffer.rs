@@ -18,13 +18,16 @@
 
 use std::collections::VecDeque;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf as _, Bytes, BytesMut};
 
 /// Whole objects of at least this many bytes are read into a huge-page
 /// mapping ([`Output::for_object`]); the size of one huge page on x86-64
 /// and aarch64, and the length the mapping is rounded up to, so that the
 /// kernel can place it on huge-page boundaries.
 const HUGE_PAGE: usize = 2 * 1024 * 1024;
+/// The boundary an [`Output::aligned`] buffer starts on: a page, the most
+/// that direct I/O asks of memory on common devices.
+const PAGE: usize = 4096;
 
 /// Where an [`Output`]'s bytes live.
 #[derive(Debug)]
@@ -75,6 +78,21 @@ impl Output {
     pub(crate) fn zeroed(len: usize) -> Self {
         Self {
             buf: Buf::Heap(BytesMut::zeroed(len)),
+            len: 0,
+        }
+    }
+
+    /// As [`Output::zeroed`], with the first byte on a [`PAGE`] boundary,
+    /// so that the disk can read or write it directly (`vault::direct`).
+    /// The alignment stays as the buffer is recycled; only growing it past
+    /// its capacity may lose it, which costs a direct write a copy, no more.
+    pub(crate) fn aligned(len: usize) -> Self {
+        let mut buf = BytesMut::zeroed(len + PAGE);
+        let skip = buf.as_ptr().align_offset(PAGE);
+        buf.advance(skip);
+        buf.truncate(len);
+        Self {
+            buf: Buf::Heap(buf),
             len: 0,
         }
     }
@@ -175,6 +193,8 @@ pub(crate) struct Recycler {
     /// keeps memory alive that the holders would not.
     limit: usize,
     capacity: usize,
+    /// New buffers are [`Output::aligned`].
+    aligned: bool,
 }
 
 impl Recycler {
@@ -184,6 +204,15 @@ impl Recycler {
             out: VecDeque::with_capacity(limit),
             limit,
             capacity,
+            aligned: false,
+        }
+    }
+
+    /// As [`Recycler::new`], with new buffers made by [`Output::aligned`].
+    pub(crate) fn aligned(limit: usize, capacity: usize) -> Self {
+        Self {
+            aligned: true,
+            ..Self::new(limit, capacity)
         }
     }
 
@@ -200,7 +229,11 @@ impl Recycler {
                 len: 0,
             };
         }
-        Output::zeroed(self.capacity)
+        if self.aligned {
+            Output::aligned(self.capacity)
+        } else {
+            Output::zeroed(self.capacity)
+        }
     }
 
     /// Hands `output` out as `Bytes`, following it to take it back later.
@@ -239,6 +272,20 @@ mod tests {
         again.extend_from_slice(b"ab");
         assert_eq!(again.as_slice(), b"01ab");
         assert_eq!(&again.freeze()[..], b"01ab");
+    }
+
+    #[test]
+    fn an_aligned_buffer_starts_on_a_page_and_still_does_once_recycled() {
+        let mut recycler = Recycler::aligned(2, 3 * PAGE);
+        let mut first = recycler.take();
+        assert!(first.slot(3 * PAGE).as_ptr().addr().is_multiple_of(PAGE));
+        let bytes = recycler.hand_out(first);
+        let ptr = bytes.as_ptr();
+        drop(bytes);
+        let mut again = recycler.take();
+        let slot = again.slot(PAGE);
+        assert_eq!(slot.as_ptr(), ptr, "the same buffer, from its start");
+        assert!(ptr.addr().is_multiple_of(PAGE));
     }
 
     #[test]

@@ -7,6 +7,8 @@
 //! holds the streaming parts and [`sink`] takes new ciphertext to the store.
 
 mod car;
+#[cfg(target_os = "linux")]
+mod direct;
 mod gc;
 mod io;
 mod list;
@@ -56,6 +58,10 @@ const BATCH: usize = READ_RANGE as usize;
 /// same seal rate on average with fewer stretches at half speed, and half
 /// the peak memory sealing a 1 GiB stream (15 MiB against 29).
 const SEAL_BATCH: usize = 1024 * 1024;
+/// Seal batches are cut on multiples of this many bytes of the object, and
+/// their buffers start on a page: the alignment a direct write to a local
+/// disk needs (`direct`), for blocks of 512 bytes or 4 KiB.
+const BLOCK: usize = 4096;
 /// Seal batches followed for reuse once the store let go of them: those in
 /// the upload's buffer, its parts in flight or its writer's queue, and the
 /// one being hashed.

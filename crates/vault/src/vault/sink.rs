@@ -3,16 +3,17 @@
 //! large ones go to `incoming/<random>` and are renamed under their CID at
 //! the end.
 //!
-//! On local files the upload is written by a thread of the vault's own
-//! rather than through object_store's multipart upload, which fsyncs only
-//! when it completes: the kernel then holds the whole object dirty and the
-//! final fsync waits for all of it to reach the disk, after the cipher and
-//! the hashing are done. Here a second thread flushes what was written so
-//! far every [`WRITEBACK_EVERY`] bytes while the first writes on, so the
-//! disk works beside the cipher and the final fsync waits for the tail
-//! only. The file and the rename are as durable as before: the file is
-//! fsynced before it is renamed, and the rename (object_store's) fsyncs the
-//! directory it lands in.
+//! On local files the upload is written by threads of the vault's own
+//! rather than through object_store's multipart upload. On Linux they write
+//! past the page cache (`super::direct`, which says why). Elsewhere, or on
+//! a filesystem without direct I/O, the bytes go through the page cache,
+//! and since object_store's upload fsyncs only when it completes (the
+//! kernel would then hold the whole object dirty, and the final fsync wait
+//! for all of it after the cipher and the hashing are done), a second
+//! thread flushes what was written so far every [`WRITEBACK_EVERY`] bytes
+//! while the first writes on. Either way the file is fsynced before it is
+//! renamed, and the rename (object_store's) fsyncs the directory it lands
+//! in.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -57,14 +58,19 @@ pub(super) fn local_error(source: std::io::Error) -> object_store::Error {
     }
 }
 
-/// Writes what `rx` yields to a new file at `file`, flushing every
-/// [`WRITEBACK_EVERY`] bytes on a second thread, and fsyncs it at the end.
+/// Writes what `rx` yields to a new file at `file` and fsyncs it at the
+/// end: direct where it can (`super::direct`), else flushing every
+/// [`WRITEBACK_EVERY`] bytes on a second thread.
 fn write_local(
     file: &std::path::Path,
     mut rx: tokio::sync::mpsc::Receiver<Bytes>,
 ) -> std::io::Result<()> {
     if let Some(dir) = file.parent() {
         std::fs::create_dir_all(dir)?;
+    }
+    #[cfg(target_os = "linux")]
+    if let super::direct::Opened::Direct(out) = super::direct::create(file)? {
+        return super::direct::write(out, rx);
     }
     let mut out = std::fs::File::create_new(file)?;
     let flushed = out.try_clone()?;

@@ -7,7 +7,7 @@ use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
 use super::io::{Batches, on_cpu};
 use super::sink::Sink;
-use super::{SEAL_BATCH, SEAL_BUFFERS, Vault};
+use super::{BLOCK, SEAL_BATCH, SEAL_BUFFERS, Vault};
 use crate::buffer::Recycler;
 use crate::error::{Error, Result};
 use crate::keys::{DataKey, SecretKey, SubjectKey};
@@ -99,7 +99,7 @@ impl Vault {
         let mut size = 0u64;
         let mut stored = 0u64;
         let result: Result<cid::Cid> = async {
-            let mut recycler = Recycler::new(SEAL_BUFFERS, SEAL_BATCH * 3 / 2);
+            let mut recycler = Recycler::aligned(SEAL_BUFFERS, SEAL_BATCH * 3 / 2);
             let mut out = recycler.take();
             out.extend_from_slice(sealer.header());
             let mut work = Box::new(SealWork { sealer, hasher });
@@ -144,12 +144,21 @@ impl Vault {
                     sink.write(self, last).await?;
                     return Ok(cid);
                 }
-                out = if sealed.len() > 0 {
+                // Whole blocks go to the store; the rest starts the next
+                // batch, so that each batch begins and ends on a block
+                // boundary of the object and a local upload writes it
+                // straight to the disk (see `super::direct`).
+                let whole = sealed.len() / BLOCK * BLOCK;
+                out = if whole > 0 {
+                    let mut sealed = sealed;
+                    let mut next = recycler.take();
+                    next.extend_from_slice(&sealed.as_slice()[whole..]);
+                    sealed.truncate(whole);
                     let batch = recycler.hand_out(sealed);
                     stored += batch.len() as u64;
                     sink.write(self, batch.clone()).await?;
                     behind = Some(batch);
-                    recycler.take()
+                    next
                 } else {
                     sealed
                 };

@@ -106,9 +106,8 @@
 //! ciphertext is still in the caches when it is hashed and stored) and what
 //! the store has not written yet (upload parts of 8 MiB, two in flight; on
 //! `file://`, sixteen batches queued for the file's writers); reads fetch
-//! 4 MiB ranges, two in flight (on `file://` read by the vault's own two
-//! threads from one open file into buffers reused once the reader let go of
-//! them),
+//! 4 MiB ranges, two in flight (on `file://` read by the vault's own thread
+//! from one open file into buffers reused once the reader let go of them),
 //! and each range is one job. `get` decrypts a whole object into an
 //! anonymous mapping that asks for transparent huge pages, so its fresh
 //! memory is faulted in 2 MiB at a time rather than 4 KiB. Segments are
@@ -119,11 +118,12 @@
 //! rather than the cipher on one core and the hashing on the other. Output
 //! buffers are reused once the store or the reader let go of them, and
 //! never zero-filled before the cipher overwrites them. On `file://` under
-//! Linux, large objects are written and read past the page cache
-//! (`O_DIRECT`), straight from and into those buffers: the seal cuts its
-//! batches on 4 KiB boundaries of the object in page-aligned buffers, so
-//! the kernel copies nothing and the writer threads leave both cores to the
-//! cipher and the hashing; an open of such an object reads the disk.
+//! Linux, large objects are written past the page cache (`O_DIRECT`),
+//! straight from those buffers: the seal cuts its batches on 4 KiB
+//! boundaries of the object in page-aligned buffers, so the kernel copies
+//! nothing and the writer threads leave both cores to the cipher and the
+//! hashing. Reads go through the page cache: the first read of such an
+//! object comes from the disk, later ones of an object in use from memory.
 //! Elsewhere (or on a filesystem without direct I/O) the upload goes
 //! through the page cache and is flushed every 16 MiB while it is written,
 //! so the fsync before `put` returns waits for the tail only. The bench

@@ -1,5 +1,4 @@
-//! Local objects written and read past the page cache (`O_DIRECT`, on
-//! Linux).
+//! Local uploads written past the page cache (`O_DIRECT`, on Linux).
 //!
 //! A buffered write copies every byte into the page cache and leaves the
 //! kernel's filesystem code to track, allocate and write back each page, on
@@ -25,12 +24,9 @@
 //! as before: a direct write does not by itself flush the disk's own cache,
 //! nor the file's size.
 //!
-//! Reads of such objects ([`Source`]) are direct too, straight into the
-//! reader's aligned buffers: an object written this way is not in the page
-//! cache, and a buffered read of it would add a copy per byte. A read right
-//! after the seal so comes from the disk, as any later one would, and the
-//! vault's large objects no longer push other files out of the page cache.
-//! Small objects (one `put`, through the page cache) are read through it.
+//! Reads stay buffered (`super::read`): an object's first read comes from
+//! the disk, as it would long after the seal, and the reads of an object in
+//! use (a scan opened again and again) are served from the page cache.
 
 use std::fs::File;
 use std::io;
@@ -43,7 +39,6 @@ use rustix::fs::OFlags;
 
 // The alignment of a direct write's memory, offset and length.
 use super::BLOCK as ALIGN;
-use super::PART_SIZE;
 
 /// A staging buffer: large enough for the disk to stream one write of it.
 const CHUNK: usize = 4 * 1024 * 1024;
@@ -208,80 +203,6 @@ pub(super) fn write(out: File, mut rx: tokio::sync::mpsc::Receiver<Bytes>) -> io
     out.sync_all()
 }
 
-/// A stored object open for reading: what the page cache holds is copied
-/// from it, the rest is read past it (where the filesystem allows), straight
-/// into the caller's buffer. Objects written by [`write`] are not in the
-/// page cache, and reading them through it would cost a copy per byte and
-/// the kernel's small read-ahead requests.
-pub(super) struct Source {
-    cached: File,
-    direct: Option<File>,
-}
-
-impl Source {
-    /// Opens `file`. Objects of up to [`PART_SIZE`] bytes were written
-    /// with one buffered `put` and are likely in the page cache still: they
-    /// are read through it. So is a file whose filesystem refuses direct
-    /// reads.
-    pub(super) fn open(file: &Path) -> io::Result<Self> {
-        let cached = File::open(file)?;
-        let direct = if cached.metadata()?.len() > PART_SIZE as u64 {
-            std::fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(OFlags::DIRECT.bits() as i32)
-                .open(file)
-                .ok()
-        } else {
-            None
-        };
-        Ok(Self { cached, direct })
-    }
-
-    /// The object's size.
-    pub(super) fn size(&self) -> io::Result<u64> {
-        Ok(self.cached.metadata()?.len())
-    }
-
-    /// Reads the `len` bytes at `offset` into the start of `buf`, which
-    /// may be longer (to the next whole block, for a direct read of the
-    /// object's last block); `offset` is a multiple of [`ALIGN`].
-    pub(super) fn read_at(&self, buf: &mut [u8], len: usize, offset: u64) -> io::Result<()> {
-        let mut done = 0;
-        if done < len
-            && let Some(direct) = &self.direct
-            && (buf.as_ptr() as usize).is_multiple_of(ALIGN)
-        {
-            // From the block the rest starts in, to the end of the block
-            // holding its last byte (a short read at the end of the file).
-            let mut at = done / ALIGN * ALIGN;
-            let end = len.next_multiple_of(ALIGN).min(buf.len());
-            while at < len {
-                match direct.read_at(&mut buf[at..end], offset + at as u64) {
-                    Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
-                    Ok(n) if (at + n).is_multiple_of(ALIGN) || at + n >= len => at += n,
-                    // A short read that leaves a partial block: finish
-                    // through the page cache.
-                    Ok(n) => {
-                        done = at + n;
-                        break;
-                    }
-                    Err(e) if invalid(&e) => {
-                        done = at;
-                        break;
-                    }
-                    Err(e) => return Err(e),
-                }
-                done = at.min(len);
-            }
-        }
-        if done < len {
-            self.cached
-                .read_exact_at(&mut buf[done..len], offset + done as u64)?;
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -354,36 +275,5 @@ mod tests {
         let mut expected = data[1..].to_vec();
         expected.extend_from_slice(&data[..3]);
         assert_eq!(std::fs::read(&path).unwrap(), expected);
-    }
-
-    #[test]
-    fn ranges_of_a_large_object_read_direct_or_not_give_its_bytes() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("object");
-        let len = PART_SIZE + 3 * ALIGN + 1234;
-        let data = content(len, 11);
-        std::fs::write(&path, &data).unwrap();
-        let source = Source::open(&path).unwrap();
-        assert_eq!(source.size().unwrap(), len as u64);
-        let mut recycler = Recycler::aligned(2, PART_SIZE + 4 * ALIGN);
-        // The whole object at once, then its last partial block alone, into
-        // aligned buffers (direct, where the filesystem takes it) ...
-        for (offset, n) in [(0, len), (len / ALIGN * ALIGN, len % ALIGN)] {
-            let mut out = recycler.take();
-            let slot = out.slot(n.next_multiple_of(ALIGN));
-            source.read_at(slot, n, offset as u64).unwrap();
-            assert_eq!(&slot[..n], &data[offset..offset + n]);
-        }
-        // ... and into a buffer that is not aligned (through the cache).
-        let mut buf = vec![0u8; 2 * ALIGN + 1];
-        source
-            .read_at(&mut buf[1..], 2 * ALIGN, ALIGN as u64)
-            .unwrap();
-        assert_eq!(&buf[1..], &data[ALIGN..3 * ALIGN]);
-        // Past the end: an error, not short data.
-        let mut out = recycler.take();
-        let slot = out.slot(2 * ALIGN);
-        let past = source.read_at(slot, 2 * ALIGN, (len / ALIGN * ALIGN) as u64);
-        assert_eq!(past.unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
     }
 }

@@ -9,10 +9,10 @@ use healthledger_core::{Cid, HhNumber};
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
 
+use super::READ_RANGE;
 use super::Vault;
 use super::io::Reader;
 use super::sink::local_error;
-use super::{BLOCK, READ_RANGE};
 use crate::buffer::Recycler;
 use crate::error::{Error, Result};
 use crate::keys::DataKey;
@@ -43,86 +43,40 @@ fn prefetched(
     .boxed()
 }
 
-/// Ranged reads of a local file followed for reuse by each of its
-/// [`LOCAL_READERS`]: the one queued, the one being cut into a batch and
-/// the one its job holds.
-const LOCAL_READ_BUFFERS: usize = 3;
-/// Blocking threads reading one local file, each every
-/// [`LOCAL_READERS`]th range: two reads in flight keep the disk busy while
-/// the reader decrypts.
-const LOCAL_READERS: u64 = 2;
+/// Ranged reads of a local file followed for reuse: the two queued, the
+/// one being cut into a batch and the ones its job holds.
+const LOCAL_READ_BUFFERS: usize = 6;
 
-/// A local object open for reading (see `super::direct::Source`).
-#[cfg(target_os = "linux")]
-use super::direct::Source;
-
-/// A local object open for reading, through the page cache.
-#[cfg(not(target_os = "linux"))]
-struct Source(std::fs::File);
-
-#[cfg(not(target_os = "linux"))]
-impl Source {
-    fn open(file: &std::path::Path) -> std::io::Result<Self> {
-        std::fs::File::open(file).map(Self)
-    }
-
-    fn size(&self) -> std::io::Result<u64> {
-        Ok(self.0.metadata()?.len())
-    }
-
-    fn read_at(&self, buf: &mut [u8], len: usize, offset: u64) -> std::io::Result<()> {
-        use std::os::unix::fs::FileExt;
-        self.0.read_exact_at(&mut buf[..len], offset)
-    }
-}
-
-/// The `size` bytes of `source` (the object at `path`) in [`READ_RANGE`]
-/// pieces, read by [`LOCAL_READERS`] blocking threads of its own ahead of
-/// the reader.
+/// The `size` bytes of `file` (the object at `path`) in [`READ_RANGE`]
+/// pieces, read by a blocking thread of its own two ahead of the reader.
 ///
 /// The local store reads a range into a new, zero-filled buffer after
 /// opening the file again; here the file is opened once and each range is
-/// read into a page-aligned buffer the reader let go of, so no pass over
-/// memory fills it, no fresh memory is faulted in, and the disk can write
-/// into it directly.
-fn read_local(source: Source, path: Path, size: u64) -> BoxStream<'static, Result<Bytes>> {
-    let source = Arc::new(source);
-    let ranges = size.div_ceil(READ_RANGE).max(1);
-    let capacity = READ_RANGE.min(size).next_multiple_of(BLOCK as u64) as usize;
-    let lanes: Vec<_> = (0..LOCAL_READERS.min(ranges))
-        .map(|lane| {
-            let (tx, rx) = tokio::sync::mpsc::channel(1);
-            let (source, path) = (Arc::clone(&source), path.clone());
-            tokio::task::spawn_blocking(move || {
-                let mut recycler = Recycler::aligned(LOCAL_READ_BUFFERS, capacity);
-                let mut offset = lane * READ_RANGE;
-                while offset < size {
-                    let len = READ_RANGE.min(size - offset) as usize;
-                    let mut out = recycler.take();
-                    let slot = out.slot(len.next_multiple_of(BLOCK));
-                    let item = match source.read_at(slot, len, offset) {
-                        Ok(()) => {
-                            out.truncate(len);
-                            Ok(recycler.hand_out(out))
-                        }
-                        Err(e) => Err(Error::store("get", &path, local_error(e))),
-                    };
-                    let failed = item.is_err();
-                    // The reader was dropped, or this was the last item.
-                    if tx.blocking_send(item).is_err() || failed {
-                        break;
-                    }
-                    offset += ranges.min(LOCAL_READERS) * READ_RANGE;
-                }
-            });
-            rx
-        })
-        .collect();
-    // The ranges in order, from each thread in turn.
-    stream::unfold((lanes, 0), |(mut lanes, next)| async move {
-        let item = lanes[next].recv().await?;
-        let next = (next + 1) % lanes.len();
-        Some((item, (lanes, next)))
+/// read into a buffer the reader let go of, so no pass over memory fills it
+/// and no fresh memory is faulted in.
+fn read_local(file: std::fs::File, path: Path, size: u64) -> BoxStream<'static, Result<Bytes>> {
+    use std::os::unix::fs::FileExt;
+    let (tx, rx) = tokio::sync::mpsc::channel(2);
+    tokio::task::spawn_blocking(move || {
+        let mut recycler = Recycler::new(LOCAL_READ_BUFFERS, READ_RANGE as usize);
+        let mut offset = 0;
+        while offset < size {
+            let len = READ_RANGE.min(size - offset);
+            let mut out = recycler.take();
+            let item = match file.read_exact_at(out.slot(len as usize), offset) {
+                Ok(()) => Ok(recycler.hand_out(out)),
+                Err(e) => Err(Error::store("get", &path, local_error(e))),
+            };
+            let failed = item.is_err();
+            // The reader was dropped, or this was the last item.
+            if tx.blocking_send(item).is_err() || failed {
+                break;
+            }
+            offset += len;
+        }
+    });
+    stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
     })
     .boxed()
 }
@@ -233,9 +187,9 @@ impl Vault {
         if let Some(dir) = &self.content_dir {
             let file = dir.join("objects").join(cid.to_string());
             let opened = tokio::task::spawn_blocking(move || {
-                let source = Source::open(&file)?;
-                let size = source.size()?;
-                Ok::<_, std::io::Error>((source, size))
+                let file = std::fs::File::open(file)?;
+                let size = file.metadata()?.len();
+                Ok::<_, std::io::Error>((file, size))
             })
             .await
             .map_err(|e| Error::Worker(format!("opening an object failed: {e}")))?;

@@ -191,15 +191,17 @@ pub(super) fn write(out: File, mut rx: tokio::sync::mpsc::Receiver<Bytes>) -> io
             }
             Ok::<u64, io::Error>(offset + fill as u64)
         })();
-        let mut outcome = gathered;
+        // A writer's own error (a full disk, say) says more than the
+        // gathering side's "a direct writer stopped".
+        let mut stopped = Ok(());
         for (tx, writer) in writers {
             drop(tx);
-            let stopped = writer
+            let joined = writer
                 .join()
                 .unwrap_or_else(|_| Err(io::Error::other("a direct writer panicked")));
-            outcome = outcome.and_then(|len| stopped.map(|()| len));
+            stopped = stopped.and(joined);
         }
-        outcome
+        stopped.and(gathered)
     })?;
     out.set_len(written)?;
     out.sync_all()
@@ -259,6 +261,34 @@ mod tests {
         drop(tx);
         writer.join().unwrap().unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), expected);
+    }
+
+    #[test]
+    fn a_failing_write_is_reported_as_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("object");
+        std::fs::write(&path, b"").unwrap();
+        // Open for reading only: every write fails, with `EBADF`.
+        let out = File::open(&path).unwrap();
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let writer = std::thread::spawn(move || write(out, rx));
+        let mut recycler = Recycler::aligned(8, 2 * ALIGN);
+        for i in 0..6 {
+            // The upload stops early: later batches find nobody.
+            if tx
+                .blocking_send(aligned(&mut recycler, &content(ALIGN, i)))
+                .is_err()
+            {
+                break;
+            }
+        }
+        drop(tx);
+        let failed = writer.join().unwrap().unwrap_err();
+        assert_eq!(
+            failed.raw_os_error(),
+            Some(rustix::io::Errno::BADF.raw_os_error()),
+            "{failed}"
+        );
     }
 
     #[test]

@@ -29,7 +29,8 @@
 //! `HL_VAULT_BENCH_ONLY=seal|get|get_stream` runs only that operation on
 //! 256 MiB objects for `HL_VAULT_BENCH_SECS` seconds, for a profiler;
 //! `HL_VAULT_BENCH_DIR` puts the store under another directory (a tmpfs
-//! shows the rates without the disk).
+//! shows the rates without the disk); `HL_VAULT_BENCH_COLD=1` has the page
+//! cache let go of the objects before each round (a first read each time).
 //!
 //! Run with `cargo bench -p healthledger-vault` (or `cargo xtask bench`).
 //! Memory is read from `/proc/self/status` (`VmHWM`, the peak resident set),
@@ -399,7 +400,7 @@ async fn seal_and_open(v: &Vault, len: usize, rounds: usize) -> [Run; 3] {
 /// `HL_VAULT_BENCH_ONLY=seal|get|get_stream`: only that operation, on
 /// 256 MiB objects, over and over for `HL_VAULT_BENCH_SECS` seconds (10 by
 /// default), so that a profiler (`perf record`) sees nothing else.
-async fn only(v: &Vault, what: &str) {
+async fn only(v: &Vault, what: &str, dir: &std::path::Path) {
     let secs: u64 = std::env::var("HL_VAULT_BENCH_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -413,6 +414,13 @@ async fn only(v: &Vault, what: &str) {
     };
     let until = Instant::now() + Duration::from_secs(secs);
     while Instant::now() < until {
+        #[cfg(target_os = "linux")]
+        if std::env::var_os("HL_VAULT_BENCH_COLD").is_some() {
+            for entry in std::fs::read_dir(dir.join("content/objects")).expect("objects") {
+                let file = std::fs::File::open(entry.expect("entry").path()).expect("open");
+                rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed).expect("fadvise");
+            }
+        }
         let (run, sealed) = Run::time(len * rounds, async {
             match what {
                 "seal" => seal_all(v, &data, rounds).await,
@@ -504,7 +512,7 @@ fn main() {
         .expect("vault");
 
     if let Ok(what) = std::env::var("HL_VAULT_BENCH_ONLY") {
-        runtime.block_on(only(&vault, &what));
+        runtime.block_on(only(&vault, &what, dir.path()));
         return;
     }
 

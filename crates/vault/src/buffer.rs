@@ -138,6 +138,11 @@ impl Output {
         &self.buf.bytes()[..self.len]
     }
 
+    /// The bytes in use, to overwrite.
+    pub(crate) fn as_mut_slice(&mut self) -> &mut [u8] {
+        &mut self.buf.bytes_mut()[..self.len]
+    }
+
     /// The next `n` bytes, now in use, for the caller to overwrite; only the
     /// part beyond what the buffer ever held is zero-filled (a mapping too
     /// short is moved to the heap first).

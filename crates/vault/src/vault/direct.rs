@@ -19,7 +19,7 @@
 //! page-aligned buffers (`crate::buffer::Output::aligned`), so each batch
 //! is written as it is, [`IN_FLIGHT`] writes at a time. Bytes that are not
 //! so aligned (the tail, or batches from elsewhere) are gathered into
-//! page-aligned staging buffers; the last partial block is written padded
+//! page-aligned staging buffers (`Output::aligned` too); the last partial block is written padded
 //! with zeros and the file then cut to its length. A filesystem that does
 //! not take direct I/O (refusing the open, or a write, with `EINVAL`) gets
 //! the same bytes through the page cache. The file is fsynced at the end,
@@ -45,6 +45,8 @@ use std::sync::mpsc;
 
 use bytes::Bytes;
 use rustix::fs::OFlags;
+
+use crate::buffer::Output;
 
 // The alignment of a direct write's memory, offset and length.
 use super::BLOCK as ALIGN;
@@ -101,7 +103,7 @@ enum Block {
     /// A batch that starts on a page and holds whole blocks, as it came.
     Batch(Bytes),
     /// A staging buffer and how many of its bytes to write.
-    Staged(memmap2::MmapMut, usize),
+    Staged(Output, usize),
 }
 
 /// Whether `bytes` can be written direct as it is, at an aligned offset.
@@ -111,20 +113,22 @@ fn is_aligned(bytes: &Bytes) -> bool {
 
 /// The staging buffers of one upload, made as they are first needed.
 struct Staging {
-    freed: mpsc::Receiver<memmap2::MmapMut>,
+    freed: mpsc::Receiver<Output>,
     made: usize,
 }
 
 impl Staging {
     /// A buffer back from a writer, or a new one while fewer than one per
     /// writer and one more exist.
-    fn take(&mut self) -> io::Result<memmap2::MmapMut> {
+    fn take(&mut self) -> io::Result<Output> {
         if let Ok(buf) = self.freed.try_recv() {
             return Ok(buf);
         }
         if self.made <= IN_FLIGHT {
             self.made += 1;
-            return memmap2::MmapOptions::new().len(CHUNK).map_anon();
+            let mut buf = Output::aligned(CHUNK);
+            buf.slot(CHUNK);
+            return Ok(buf);
         }
         self.freed
             .recv()
@@ -134,7 +138,7 @@ impl Staging {
 
 /// Writes what `rx` yields to `out` (opened by [`create`]) and fsyncs it.
 pub(super) fn write(out: File, mut rx: tokio::sync::mpsc::Receiver<Bytes>) -> io::Result<()> {
-    let (free, freed) = mpsc::channel::<memmap2::MmapMut>();
+    let (free, freed) = mpsc::channel::<Output>();
     let mut staging = Staging { freed, made: 0 };
     let written = std::thread::scope(|scope| {
         let mut writers = Vec::with_capacity(IN_FLIGHT);
@@ -146,7 +150,7 @@ pub(super) fn write(out: File, mut rx: tokio::sync::mpsc::Receiver<Bytes>) -> io
                     match block {
                         Block::Batch(bytes) => write_at(&out, &bytes, offset)?,
                         Block::Staged(buf, len) => {
-                            write_at(&out, &buf[..len], offset)?;
+                            write_at(&out, &buf.as_slice()[..len], offset)?;
                             // Gone only once the upload stopped.
                             let _ = free.send(buf);
                         }
@@ -180,7 +184,7 @@ pub(super) fn write(out: File, mut rx: tokio::sync::mpsc::Receiver<Bytes>) -> io
                         None => buf.insert(staging.take()?),
                     };
                     let n = (CHUNK - fill).min(data.len());
-                    staged[fill..fill + n].copy_from_slice(&data[..n]);
+                    staged.as_mut_slice()[fill..fill + n].copy_from_slice(&data[..n]);
                     (fill, data) = (fill + n, &data[n..]);
                     if fill == CHUNK
                         && let Some(full) = buf.take()
@@ -193,7 +197,7 @@ pub(super) fn write(out: File, mut rx: tokio::sync::mpsc::Receiver<Bytes>) -> io
             // The tail, padded to a whole block, then cut off at the length.
             if let Some(mut staged) = buf.filter(|_| fill > 0) {
                 let padded = fill.next_multiple_of(ALIGN);
-                staged[fill..padded].fill(0);
+                staged.as_mut_slice()[fill..padded].fill(0);
                 send(Block::Staged(staged, padded), offset)?;
             }
             Ok::<u64, io::Error>(offset + fill as u64)

@@ -19,8 +19,8 @@
 //! page-aligned buffers (`crate::buffer::Output::aligned`), so each batch
 //! is written as it is, [`IN_FLIGHT`] writes at a time. Bytes that are not
 //! so aligned (the tail, or batches from elsewhere) are gathered into
-//! page-aligned staging buffers (`Output::aligned` too); the last partial block is written padded
-//! with zeros and the file then cut to its length. A filesystem that does
+//! staging buffers of the same kind; the last partial block is written
+//! padded with zeros and the file then cut to its length. A filesystem that does
 //! not take direct I/O (refusing the open, or a write, with `EINVAL`) gets
 //! the same bytes through the page cache. The file is fsynced at the end,
 //! as before: a direct write does not by itself flush the disk's own cache,
